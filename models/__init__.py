@@ -1,0 +1,1 @@
+"""Model construction: ResNet50 with its weights, and the multi-layer extractor."""

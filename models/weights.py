@@ -1,0 +1,120 @@
+"""Where ResNet50 weights come from: the Keras ImageNet cache, seeded random values, or an
+HDF5 weights file. A file is only ever loaded as weights into the known architecture."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+WEIGHTS_IMAGENET = "imagenet"
+WEIGHTS_RANDOM = "random"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+_log = logging.getLogger(__name__)
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be had or do not fit ResNet50 (include_top=False)."""
+
+
+def weights_kind(spec: str) -> str:
+    """'imagenet', 'random' or 'file' for a ``--weights`` value."""
+    return spec if spec in (WEIGHTS_IMAGENET, WEIGHTS_RANDOM) else "file"
+
+
+def imagenet_weights_path() -> str:
+    """Local path of the ImageNet no-top weights, from the Keras cache or downloaded into it.
+
+    Raises WeightsError naming the alternatives when they cannot be had (offline, say)."""
+    from tf_keras.src.applications.resnet import BASE_WEIGHTS_PATH, WEIGHTS_HASHES
+    from tf_keras.utils import get_file
+
+    try:
+        return get_file(
+            IMAGENET_NOTOP_FILE,
+            BASE_WEIGHTS_PATH + IMAGENET_NOTOP_FILE,
+            cache_subdir="models",
+            file_hash=WEIGHTS_HASHES["resnet50"][1],
+        )
+    except Exception as exc:  # get_file raises bare Exception on fetch failures.
+        raise WeightsError(
+            "ImageNet weights for ResNet50 could not be obtained "
+            f"({type(exc).__name__}: {exc}). Either copy {IMAGENET_NOTOP_FILE} from a "
+            "machine that has it and pass --weights PATH.h5, or pass --weights random "
+            "for seeded random weights (embeddings then carry no meaning)."
+        ) from exc
+
+
+def local_weights_file(spec: str) -> str:
+    """A local copy of the weights file ``spec`` (any Beam filesystem path), checked to be HDF5."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if "://" in spec:
+        try:
+            handle = FileSystems.open(spec)
+        except Exception as exc:
+            raise WeightsError(f"cannot open weights file {spec}: {exc}") from exc
+        fd, local = tempfile.mkstemp(suffix=".h5", prefix="resnet50-weights-")
+        with os.fdopen(fd, "wb") as out, handle:
+            shutil.copyfileobj(handle, out)
+    else:
+        local = spec
+        if not os.path.isfile(local):
+            raise WeightsError(
+                f"weights file {spec} does not exist; --weights takes imagenet, random or "
+                "the path of a ResNet50 include_top=False weights file (.h5)"
+            )
+    with open(local, "rb") as handle:
+        if handle.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
+            raise WeightsError(
+                f"weights file {spec} is not an HDF5 file; expected ResNet50 include_top=False "
+                "weights saved with model.save_weights('....h5')"
+            )
+    return local
+
+
+def resolve_weights_file(spec: str) -> str | None:
+    """The local HDF5 file to load for ``spec``, or None for seeded random weights."""
+    kind = weights_kind(spec)
+    if kind == WEIGHTS_RANDOM:
+        return None
+    if kind == WEIGHTS_IMAGENET:
+        return imagenet_weights_path()
+    return local_weights_file(spec)
+
+
+def load_weights_file(model, path: str, *, label: str) -> None:
+    """Load HDF5 weights into ``model`` (the bare ResNet50), with a clear error on mismatch."""
+    try:
+        model.load_weights(path)
+    except Exception as exc:
+        raise WeightsError(
+            f"weights {label} do not fit ResNet50 include_top=False "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def randomize(model, seed: int) -> None:
+    """Set every weight of ``model`` from ``seed`` alone, the same in any process:
+    He-normal kernels, zero biases and BatchNorm at identity (gamma 1, beta 0, mean 0, var 1)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for variable in model.weights:
+        name = variable.name.split("/")[-1].split(":")[0]
+        shape = tuple(variable.shape)
+        if name == "kernel":
+            fan_in = int(np.prod(shape[:-1]))
+            values.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape).astype(np.float32))
+        elif name in ("gamma", "moving_variance"):
+            values.append(np.ones(shape, np.float32))
+        elif name in ("bias", "beta", "moving_mean"):
+            values.append(np.zeros(shape, np.float32))
+        else:
+            raise WeightsError(f"unexpected weight {variable.name} in ResNet50")
+    model.set_weights(values)
+    _log.info("ResNet50 weights set from seed %d (random, not trained)", seed)

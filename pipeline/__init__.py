@@ -1,0 +1,25 @@
+"""The extraction job: options, graph composition, CLI and manifest.
+
+Architecture, one line per module:
+  schemas/layers.py     ResNet50 layer catalog, aliases, layer_shape(layer, size)
+  schemas/config.py     ExtractionConfig: the validated settings every stage shares
+  schemas/elements.py   element types passed between transforms, stage names
+  schemas/arrow.py      Arrow schemas of images/, errors/ and embeddings/<layer>/
+  schemas/layout.py     paths of every output under --output
+  schemas/contracts.py  ShapeContractError and assert_shape
+  models/weights.py     ImageNet cache, seeded random weights, HDF5 weights files
+  models/resnet50.py    the bare tf_keras ResNet50 for one input size
+  models/extractor.py   one tf.function: preprocess, forward, pool every layer
+  transforms/read.py    ReadImages: pattern -> (uri, sha256, bytes)
+  transforms/decode.py  DecodeImages: bytes -> HxWx3 uint8 RGB
+  transforms/resize.py  ResizeImages: center_crop / stretch / pad to the input size
+  transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches
+  transforms/extract.py ExtractLayers: shared model per process -> per-layer arrays
+  transforms/write.py   WriteEmbeddings: Parquet images/, embeddings/<layer>/, errors/
+  transforms/errors.py  exception -> ImageError row on the error output, counters
+  pipeline/options.py   the CLI options (a PipelineOptions subclass)
+  pipeline/build.py     composition of the transforms
+  pipeline/outputs.py   output folder checks, --overwrite, row counts
+  pipeline/manifest.py  manifest.json, written last
+  pipeline/run.py       CLI entry: validate, run, account, manifest, exit codes
+"""

@@ -1,0 +1,100 @@
+"""manifest.json: what a run did, written last so that its presence marks a complete output."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+
+from apache_beam.io.filesystems import FileSystems
+
+from models.weights import WEIGHTS_RANDOM, weights_kind
+from schemas import ExtractionConfig, alias_of, canonical_layer, layout
+
+PACKAGE_NAME = "resnet50-embeddings"
+MANIFEST_VERSION = 1
+_LIBRARIES = ("tensorflow", "tf-keras", "apache-beam", "pyarrow", "numpy", "pillow")
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version(), PACKAGE_NAME: _version(PACKAGE_NAME)}
+    versions.update({name: _version(name) for name in _LIBRARIES})
+    return versions
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with FileSystems.open(path) as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_record(config: ExtractionConfig, weights_file: str | None) -> dict:
+    """How the weights were chosen, with the SHA-256 of the file when there is one."""
+    record = {"spec": config.weights, "kind": weights_kind(config.weights)}
+    if config.weights == WEIGHTS_RANDOM:
+        record["seed"] = config.seed
+    if weights_file:
+        record["file"] = weights_file
+        record["sha256"] = file_sha256(weights_file)
+    return record
+
+
+def layers_record(config: ExtractionConfig) -> list[dict]:
+    """Each stored layer with its Keras name, feature-map shape, stored shape and dims."""
+    records = []
+    for name in config.layers:
+        keras_name = canonical_layer(name)
+        stored = config.embedding_shape(name)
+        dims = 1
+        for d in stored:
+            dims *= d
+        records.append(
+            {
+                "name": name,
+                "keras_layer": keras_name,
+                "alias": alias_of(keras_name),
+                "feature_shape": list(config.feature_shape(name)),
+                "shape": list(stored),
+                "dims": dims,
+                "dtype": config.output_dtype,
+                "path": layout.join(layout.EMBEDDINGS_DIR, name),
+            }
+        )
+    return records
+
+
+def config_record(config: ExtractionConfig) -> dict:
+    return {
+        "layers": list(config.layers),
+        "image_size": [config.image_size.height, config.image_size.width],
+        "resize_mode": config.resize_mode,
+        "pooling": config.pooling,
+        "batch_size": config.batch_size,
+        "weights": config.weights,
+        "seed": config.seed,
+        "output_dtype": config.output_dtype,
+    }
+
+
+def write_manifest(output_dir: str, manifest: dict) -> str:
+    """Write ``manifest`` as the last file of a run; returns its path."""
+    path = layout.manifest_path(output_dir)
+    payload = json.dumps(manifest, indent=2, sort_keys=False).encode()
+    with FileSystems.create(path, mime_type="application/json") as handle:
+        handle.write(payload)
+    return path
+
+
+def read_manifest(output_dir: str) -> dict:
+    with FileSystems.open(layout.manifest_path(output_dir)) as handle:
+        return json.loads(handle.read())

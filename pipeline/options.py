@@ -1,0 +1,90 @@
+"""Command-line options of the extraction job, as a Beam PipelineOptions subclass."""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from schemas import DEFAULT_LAYERS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
+
+
+class ExtractOptions(PipelineOptions):
+    """``--input`` and ``--output`` plus what to extract; any other Beam option passes through."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input",
+            help="Images to embed: a file, a glob such as 'photos/*.jpg' or 'photos/**', or "
+            "any Beam filesystem pattern such as gs://bucket/images/*.",
+        )
+        parser.add_argument(
+            "--output",
+            help="Output directory (local or gs://...). Must be empty unless --overwrite.",
+        )
+        parser.add_argument(
+            "--layers",
+            default=",".join(DEFAULT_LAYERS),
+            help="Comma-separated layers: aliases res2..res5, pool1_pool or convN_blockM_out "
+            "(the README lists them all). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--image_size",
+            default="224",
+            help="Model input size: N for NxN or HxW such as 384x512 (height first), at "
+            "least 32. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--resize_mode",
+            default="center_crop",
+            choices=RESIZE_MODES,
+            help="center_crop: cover the size and cut the centre (default); stretch: ignore "
+            "the aspect ratio; pad: fit inside and letterbox with the ImageNet mean colour.",
+        )
+        parser.add_argument(
+            "--pooling",
+            default="avg",
+            choices=POOLINGS,
+            help="Global pooling of each layer inside the model: avg (default), max, or none "
+            "to store the full h x w x c feature map.",
+        )
+        parser.add_argument(
+            "--batch_size", type=int, default=32,
+            help="Images per forward pass. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--weights",
+            default="imagenet",
+            help="imagenet (default; Keras cache, downloaded when missing), random (seeded "
+            "by --seed, for tests and offline machines), or the path of a ResNet50 "
+            "include_top=False weights file (.h5), local or on a Beam filesystem.",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="Seed of --weights random. Default: %(default)s."
+        )
+        parser.add_argument(
+            "--output_dtype",
+            default="float32",
+            choices=OUTPUT_DTYPES,
+            help="Stored value type of the embeddings. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            default=False,
+            help="Replace the outputs of an earlier run in --output (manifest.json, images/, "
+            "embeddings/, errors/); other files there are left alone.",
+        )
+
+
+def extraction_config(options: ExtractOptions) -> ExtractionConfig:
+    """The validated ExtractionConfig of parsed options; raises ValueError with the choices."""
+    return ExtractionConfig(
+        layers=tuple(name.strip() for name in options.layers.split(",") if name.strip()),
+        image_size=options.image_size,
+        resize_mode=options.resize_mode,
+        pooling=options.pooling,
+        batch_size=options.batch_size,
+        weights=options.weights,
+        seed=options.seed,
+        output_dtype=options.output_dtype,
+    )

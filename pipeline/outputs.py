@@ -1,0 +1,84 @@
+"""The output directory: is it free, clearing an earlier run, and counting what was written."""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import ExtractionConfig, layout
+
+
+def is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def existing_entries(output_dir: str) -> list[str]:
+    """Names of whatever already exists directly under ``output_dir`` (files or folders)."""
+    if is_local(output_dir):
+        if not os.path.exists(output_dir):
+            return []
+        if not os.path.isdir(output_dir):
+            return [output_dir]
+        return sorted(os.listdir(output_dir))
+    match = FileSystems.match([layout.join(output_dir, "*")])[0]
+    return sorted({m.path[len(output_dir.rstrip("/")) + 1:].split("/")[0] for m in match.metadata_list})
+
+
+def remove_previous_run(output_dir: str) -> list[str]:
+    """Delete the manifest first (so the folder reads as incomplete at once), then the data
+    folders of an earlier run. Other files are left alone. Returns what was removed."""
+    removed = []
+    for entry in layout.OUTPUT_ENTRIES:
+        path = layout.join(output_dir, entry)
+        if is_local(output_dir):
+            if os.path.exists(path):
+                FileSystems.delete([path])
+                removed.append(entry)
+        else:
+            target = path if entry == layout.MANIFEST_FILE else path + "/"
+            if FileSystems.match([target + ("" if entry == layout.MANIFEST_FILE else "*")])[0].metadata_list:
+                FileSystems.delete([target])
+                removed.append(entry)
+    return removed
+
+
+def part_files(directory: str) -> list[str]:
+    """The Parquet part files written into ``directory``, sorted."""
+    match = FileSystems.match([layout.parts_glob(directory)])[0]
+    return sorted(m.path for m in match.metadata_list)
+
+
+def count_rows(directory: str) -> int:
+    """Rows in all part files of ``directory``, from the Parquet footers only."""
+    total = 0
+    for path in part_files(directory):
+        with FileSystems.open(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def errors_by_stage(output_dir: str) -> dict[str, dict[str, int]]:
+    """{stage: {error_type: count}} over ``errors/``."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for path in part_files(layout.errors_dir(output_dir)):
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle, columns=["stage", "error_type"])
+        for stage, error_type in zip(table["stage"].to_pylist(), table["error_type"].to_pylist()):
+            counts[stage][error_type] += 1
+    return {stage: dict(types) for stage, types in sorted(counts.items())}
+
+
+def written_counts(output_dir: str, config: ExtractionConfig) -> dict:
+    """Rows in images/, errors/ and every layer, with errors by stage."""
+    by_stage = errors_by_stage(output_dir)
+    return {
+        "embedded": count_rows(layout.images_dir(output_dir)),
+        "errors": count_rows(layout.errors_dir(output_dir)),
+        "errors_by_stage": by_stage,
+        "rows_per_layer": {
+            layer: count_rows(layout.layer_dir(output_dir, layer)) for layer in config.layers
+        },
+    }

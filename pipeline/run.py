@@ -1,0 +1,225 @@
+"""CLI: validate, run the extraction job, check the accounting, write the manifest.
+
+Exit codes: 0 the run completed (per-image errors are data), 1 the run itself failed,
+2 a usage problem found before any work."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from models.weights import WeightsError, resolve_weights_file
+from pipeline import manifest as manifest_lib
+from pipeline import outputs
+from pipeline.build import build_pipeline
+from pipeline.options import ExtractOptions, extraction_config
+from schemas import ExtractionConfig, layout
+from transforms.errors import METRICS_NAMESPACE
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_log = logging.getLogger("pipeline.run")
+
+
+class UsageError(Exception):
+    """A problem with the arguments or the environment, found before any work."""
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_args(argv: list[str]) -> tuple[PipelineOptions, ExtractOptions, ExtractionConfig]:
+    """Parse and validate; raises UsageError (argparse's own errors exit with 2 as well)."""
+    options = PipelineOptions(argv)
+    extract_options = options.view_as(ExtractOptions)
+    if not extract_options.input:
+        raise UsageError("--input is required: a file, glob or gs:// pattern of images")
+    if not extract_options.output:
+        raise UsageError("--output is required: the directory to write Parquet files into")
+    extract_options.input = absolute_pattern(extract_options.input)
+    try:
+        config = extraction_config(extract_options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return options, extract_options, config
+
+
+def absolute_pattern(pattern: str) -> str:
+    """Local patterns become absolute, so the URIs in the outputs do not depend on the cwd."""
+    return os.path.abspath(pattern) if outputs.is_local(pattern) else pattern
+
+
+def count_matches(pattern: str) -> int:
+    """How many files ``pattern`` matches now (directories are never matched)."""
+    try:
+        return len(FileSystems.match([pattern])[0].metadata_list)
+    except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
+        _log.info("matching %s raised %s", pattern, exc)
+        return 0
+
+
+def preflight(extract_options: ExtractOptions, config: ExtractionConfig) -> tuple[int, str | None]:
+    """Everything checked before any work: inputs, output folder, weights.
+    Returns (files matched, local weights file or None for random weights)."""
+    matched = count_matches(extract_options.input)
+    if matched == 0:
+        raise UsageError(f"--input {extract_options.input!r} matches no file")
+    existing = outputs.existing_entries(extract_options.output)
+    if existing and not extract_options.overwrite:
+        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise UsageError(
+            f"--output {extract_options.output} is not empty ({shown}); pass --overwrite to "
+            "replace an earlier run's outputs, or choose an empty directory"
+        )
+    try:
+        weights_file = resolve_weights_file(config.weights)
+        if weights_file is not None:
+            check_weights_fit(weights_file, config)
+    except WeightsError as exc:
+        raise UsageError(str(exc)) from exc
+    return matched, weights_file
+
+
+def check_weights_fit(weights_file: str, config: ExtractionConfig) -> None:
+    """Load the weights once into a small ResNet50, so a wrong file fails before any work."""
+    from models.resnet50 import build_resnet50
+    from schemas import ImageSize, MIN_IMAGE_SIDE
+
+    build_resnet50(ImageSize(MIN_IMAGE_SIDE, MIN_IMAGE_SIDE), config.weights, weights_file=weights_file)
+
+
+def _counter(result, name: str) -> int | None:
+    try:
+        found = result.metrics().query(
+            MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name(name)
+        )["counters"]
+    except Exception:  # Some runners do not report metrics.
+        return None
+    return sum(c.committed or 0 for c in found) if found else 0
+
+
+def check_accounting(counts: dict) -> list[str]:
+    """Every matched input in images/ or errors/; every layer one row per image."""
+    problems = []
+    if counts["matched"] != counts["embedded"] + counts["errors"]:
+        problems.append(
+            f"{counts['matched']} inputs matched but images/ has {counts['embedded']} rows "
+            f"and errors/ {counts['errors']}"
+        )
+    for layer, rows in counts["rows_per_layer"].items():
+        if rows != counts["embedded"]:
+            problems.append(f"layer {layer} has {rows} rows, images/ has {counts['embedded']}")
+    return problems
+
+
+def print_summary(manifest: dict, output_dir: str) -> None:
+    counts = manifest["counts"]
+    print(f"images embedded: {counts['embedded']} of {counts['matched']} matched")
+    by_stage = ", ".join(
+        f"{stage}: {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
+        for stage, types in counts["errors_by_stage"].items()
+    )
+    print(f"errors: {counts['errors']}" + (f" [{by_stage}]" if by_stage else ""))
+    print(f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']})")
+    for layer in manifest["layers"]:
+        print(
+            f"layer {layer['name']:<18} keras {layer['keras_layer']:<18} feature map "
+            f"{tuple(layer['feature_shape'])} -> stored {tuple(layer['shape'])} {layer['dtype']}"
+        )
+    print(f"seconds: {manifest['timings']['seconds_total']:.1f}; output: {output_dir}")
+
+
+def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None) -> int:
+    """Run the CLI with ``argv`` and return the exit code. ``extract`` replaces the
+    ExtractLayers step (fault-injection tests)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started, started_utc = time.perf_counter(), _utc_now()
+    try:
+        options, extract_options, config = parse_args(argv)
+        matched, weights_file = preflight(extract_options, config)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # argparse: bad choice or type; it printed the usage.
+        return int(exc.code or EXIT_USAGE)
+
+    output_dir = extract_options.output
+    if extract_options.overwrite:
+        removed = outputs.remove_previous_run(output_dir)
+        if removed:
+            _log.info("--overwrite: removed %s from %s", ", ".join(removed), output_dir)
+
+    _log.info("embedding %d files from %s into %s", matched, extract_options.input, output_dir)
+    pipeline_started = time.perf_counter()
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(
+            pipeline, input_pattern=extract_options.input, output_dir=output_dir,
+            config=config, extract=extract,
+        )
+        result = pipeline.run()
+        state = result.wait_until_finish()
+    except Exception:
+        _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
+        return EXIT_FAILED
+    pipeline_seconds = time.perf_counter() - pipeline_started
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        _log.error("the pipeline ended in state %s; %s is incomplete", state, output_dir)
+        return EXIT_FAILED
+
+    counts = outputs.written_counts(output_dir, config)
+    counted_matches = _counter(result, "matched")
+    counts = {"matched": matched if counted_matches is None else counted_matches, **counts}
+    problems = check_accounting(counts)
+    if problems:
+        for problem in problems:
+            _log.error("accounting check failed: %s", problem)
+        _log.error("no manifest written: %s is not a complete output", output_dir)
+        return EXIT_FAILED
+
+    seconds_total = time.perf_counter() - started
+    manifest = {
+        "complete": True,
+        "manifest_version": manifest_lib.MANIFEST_VERSION,
+        "input": extract_options.input,
+        "output": output_dir,
+        "runner": options.view_as(StandardOptions).runner or "DirectRunner",
+        "config": manifest_lib.config_record(config),
+        "weights": manifest_lib.weights_record(config, weights_file),
+        "layers": manifest_lib.layers_record(config),
+        "counts": counts,
+        "versions": manifest_lib.library_versions(),
+        "timings": {
+            "started_utc": started_utc,
+            "finished_utc": _utc_now(),
+            "seconds_total": round(seconds_total, 3),
+            "seconds_pipeline": round(pipeline_seconds, 3),
+            "images_per_second": round(counts["embedded"] / pipeline_seconds, 3)
+            if pipeline_seconds > 0 else None,
+        },
+    }
+    manifest_lib.write_manifest(output_dir, manifest)
+    print_summary(manifest, output_dir)
+    print(f"manifest: {layout.manifest_path(output_dir)}")
+    return EXIT_OK
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in ("pipeline", "transforms", "models"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

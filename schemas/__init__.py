@@ -1,0 +1,47 @@
+"""Single source of truth: layer catalog and shapes, element types, Arrow schemas, layout,
+and the shape contract. Everything else imports from here."""
+
+from schemas.arrow import (
+    ERRORS_SCHEMA,
+    IMAGES_SCHEMA,
+    METADATA_KEYS,
+    embedding_metadata,
+    embedding_type,
+    embeddings_schema,
+)
+from schemas.config import OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
+from schemas.contracts import ShapeContractError, assert_shape, shape_matches
+from schemas.elements import (
+    ERRORS_TAG,
+    STAGE_BATCH,
+    STAGE_DECODE,
+    STAGE_EXTRACT,
+    STAGE_READ,
+    STAGE_RESIZE,
+    STAGES,
+    BatchEmbeddings,
+    DecodedImage,
+    ImageBatch,
+    ImageError,
+    ImageFile,
+    ImageInfo,
+    ResizedImage,
+)
+from schemas import layout
+from schemas.layers import (
+    ALIASES,
+    DEFAULT_LAYERS,
+    LAYER_NAMES,
+    MIN_IMAGE_SIDE,
+    ImageSize,
+    LayerShape,
+    UnknownLayerError,
+    alias_of,
+    canonical_layer,
+    layer_shape,
+    parse_image_size,
+    pooled_dim,
+    valid_layer_choices,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

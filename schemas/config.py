@@ -1,0 +1,78 @@
+"""The extraction settings every stage agrees on, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from schemas.layers import (
+    DEFAULT_LAYERS,
+    ImageSize,
+    LayerShape,
+    canonical_layer,
+    layer_shape,
+    parse_image_size,
+)
+
+RESIZE_MODES = ("center_crop", "stretch", "pad")
+POOLINGS = ("avg", "max", "none")
+OUTPUT_DTYPES = ("float32", "float16")
+
+ResizeMode = Literal["center_crop", "stretch", "pad"]
+Pooling = Literal["avg", "max", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionConfig:
+    """What to extract and how. ``layers`` holds the names as the user gave them
+    (aliases such as ``res5`` or Keras names); each also names its output folder."""
+
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    image_size: ImageSize = ImageSize(224, 224)
+    resize_mode: str = "center_crop"
+    pooling: str = "avg"
+    batch_size: int = 32
+    weights: str = "imagenet"
+    seed: int = 0
+    output_dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_size", parse_image_size(self.image_size))
+        if not self.layers:
+            raise ValueError("at least one layer is needed")
+        seen: dict[str, str] = {}
+        for name in self.layers:
+            keras_name = canonical_layer(name)
+            if keras_name in seen:
+                raise ValueError(
+                    f"layer {name!r} is the same layer as {seen[keras_name]!r}; give it once"
+                )
+            seen[keras_name] = name
+        for value, choices, flag in (
+            (self.resize_mode, RESIZE_MODES, "resize_mode"),
+            (self.pooling, POOLINGS, "pooling"),
+            (self.output_dtype, OUTPUT_DTYPES, "output_dtype"),
+        ):
+            if value not in choices:
+                raise ValueError(f"--{flag} {value!r} is not one of {', '.join(choices)}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be at least 1, got {self.batch_size}")
+
+    @property
+    def keras_layers(self) -> dict[str, str]:
+        """Output name -> Keras layer name, in the order given."""
+        return {name: canonical_layer(name) for name in self.layers}
+
+    def feature_shape(self, layer: str) -> LayerShape:
+        """Shape of ``layer``'s full feature map for one image at this input size."""
+        return layer_shape(layer, self.image_size)
+
+    def embedding_shape(self, layer: str) -> tuple[int, ...]:
+        """Shape of one image's stored embedding for ``layer``: (C,) pooled, (h, w, c) not."""
+        shape = self.feature_shape(layer)
+        return tuple(shape) if self.pooling == "none" else (shape.channels,)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one model input image: (H, W, 3)."""
+        return (self.image_size.height, self.image_size.width, 3)

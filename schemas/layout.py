@@ -1,0 +1,44 @@
+"""Where each output lives under ``--output DIR``. Paths are joined with '/', which every
+Beam filesystem (local, gs://, s3://) accepts."""
+
+from __future__ import annotations
+
+MANIFEST_FILE = "manifest.json"
+IMAGES_DIR = "images"
+ERRORS_DIR = "errors"
+EMBEDDINGS_DIR = "embeddings"
+PART_PREFIX = "part"
+PARQUET_SUFFIX = ".parquet"
+
+#: Every top-level entry a run writes; ``--overwrite`` removes exactly these.
+OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, EMBEDDINGS_DIR)
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts under ``root`` with '/'."""
+    return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts])
+
+
+def images_dir(root: str) -> str:
+    return join(root, IMAGES_DIR)
+
+
+def errors_dir(root: str) -> str:
+    return join(root, ERRORS_DIR)
+
+
+def layer_dir(root: str, layer: str) -> str:
+    return join(root, EMBEDDINGS_DIR, layer)
+
+
+def manifest_path(root: str) -> str:
+    return join(root, MANIFEST_FILE)
+
+
+def part_prefix(directory: str) -> str:
+    """Prefix given to Beam's file sinks: files become ``part-SSSSS-of-NNNNN.parquet``."""
+    return join(directory, PART_PREFIX)
+
+
+def parts_glob(directory: str) -> str:
+    return join(directory, f"{PART_PREFIX}-*{PARQUET_SUFFIX}")

@@ -1,0 +1,17 @@
+"""One composable PTransform per step: read, decode, resize, batch, extract, write."""
+
+from transforms.batch import BatchByShape
+from transforms.decode import DecodeImages
+from transforms.extract import ExtractLayers
+from transforms.read import ReadImages
+from transforms.resize import ResizeImages
+from transforms.write import WriteEmbeddings
+
+__all__ = [
+    "ReadImages",
+    "DecodeImages",
+    "ResizeImages",
+    "BatchByShape",
+    "ExtractLayers",
+    "WriteEmbeddings",
+]

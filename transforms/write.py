@@ -1,0 +1,128 @@
+"""WriteEmbeddings: embeddings and errors -> the Parquet layout under the output directory."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+
+from schemas import (
+    ERRORS_SCHEMA,
+    IMAGES_SCHEMA,
+    BatchEmbeddings,
+    ExtractionConfig,
+    ImageError,
+    embeddings_schema,
+    layout,
+)
+from transforms.errors import METRICS_NAMESPACE
+
+CODEC = "snappy"
+
+
+def images_table(batch: BatchEmbeddings) -> pa.Table:
+    """One ``images/`` row per image of the batch."""
+    infos = batch.infos
+    return pa.Table.from_arrays(
+        [
+            pa.array([i.image_id for i in infos], pa.string()),
+            pa.array([i.uri for i in infos], pa.string()),
+            pa.array([i.width for i in infos], pa.int32()),
+            pa.array([i.height for i in infos], pa.int32()),
+            pa.array([i.format for i in infos], pa.string()),
+        ],
+        schema=IMAGES_SCHEMA,
+    )
+
+
+def embedding_array(values: np.ndarray, data_type: pa.DataType) -> pa.Array:
+    """(n, C) -> fixed_size_list<C>; (n, h, w, c) -> arrow.fixed_shape_tensor [h, w, c]."""
+    values = np.ascontiguousarray(values)
+    if isinstance(data_type, pa.FixedShapeTensorType):
+        return pa.FixedShapeTensorArray.from_numpy_ndarray(values)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+def layer_table(batch: BatchEmbeddings, layer: str, schema: pa.Schema) -> pa.Table:
+    """One ``embeddings/<layer>/`` row per image of the batch, cast to ``schema``."""
+    column = embedding_array(batch.layers[layer], schema.field("embedding").type)
+    return pa.Table.from_arrays(
+        [
+            pa.array([i.image_id for i in batch.infos], pa.string()),
+            pa.array([i.uri for i in batch.infos], pa.string()),
+            column,
+        ],
+        schema=schema,
+    )
+
+
+def error_row(error: ImageError) -> dict:
+    return error._asdict()
+
+
+class _CountRows(beam.DoFn):
+    def __init__(self, counter_name: str):
+        self._counter_name = counter_name
+
+    def setup(self):
+        self._rows = Metrics.counter(METRICS_NAMESPACE, self._counter_name)
+
+    def process(self, table: pa.Table):
+        self._rows.inc(table.num_rows)
+        yield table
+
+
+class WriteEmbeddings(beam.PTransform):
+    """{'embeddings': BatchEmbeddings, 'errors': ImageError} -> Parquet files under
+    ``output_dir``:
+
+    - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image;
+    - ``embeddings/<layer>/part-*.parquet``: ``embeddings_schema(config, layer)``, one row
+      per embedded image, with the layer's key-value metadata;
+    - ``errors/part-*.parquet``: ERRORS_SCHEMA, one row per rejected input, written (empty)
+      even when there are none.
+
+    Every batch becomes one Arrow table (no per-row Python objects for the embeddings).
+    Returns the dict of each sink's output (the written file names).
+    """
+
+    def __init__(self, output_dir: str, config: ExtractionConfig):
+        super().__init__()
+        self._output_dir = output_dir
+        self._config = config
+
+    def _sink(self, directory: str, schema: pa.Schema):
+        return beam.io.WriteToParquetBatched(
+            layout.part_prefix(directory),
+            schema=schema,
+            codec=CODEC,
+            file_name_suffix=layout.PARQUET_SUFFIX,
+        )
+
+    def expand(self, inputs):
+        embeddings, errors = inputs["embeddings"], inputs["errors"]
+        root = self._output_dir
+        written = {
+            "images": embeddings
+            | "ImagesTable" >> beam.Map(images_table)
+            | "CountImages" >> beam.ParDo(_CountRows("rows_images"))
+            | "WriteImages" >> self._sink(layout.images_dir(root), IMAGES_SCHEMA),
+            "errors": errors
+            | "ErrorRows" >> beam.Map(error_row)
+            | "WriteErrors" >> beam.io.WriteToParquet(
+                layout.part_prefix(layout.errors_dir(root)),
+                schema=ERRORS_SCHEMA,
+                codec=CODEC,
+                file_name_suffix=layout.PARQUET_SUFFIX,
+            ),
+        }
+        for layer in self._config.layers:
+            schema = embeddings_schema(self._config, layer)
+            written[layer] = (
+                embeddings
+                | f"Table[{layer}]" >> beam.Map(layer_table, layer, schema)
+                | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}"))
+                | f"Write[{layer}]" >> self._sink(layout.layer_dir(root, layer), schema)
+            )
+        return written
