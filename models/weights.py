@@ -118,3 +118,17 @@ def randomize(model, seed: int) -> None:
             raise WeightsError(f"unexpected weight {variable.name} in ResNet50")
     model.set_weights(values)
     _log.info("ResNet50 weights set from seed %d (random, not trained)", seed)
+
+
+def _probe() -> int:
+    """``python -m models.weights``: print the ImageNet weights path, or why not (exit 1)."""
+    try:
+        print(imagenet_weights_path())
+    except WeightsError as exc:
+        print(exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_probe())

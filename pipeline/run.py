@@ -25,6 +25,10 @@ from schemas import ExtractionConfig, layout
 from transforms.errors import METRICS_NAMESPACE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Used when no --runner is given: Beam's in-process runner, the engine of the DirectRunner.
+#: Naming it avoids the DirectRunner's attempt to download and start the Prism binary,
+#: so a local run behaves the same online and offline.
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 _log = logging.getLogger("pipeline.run")
 
 
@@ -151,6 +155,9 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
     except SystemExit as exc:  # argparse: bad choice or type; it printed the usage.
         return int(exc.code or EXIT_USAGE)
 
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
     output_dir = extract_options.output
     if extract_options.overwrite:
         removed = outputs.remove_previous_run(output_dir)
@@ -191,7 +198,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         "manifest_version": manifest_lib.MANIFEST_VERSION,
         "input": extract_options.input,
         "output": output_dir,
-        "runner": options.view_as(StandardOptions).runner or "DirectRunner",
+        "runner": standard.runner,
         "config": manifest_lib.config_record(config),
         "weights": manifest_lib.weights_record(config, weights_file),
         "layers": manifest_lib.layers_record(config),

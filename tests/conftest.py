@@ -1,0 +1,36 @@
+"""Shared fixtures: a ResNet50 weights file written by the test session, generated images."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+WEIGHTS_SEED = 1234
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> str:
+    """ResNet50 (include_top=False) weights from a seed, saved as HDF5 like a user's file."""
+    import tf_keras
+
+    from models.weights import randomize
+
+    model = tf_keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    randomize(model, WEIGHTS_SEED)
+    path = tmp_path_factory.mktemp("weights") / "resnet50_notop_seeded.h5"
+    model.save_weights(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def offline_imagenet(monkeypatch, tmp_path):
+    """An empty Keras cache and an ImageNet origin that refuses connections at once."""
+    import tf_keras.src.applications.resnet as keras_resnet
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(keras_resnet, "BASE_WEIGHTS_PATH", "http://127.0.0.1:9/keras-applications/")

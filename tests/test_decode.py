@@ -1,0 +1,125 @@
+"""transforms/decode.py: DecodeImages and decode_image for every mode that matters."""
+
+import io
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.util import assert_that
+from PIL import Image
+
+from beam_helpers import check, local_test_pipeline
+from images import encode, rgb_pattern
+from schemas import ImageFile
+from transforms import DecodeImages
+from transforms.decode import decode_image
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_rgb_png_is_exact():
+    pixels = rgb_pattern(20, 30, seed=1)
+    decoded, fmt = decode_image(encode(pixels, "PNG"))
+    assert fmt == "PNG" and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_grayscale_becomes_three_equal_channels():
+    pixels = rgb_pattern(16, 16, seed=2)
+    decoded, _ = decode_image(encode(pixels, "PNG", "L"))
+    assert decoded.shape == (16, 16, 3)
+    assert (decoded[..., 0] == decoded[..., 1]).all() and (decoded[..., 1] == decoded[..., 2]).all()
+    np.testing.assert_array_equal(decoded[..., 0], np.asarray(Image.fromarray(pixels).convert("L")))
+
+
+def test_rgba_transparent_pixels_become_white():
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :5, 3] = 255  # left half opaque red, right half fully transparent
+    decoded, _ = decode_image(_png(Image.fromarray(rgba, "RGBA")))
+    np.testing.assert_array_equal(decoded[:, :5], np.broadcast_to([200, 0, 0], (10, 5, 3)))
+    np.testing.assert_array_equal(decoded[:, 5:], np.full((10, 5, 3), 255))
+
+
+def test_palette_with_transparency():
+    image = Image.new("P", (8, 8), 1)
+    image.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    image.paste(0, (0, 0, 4, 8))
+    image.info["transparency"] = 0
+    data = io.BytesIO()
+    image.save(data, format="PNG", transparency=0)
+    decoded, _ = decode_image(data.getvalue())
+    np.testing.assert_array_equal(decoded[:, :4], np.full((8, 4, 3), 255))
+    np.testing.assert_array_equal(decoded[:, 4:], np.broadcast_to([10, 20, 30], (8, 4, 3)))
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped():
+    values = np.array([[0, 257 * 100, 65535, 257 * 30]], np.uint16).repeat(4, axis=0)
+    decoded, _ = decode_image(_png(Image.fromarray(values)))
+    np.testing.assert_array_equal(decoded[0, :, 0], [0, 100, 255, 30])
+
+
+def test_cmyk_jpeg_comes_out_rgb():
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    pixels[..., 2] = 220  # blue
+    decoded, fmt = decode_image(encode(pixels, "JPEG", "CMYK", quality=95))
+    assert fmt == "JPEG" and decoded.shape == (16, 16, 3)
+    assert abs(int(decoded[..., 2].mean()) - 220) < 12 and decoded[..., 0].mean() < 15
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_exif_orientation_is_applied(orientation):
+    pixels = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high
+    pixels[:10, :20] = [255, 0, 0]  # red top-left quadrant
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    decoded, _ = decode_image(encode(pixels, "JPEG", quality=95, exif=exif.tobytes()))
+    assert decoded.shape == (40, 20, 3)
+    red = decoded[..., 0] > 128
+    # Orientation 6 is shown rotated 90 degrees clockwise: top-left goes to top-right.
+    corner = red[:20, 10:] if orientation == 6 else red[20:, :10]
+    assert corner.mean() > 0.9 and red.mean() < 0.35
+
+
+def test_first_frame_of_animated_gif():
+    frames = [Image.new("RGB", (6, 6), colour) for colour in ((255, 0, 0), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    decoded, fmt = decode_image(buffer.getvalue())
+    assert fmt == "GIF" and decoded[0, 0, 0] > 200 and decoded[0, 0, 1] < 50
+
+
+def test_transform_splits_good_and_bad(tmp_path):
+    good = encode(rgb_pattern(12, 18, seed=3), "JPEG")
+    files = [
+        ImageFile("mem://good.jpg", "id-good", good),
+        ImageFile("mem://truncated.jpg", "id-trunc", good[: len(good) // 2]),
+        ImageFile("mem://notes.jpg", "id-text", b"this is not an image"),
+    ]
+    with local_test_pipeline() as p:
+        decoded = p | beam.Create(files) | DecodeImages()
+        assert_that(
+            decoded.images,
+            check(
+                lambda xs: len(xs) == 1
+                and xs[0].info == ("mem://good.jpg", "id-good", 18, 12, "JPEG")
+                and xs[0].pixels.shape == (12, 18, 3),
+                "one decoded 18x12 JPEG",
+            ),
+            label="images",
+        )
+        assert_that(
+            decoded.errors,
+            check(
+                lambda xs: sorted((e.uri, e.stage, e.error_type) for e in xs)
+                == [("mem://notes.jpg", "decode", "UnidentifiedImageError"),
+                    ("mem://truncated.jpg", "decode", "OSError")]
+                and all("0x" not in e.message for e in xs),
+                "truncated and text files rejected at decode with stable messages",
+            ),
+            label="errors",
+        )

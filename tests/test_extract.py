@@ -1,0 +1,123 @@
+"""transforms/extract.py: ExtractLayers with injected extractors (fast, no TensorFlow)."""
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.util import assert_that
+
+from beam_helpers import check, local_test_pipeline
+from schemas import ExtractionConfig, ImageBatch, ImageInfo
+from transforms import ExtractLayers
+
+CONFIG = ExtractionConfig(layers=("res2", "pool1_pool"), image_size=32, weights="random", batch_size=4)
+POISON = 13  # an image filled with this value makes the faulty extractor raise
+
+
+class _FillValueExtractor:
+    """Every output value is the image's fill value: row alignment is visible."""
+
+    def __init__(self, config, extra_channel=False):
+        self.config = config
+        self.extra = extra_channel
+
+    def __call__(self, pixels):
+        fill = pixels[:, 0, 0, 0].astype(np.float32)
+        return {
+            layer: np.repeat(fill[:, None], self.config.embedding_shape(layer)[0] + self.extra, axis=1)
+            for layer in self.config.layers
+        }
+
+
+class _FaultyExtractor(_FillValueExtractor):
+    calls = []
+
+    def __call__(self, pixels):
+        if (pixels[:, 0, 0, 0] == POISON).any():
+            raise RuntimeError(f"injected fault in a batch of {len(pixels)}")
+        return super().__call__(pixels)
+
+
+def fill_value_extractor(config):
+    return _FillValueExtractor(config)
+
+
+def wrong_shape_extractor(config):
+    return _FillValueExtractor(config, extra_channel=True)
+
+
+def faulty_extractor(config):
+    return _FaultyExtractor(config)
+
+
+def _batch(values, shape=(32, 32, 3)):
+    infos = tuple(ImageInfo(f"mem://{v}", f"id{v}", 32, 32, "PNG") for v in values)
+    return ImageBatch(infos, np.stack([np.full(shape, v, np.uint8) for v in values]))
+
+
+def _rows_match_fill_values(outputs):
+    seen = []
+    for out in outputs:
+        for row, info in enumerate(out.infos):
+            value = int(info.image_id[2:])
+            for layer in CONFIG.layers:
+                array = out.layers[layer]
+                if array.shape != (len(out.infos),) + CONFIG.embedding_shape(layer):
+                    return False
+                if not (array[row] == value).all():
+                    return False
+            seen.append(value)
+    return sorted(seen)
+
+
+def test_outputs_stay_with_their_images():
+    with local_test_pipeline() as p:
+        out = p | beam.Create([_batch([1, 2, 3, 4]), _batch([5, 6])]) | ExtractLayers(
+            CONFIG, extractor_factory=fill_value_extractor
+        )
+        assert_that(out.embeddings, check(lambda xs: _rows_match_fill_values(xs) == [1, 2, 3, 4, 5, 6],
+                                          "every image once with its own values"), label="emb")
+        assert_that(out.errors, check(lambda xs: xs == [], "no errors"), label="err")
+
+
+def test_a_failing_image_is_isolated_by_halving():
+    with local_test_pipeline() as p:
+        out = p | beam.Create([_batch([1, 2, POISON, 4]), _batch([5, 6, 7])]) | ExtractLayers(
+            CONFIG, extractor_factory=faulty_extractor
+        )
+        assert_that(out.embeddings, check(lambda xs: _rows_match_fill_values(xs) == [1, 2, 4, 5, 6, 7],
+                                          "all but the poisoned image embedded"), label="emb")
+        assert_that(
+            out.errors,
+            check(lambda es: [(e.uri, e.stage, e.error_type) for e in es]
+                  == [(f"mem://{POISON}", "extract", "RuntimeError")]
+                  and "injected fault in a batch of 1" in es[0].message,
+                  "only the poisoned image, failing alone"),
+            label="err",
+        )
+
+
+def test_wrong_output_shape_is_a_contract_error_per_image():
+    with local_test_pipeline() as p:
+        out = p | beam.Create([_batch([1, 2])]) | ExtractLayers(CONFIG, extractor_factory=wrong_shape_extractor)
+        assert_that(out.embeddings, check(lambda xs: xs == [], "nothing embedded"), label="emb")
+        assert_that(
+            out.errors,
+            check(lambda es: sorted(e.uri for e in es) == ["mem://1", "mem://2"]
+                  and all(e.error_type == "ShapeContractError" and "(1, 257)" in e.message for e in es),
+                  "both images rejected naming the shapes"),
+            label="err",
+        )
+
+
+def test_batch_of_another_input_size_never_reaches_the_model():
+    with local_test_pipeline() as p:
+        out = p | beam.Create([_batch([1, 2], shape=(64, 64, 3))]) | ExtractLayers(
+            CONFIG, extractor_factory=faulty_extractor
+        )
+        assert_that(
+            out.errors,
+            check(lambda es: len(es) == 2 and all(
+                e.stage == "extract" and "(2, 32, 32, 3" in e.message and "(2, 64, 64, 3" in e.message
+                for e in es), "both images rejected by the input contract"),
+            label="err",
+        )
