@@ -5,23 +5,10 @@ import pytest
 
 from images import rgb_pattern
 from models.extractor import LayerExtractor
+from reference import assert_close, direct_features
 from schemas import ExtractionConfig
 
 LAYERS = ("pool1_pool", "res3", "conv4_block2_out", "res5")
-
-
-def direct_features(weights_file, pixels, layers, size):
-    """Independent reference: plain tf_keras ResNet50, numpy preprocessing."""
-    import tf_keras
-    from tf_keras.applications.resnet50 import preprocess_input
-
-    from schemas import canonical_layer
-
-    base = tf_keras.applications.ResNet50(include_top=False, weights=None, input_shape=size + (3,))
-    base.load_weights(weights_file)
-    model = tf_keras.Model(base.input, [base.get_layer(canonical_layer(l)).output for l in layers])
-    outputs = model.predict_on_batch(preprocess_input(pixels.astype(np.float32)))
-    return dict(zip(layers, outputs))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +34,7 @@ def test_matches_direct_keras(weights_file, pixels, reference, pooling):
             expected = expected.max(axis=(1, 2))
         assert outputs[layer].shape == (3,) + config.embedding_shape(layer)
         assert outputs[layer].dtype == np.float32
-        scale = np.abs(expected).max()
-        np.testing.assert_allclose(outputs[layer], expected, rtol=1e-4, atol=1e-6 * scale)
+        assert_close(outputs[layer], expected)
 
 
 def test_float16_output_is_a_cast(weights_file, pixels, reference):
