@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions
+import argparse
+import difflib
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from schemas import DEFAULT_LAYERS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
 
@@ -88,3 +91,35 @@ def extraction_config(options: ExtractOptions) -> ExtractionConfig:
         seed=options.seed,
         output_dtype=options.output_dtype,
     )
+
+
+def unknown_arguments(argv: list[str]) -> list[str]:
+    """Flags that neither this job nor any Beam options class defines, each with a
+    suggestion when one is close. Beam itself only warns about them and goes on."""
+    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False)
+    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    _, unknown = parser.parse_known_args(argv)
+    known_flags = [flag for action in parser._actions for flag in action.option_strings]
+    problems = []
+    for arg in unknown:
+        if not arg.startswith("-"):
+            continue  # the value of an unknown flag
+        flag = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, known_flags, n=1)
+        problems.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    return problems
+
+
+def help_text() -> str:
+    """``--help``: this job's options; every Beam pipeline option is accepted as well."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.run",
+        description="Embed images with a multi-layer ResNet50 and write per-layer Parquet.",
+        epilog="Any Apache Beam pipeline option is accepted too (--runner, --project, "
+        "--region, --temp_location, --direct_num_workers, ...). Exit codes: 0 run completed "
+        "(per-image errors are in errors/), 1 run failed, 2 bad usage, before any work.",
+    )
+    ExtractOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser.format_help()

@@ -20,7 +20,7 @@ from models.weights import WeightsError, resolve_weights_file
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.build import build_pipeline
-from pipeline.options import ExtractOptions, extraction_config
+from pipeline.options import ExtractOptions, extraction_config, help_text, unknown_arguments
 from schemas import ExtractionConfig, layout
 from transforms.errors import METRICS_NAMESPACE
 
@@ -42,6 +42,11 @@ def _utc_now() -> str:
 
 def parse_args(argv: list[str]) -> tuple[PipelineOptions, ExtractOptions, ExtractionConfig]:
     """Parse and validate; raises UsageError (argparse's own errors exit with 2 as well)."""
+    unknown = unknown_arguments(argv)
+    if unknown:
+        raise UsageError(
+            f"unknown option {', '.join(unknown)}; see python -m pipeline.run --help"
+        )
     options = PipelineOptions(argv)
     extract_options = options.view_as(ExtractOptions)
     if not extract_options.input:
@@ -145,6 +150,9 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
     """Run the CLI with ``argv`` and return the exit code. ``extract`` replaces the
     ExtractLayers step (fault-injection tests)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        return EXIT_OK
     started, started_utc = time.perf_counter(), _utc_now()
     try:
         options, extract_options, config = parse_args(argv)

@@ -178,6 +178,7 @@ def test_output_needs_overwrite_and_overwrite_replaces(exact_size_inputs, tmp_pa
         (["--image_size", "12x300"], "at least 32"),
         (["--batch_size", "0"], "--batch_size"),
         (["--weights", "/no/such/weights.h5"], "does not exist"),
+        (["--layer", "res5"], "unknown option --layer (did you mean --layers?)"),
     ],
 )
 def test_bad_arguments_exit_2_before_any_work(exact_size_inputs, tmp_path, capsys, extra, message):
@@ -187,6 +188,13 @@ def test_bad_arguments_exit_2_before_any_work(exact_size_inputs, tmp_path, capsy
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_beam_options_pass_through(exact_size_inputs, tmp_path):
+    folder, _ = exact_size_inputs
+    argv = ["--input", str(folder / "img0.png"), "--output", str(tmp_path / "o"), "--weights", "random",
+            "--image_size", "32", "--layers", "res2", "--direct_num_workers=1", "--job_name", "embed-test"]
+    assert run(argv) == EXIT_OK
 
 
 def test_empty_match_exits_2(tmp_path, capsys):
@@ -209,3 +217,71 @@ def test_bad_choice_from_a_real_process(tmp_path):
     )
     assert result.returncode == 2
     assert "invalid choice: 'sum'" in result.stderr and "'avg', 'max', 'none'" in result.stderr
+
+
+def test_help_lists_every_option(capsys):
+    assert run(["--help"]) == EXIT_OK
+    text = capsys.readouterr().out
+    for flag in ("--input", "--output", "--layers", "--image_size", "--resize_mode", "--pooling",
+                 "--batch_size", "--weights", "--seed", "--output_dtype", "--overwrite"):
+        assert flag in text
+
+
+class _Crash(__import__("apache_beam").DoFn):
+    def process(self, batch):
+        raise MemoryError("simulated worker crash")
+
+
+class CrashingExtract(__import__("apache_beam").PTransform):
+    """Fails the whole run: its exception is not about one image."""
+
+    def expand(self, batches):
+        import apache_beam as beam
+
+        from schemas import ERRORS_TAG
+
+        return batches | beam.ParDo(_Crash()).with_outputs(ERRORS_TAG, main="embeddings")
+
+
+def test_failed_run_exits_1_and_writes_no_manifest(exact_size_inputs, tmp_path):
+    folder, _ = exact_size_inputs
+    out = tmp_path / "o"
+    argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
+            "--image_size", "32", "--layers", "res2"]
+    assert run(argv, extract=CrashingExtract()) == 1
+    assert not (out / layout.MANIFEST_FILE).exists()
+
+
+def poisoned_extractor(config):
+    """The real extractor, failing on any batch holding the image whose first pixel is 13."""
+    from models.extractor import LayerExtractor
+
+    real = LayerExtractor(config)
+
+    def extract(pixels):
+        if (pixels[:, 0, 0, 0] == 13).any():
+            raise RuntimeError("injected inference fault")
+        return real(pixels)
+
+    return extract
+
+
+def test_injected_inference_fault_costs_one_image(exact_size_inputs, tmp_path):
+    from transforms import ExtractLayers
+
+    folder, _ = exact_size_inputs
+    poisoned = rgb_pattern(64, 64, 999)
+    poisoned[0, 0] = 13
+    write_image(folder / "poisoned.png", poisoned, "PNG")
+    out = tmp_path / "o"
+    argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
+            "--image_size", "64", "--layers", "res2,res4", "--batch_size", "4"]
+    config = ExtractionConfig(layers=("res2", "res4"), image_size=64, batch_size=4, weights="random")
+    assert run(argv, extract=ExtractLayers(config, extractor_factory=poisoned_extractor)) == EXIT_OK
+    errors = _read(layout.errors_dir(str(out))).to_pylist()
+    assert [(e["uri"], e["stage"], e["error_type"]) for e in errors] == [
+        (str(folder / "poisoned.png"), "extract", "RuntimeError")]
+    assert _read(layout.images_dir(str(out))).num_rows == 5
+    assert _read(layout.layer_dir(str(out), "res4")).num_rows == 5
+    manifest = json.loads((out / layout.MANIFEST_FILE).read_text())
+    assert manifest["counts"]["errors_by_stage"] == {"extract": {"RuntimeError": 1}}
