@@ -229,7 +229,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
 
 def main() -> None:
     logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     for name in ("pipeline", "transforms", "models"):
         logging.getLogger(name).setLevel(logging.INFO)
