@@ -18,6 +18,7 @@ from schemas.elements import (
     STAGE_EXTRACT,
     STAGE_READ,
     STAGE_RESIZE,
+    STAGE_WRITE,
     STAGES,
     BatchEmbeddings,
     DecodedImage,

@@ -12,6 +12,7 @@ STAGE_DECODE = "decode"
 STAGE_RESIZE = "resize"
 STAGE_BATCH = "batch"
 STAGE_EXTRACT = "extract"
+STAGE_WRITE = "write"  # named in ShapeContractError only: a write failure fails the run
 STAGES = (STAGE_READ, STAGE_DECODE, STAGE_RESIZE, STAGE_BATCH, STAGE_EXTRACT)
 
 

@@ -5,7 +5,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from beam_helpers import local_test_pipeline
+from apache_beam.testing.util import assert_that
+
+from beam_helpers import check, local_test_pipeline
 from schemas import (
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
@@ -38,10 +40,20 @@ def _read(directory):
 
 def _write(tmp_path, config, batches, errors):
     with local_test_pipeline() as p:
-        _ = {
+        written = {
             "embeddings": p | "Emb" >> beam.Create(batches),
             "errors": p | "Err" >> beam.Create(errors),
         } | WriteEmbeddings(str(tmp_path), config)
+        for output, files in written.items():
+            directory = layout.errors_dir(str(tmp_path)) if output == "errors" else (
+                layout.images_dir(str(tmp_path)) if output == "images" else layout.layer_dir(str(tmp_path), output))
+            assert_that(
+                files,
+                check(lambda names, d=directory: len(names) >= 1 and all(
+                    n.startswith(d + "/part-") and n.endswith(".parquet") for n in names),
+                    f"part files under {directory}"),
+                label=f"files[{output}]",
+            )
 
 
 def test_pooled_layers_images_and_errors_round_trip(tmp_path):
@@ -88,3 +100,16 @@ def test_errors_file_exists_even_when_there_are_none(tmp_path):
     assert len(files) == 1
     table = pq.read_table(files[0])
     assert table.num_rows == 0 and table.schema.equals(ERRORS_SCHEMA)
+
+
+def test_a_wrong_shape_never_reaches_a_file():
+    import pytest
+
+    from schemas import ShapeContractError
+    from transforms.write import layer_table
+
+    config = ExtractionConfig(layers=("res5",), image_size=32, weights="random")
+    batch = _batches(config, [2], np.random.default_rng(3))[0]
+    bad = BatchEmbeddings(batch.infos, {"res5": batch.layers["res5"][:, :100]})
+    with pytest.raises(ShapeContractError, match="'write'.*expected shape \\(2, 2048"):
+        layer_table(bad, "res5", config, embeddings_schema(config, "res5"))

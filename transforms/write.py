@@ -8,11 +8,13 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from schemas import (
+    STAGE_WRITE,
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
     BatchEmbeddings,
     ExtractionConfig,
     ImageError,
+    assert_shape,
     embeddings_schema,
     layout,
 )
@@ -44,9 +46,16 @@ def embedding_array(values: np.ndarray, data_type: pa.DataType) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
-def layer_table(batch: BatchEmbeddings, layer: str, schema: pa.Schema) -> pa.Table:
-    """One ``embeddings/<layer>/`` row per image of the batch, cast to ``schema``."""
-    column = embedding_array(batch.layers[layer], schema.field("embedding").type)
+def layer_table(batch: BatchEmbeddings, layer: str, config: ExtractionConfig, schema: pa.Schema) -> pa.Table:
+    """One ``embeddings/<layer>/`` row per image of the batch, in ``schema``. The array is
+    asserted against the layer's stored shape first; a mismatch here is a bug upstream and
+    fails the run rather than writing a wrong file."""
+    first = batch.infos[0]
+    values = assert_shape(
+        batch.layers[layer], (len(batch.infos),) + config.embedding_shape(layer),
+        stage=STAGE_WRITE, uri=first.uri, image_id=first.image_id, dtype=config.output_dtype,
+    )
+    column = embedding_array(values, schema.field("embedding").type)
     return pa.Table.from_arrays(
         [
             pa.array([i.image_id for i in batch.infos], pa.string()),
@@ -121,7 +130,7 @@ class WriteEmbeddings(beam.PTransform):
             schema = embeddings_schema(self._config, layer)
             written[layer] = (
                 embeddings
-                | f"Table[{layer}]" >> beam.Map(layer_table, layer, schema)
+                | f"Table[{layer}]" >> beam.Map(layer_table, layer, self._config, schema)
                 | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}"))
                 | f"Write[{layer}]" >> self._sink(layout.layer_dir(root, layer), schema)
             )
