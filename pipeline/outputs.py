@@ -33,15 +33,14 @@ def remove_previous_run(output_dir: str) -> list[str]:
     removed = []
     for entry in layout.OUTPUT_ENTRIES:
         path = layout.join(output_dir, entry)
+        is_folder = entry != layout.MANIFEST_FILE
         if is_local(output_dir):
-            if os.path.exists(path):
-                FileSystems.delete([path])
-                removed.append(entry)
-        else:
-            target = path if entry == layout.MANIFEST_FILE else path + "/"
-            if FileSystems.match([target + ("" if entry == layout.MANIFEST_FILE else "*")])[0].metadata_list:
-                FileSystems.delete([target])
-                removed.append(entry)
+            present = os.path.exists(path)
+        else:  # Object stores have no folders: look for anything under the prefix.
+            present = bool(FileSystems.match([path + "/**" if is_folder else path])[0].metadata_list)
+        if present:
+            FileSystems.delete([path + "/" if is_folder and not is_local(output_dir) else path])
+            removed.append(entry)
     return removed
 
 

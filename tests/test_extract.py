@@ -103,7 +103,7 @@ def test_wrong_output_shape_is_a_contract_error_per_image():
         assert_that(
             out.errors,
             check(lambda es: sorted(e.uri for e in es) == ["mem://1", "mem://2"]
-                  and all(e.error_type == "ShapeContractError" and "(1, 257)" in e.message for e in es),
+                  and all(e.error_type == "ShapeContractError" and "(2, 257)" in e.message for e in es),
                   "both images rejected naming the shapes"),
             label="err",
         )

@@ -61,8 +61,12 @@ class _ExtractFn(beam.DoFn):
         try:
             started = time.perf_counter()
             outputs = self._extractor(batch.pixels)
-            self._check_outputs(batch, outputs)
             self._latency.update(int((time.perf_counter() - started) * 1000))
+            self._check_outputs(batch, outputs)
+        except ShapeContractError as exc:  # Deterministic: retrying smaller batches cannot help.
+            for info in batch.infos:
+                yield image_error(info.uri, info.image_id, STAGE_EXTRACT, exc)
+            return
         except Exception as exc:
             if len(batch.infos) == 1:
                 info = batch.infos[0]
