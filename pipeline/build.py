@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from schemas import ExtractionConfig
+from schemas import ExtractionConfig, InputLimits
 from transforms import (
     BatchByShape,
     DecodeImages,
@@ -17,14 +17,16 @@ from transforms import (
 
 def build_pipeline(
     p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
-    extract: beam.PTransform | None = None,
+    limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
 ) -> dict:
     """Add read -> decode -> resize -> batch -> extract -> write to ``p``.
 
     ``extract`` replaces the ExtractLayers step (tests inject faults through it).
     Returns WriteEmbeddings' outputs (written file names per output)."""
-    files = p | "ReadImages" >> ReadImages(input_pattern)
-    decoded = files.files | "DecodeImages" >> DecodeImages()
+    files = p | "ReadImages" >> ReadImages(input_pattern, max_file_bytes=limits.max_file_bytes)
+    decoded = files.files | "DecodeImages" >> DecodeImages(
+        max_pixels=limits.max_pixels, min_side=limits.min_side
+    )
     resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
     batched = resized.images | "BatchByShape" >> BatchByShape(
         config.batch_size, image_shape=config.input_shape

@@ -7,7 +7,17 @@ import difflib
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from schemas import DEFAULT_LAYERS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
+from schemas import (
+    DEFAULT_LAYERS,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    OUTPUT_DTYPES,
+    POOLINGS,
+    RESIZE_MODES,
+    ExtractionConfig,
+    InputLimits,
+)
 
 
 class ExtractOptions(PipelineOptions):
@@ -71,6 +81,26 @@ class ExtractOptions(PipelineOptions):
             help="Stored value type of the embeddings. Default: %(default)s.",
         )
         parser.add_argument(
+            "--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+            help="Refuse images whose header claims more pixels (width x height) than this, "
+            "before any pixel is decoded (stage validate, TooManyPixels). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--min_side", type=int, default=DEFAULT_MIN_SIDE,
+            help="Refuse images whose shorter side is under this many pixels (stage validate, "
+            "ImageTooSmall). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--max_file_bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+            help="Refuse files larger than this without reading them (stage validate, "
+            "FileTooLarge). Default: %(default)s (256 MiB).",
+        )
+        parser.add_argument(
+            "--max_error_fraction", type=float, default=None,
+            help="After writing everything, exit with code 3 when more than this fraction "
+            "(0..1) of the matched inputs ended in errors/. Default: no limit.",
+        )
+        parser.add_argument(
             "--overwrite",
             action="store_true",
             default=False,
@@ -90,6 +120,15 @@ def extraction_config(options: ExtractOptions) -> ExtractionConfig:
         weights=options.weights,
         seed=options.seed,
         output_dtype=options.output_dtype,
+    )
+
+
+def input_limits(options: ExtractOptions) -> InputLimits:
+    """The validated guards of parsed options; raises ValueError naming the flag."""
+    return InputLimits(
+        max_pixels=options.max_pixels,
+        min_side=options.min_side,
+        max_file_bytes=options.max_file_bytes,
     )
 
 

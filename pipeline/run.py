@@ -1,10 +1,12 @@
 """CLI: validate, run the extraction job, check the accounting, write the manifest.
 
 Exit codes: 0 the run completed (per-image errors are data), 1 the run itself failed,
-2 a usage problem found before any work."""
+2 a usage problem found before any work, 3 the run completed and wrote everything but more
+than --max_error_fraction of the inputs failed."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -20,11 +22,17 @@ from models.weights import WeightsError, resolve_weights_file
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.build import build_pipeline
-from pipeline.options import ExtractOptions, extraction_config, help_text, unknown_arguments
-from schemas import ExtractionConfig, layout
+from pipeline.options import (
+    ExtractOptions,
+    extraction_config,
+    help_text,
+    input_limits,
+    unknown_arguments,
+)
+from schemas import ExtractionConfig, InputLimits, layout
 from transforms.errors import METRICS_NAMESPACE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
 #: Used when no --runner is given: Beam's in-process runner, the engine of the DirectRunner.
 #: Naming it avoids the DirectRunner's attempt to download and start the Prism binary,
 #: so a local run behaves the same online and offline.
@@ -40,7 +48,9 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def parse_args(argv: list[str]) -> tuple[PipelineOptions, ExtractOptions, ExtractionConfig]:
+def parse_args(
+    argv: list[str],
+) -> tuple[PipelineOptions, ExtractOptions, ExtractionConfig, InputLimits]:
     """Parse and validate; raises UsageError (argparse's own errors exit with 2 as well)."""
     unknown = unknown_arguments(argv)
     if unknown:
@@ -56,9 +66,13 @@ def parse_args(argv: list[str]) -> tuple[PipelineOptions, ExtractOptions, Extrac
     extract_options.input = absolute_pattern(extract_options.input)
     try:
         config = extraction_config(extract_options)
+        limits = input_limits(extract_options)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    return options, extract_options, config
+    fraction = extract_options.max_error_fraction
+    if fraction is not None and not 0 <= fraction <= 1:
+        raise UsageError(f"--max_error_fraction must be between 0 and 1, got {fraction}")
+    return options, extract_options, config, limits
 
 
 def absolute_pattern(pattern: str) -> str:
@@ -155,7 +169,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         return EXIT_OK
     started, started_utc = time.perf_counter(), _utc_now()
     try:
-        options, extract_options, config = parse_args(argv)
+        options, extract_options, config, limits = parse_args(argv)
         matched, weights_file = preflight(extract_options, config)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -178,7 +192,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         pipeline = beam.Pipeline(options=options)
         build_pipeline(
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
-            config=config, extract=extract,
+            config=config, limits=limits, extract=extract,
         )
         result = pipeline.run()
         state = result.wait_until_finish()
@@ -208,6 +222,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         "output": output_dir,
         "runner": standard.runner,
         "config": manifest_lib.config_record(config),
+        "limits": dataclasses.asdict(limits),
         "weights": manifest_lib.weights_record(config, weights_file),
         "layers": manifest_lib.layers_record(config),
         "counts": counts,
@@ -221,9 +236,20 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
             if pipeline_seconds > 0 else None,
         },
     }
+    fraction = counts["errors"] / counts["matched"] if counts["matched"] else 0.0
+    limit = extract_options.max_error_fraction
+    manifest["error_fraction"] = round(fraction, 6)
+    manifest["max_error_fraction"] = limit
+    manifest["max_error_fraction_exceeded"] = limit is not None and fraction > limit
     manifest_lib.write_manifest(output_dir, manifest)
     print_summary(manifest, output_dir)
     print(f"manifest: {layout.manifest_path(output_dir)}")
+    if manifest["max_error_fraction_exceeded"]:
+        _log.error(
+            "%d of %d inputs failed (%.1f%%), over --max_error_fraction %s; exiting with %d",
+            counts["errors"], counts["matched"], 100 * fraction, limit, EXIT_TOO_MANY_ERRORS,
+        )
+        return EXIT_TOO_MANY_ERRORS
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ from schemas.elements import (
     STAGE_EXTRACT,
     STAGE_READ,
     STAGE_RESIZE,
+    STAGE_VALIDATE,
     STAGE_WRITE,
     STAGES,
     BatchEmbeddings,
@@ -29,6 +30,17 @@ from schemas.elements import (
     ResizedImage,
 )
 from schemas import layout
+from schemas.limits import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    EmptyFile,
+    FileTooLarge,
+    ImageRejected,
+    ImageTooSmall,
+    InputLimits,
+    TooManyPixels,
+)
 from schemas.layers import (
     ALIASES,
     DEFAULT_LAYERS,

@@ -8,12 +8,13 @@ import numpy as np
 
 # Stages named in errors/ and in ShapeContractError messages.
 STAGE_READ = "read"
+STAGE_VALIDATE = "validate"
 STAGE_DECODE = "decode"
 STAGE_RESIZE = "resize"
 STAGE_BATCH = "batch"
 STAGE_EXTRACT = "extract"
 STAGE_WRITE = "write"  # named in ShapeContractError only: a write failure fails the run
-STAGES = (STAGE_READ, STAGE_DECODE, STAGE_RESIZE, STAGE_BATCH, STAGE_EXTRACT)
+STAGES = (STAGE_READ, STAGE_VALIDATE, STAGE_DECODE, STAGE_RESIZE, STAGE_BATCH, STAGE_EXTRACT)
 
 
 class ImageFile(NamedTuple):

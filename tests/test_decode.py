@@ -12,6 +12,7 @@ from beam_helpers import check, local_test_pipeline
 from images import encode, rgb_pattern
 from schemas import ImageFile
 from transforms import DecodeImages
+from schemas import ImageTooSmall, TooManyPixels
 from transforms.decode import decode_image
 
 
@@ -94,7 +95,7 @@ def test_first_frame_of_animated_gif():
 
 
 def test_transform_splits_good_and_bad(tmp_path):
-    good = encode(rgb_pattern(12, 18, seed=3), "JPEG")
+    good = encode(rgb_pattern(20, 30, seed=3), "JPEG")
     files = [
         ImageFile("mem://good.jpg", "id-good", good),
         ImageFile("mem://truncated.jpg", "id-trunc", good[: len(good) // 2]),
@@ -106,9 +107,9 @@ def test_transform_splits_good_and_bad(tmp_path):
             decoded.images,
             check(
                 lambda xs: len(xs) == 1
-                and xs[0].info == ("mem://good.jpg", "id-good", 18, 12, "JPEG")
-                and xs[0].pixels.shape == (12, 18, 3),
-                "one decoded 18x12 JPEG",
+                and xs[0].info == ("mem://good.jpg", "id-good", 30, 20, "JPEG")
+                and xs[0].pixels.shape == (20, 30, 3),
+                "one decoded 30x20 JPEG",
             ),
             label="images",
         )
@@ -121,5 +122,36 @@ def test_transform_splits_good_and_bad(tmp_path):
                 and all("0x" not in e.message for e in xs),
                 "truncated and text files rejected at decode with stable messages",
             ),
+            label="errors",
+        )
+
+
+def test_pixel_guard_refuses_from_the_header():
+    data = encode(rgb_pattern(40, 50, seed=4), "PNG")
+    with pytest.raises(TooManyPixels, match="50x40 = 2000 pixels, over --max_pixels 1999"):
+        decode_image(data, max_pixels=1999)
+    assert decode_image(data, max_pixels=2000)[0].shape == (40, 50, 3)
+
+
+def test_min_side_guard():
+    data = encode(rgb_pattern(15, 300, seed=5), "PNG")
+    with pytest.raises(ImageTooSmall, match="300x15 has a side under --min_side 16"):
+        decode_image(data, min_side=16)
+    assert decode_image(data, min_side=15)[0].shape == (15, 300, 3)
+
+
+def test_guards_report_stage_validate():
+    files = [
+        ImageFile("mem://big.png", "id-big", encode(rgb_pattern(40, 50, seed=6), "PNG")),
+        ImageFile("mem://tiny.png", "id-tiny", encode(rgb_pattern(4, 4, seed=7), "PNG")),
+    ]
+    with local_test_pipeline() as p:
+        decoded = p | beam.Create(files) | DecodeImages(max_pixels=1000, min_side=8)
+        assert_that(decoded.images, check(lambda xs: xs == [], "nothing decoded"), label="images")
+        assert_that(
+            decoded.errors,
+            check(lambda xs: sorted((e.uri, e.stage, e.error_type) for e in xs) == [
+                ("mem://big.png", "validate", "TooManyPixels"),
+                ("mem://tiny.png", "validate", "ImageTooSmall")], "both refused by guards"),
             label="errors",
         )

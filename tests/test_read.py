@@ -32,3 +32,33 @@ def test_single_star_does_not_descend(tmp_path):
         read = p | ReadImages(str(tmp_path / "*"))
         assert_that(read.files | "Uris" >> __import__("apache_beam").Map(lambda f: f.uri),
                     equal_to([str(tmp_path / "top.jpg")]))
+
+
+def test_empty_and_oversized_files_are_refused_unread(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "huge.jpg").write_bytes(b"x" * 2000)
+    (tmp_path / "fine.jpg").write_bytes(b"y" * 1000)
+    with local_test_pipeline() as p:
+        read = p | ReadImages(str(tmp_path / "*"), max_file_bytes=1000)
+        assert_that(read.files | "Names" >> __import__("apache_beam").Map(lambda f: f.uri),
+                    equal_to([str(tmp_path / "fine.jpg")]), label="files")
+        assert_that(
+            read.errors | "Rows" >> __import__("apache_beam").Map(lambda e: (e.uri, e.image_id, e.stage, e.error_type)),
+            equal_to([(str(tmp_path / "empty.jpg"), None, "validate", "EmptyFile"),
+                      (str(tmp_path / "huge.jpg"), None, "validate", "FileTooLarge")]),
+            label="errors",
+        )
+
+
+def test_a_file_that_vanished_after_matching_is_a_read_error(tmp_path):
+    import apache_beam as beam
+    from apache_beam.io.filesystem import FileMetadata
+
+    from transforms.read import _ReadFileFn
+
+    gone = str(tmp_path / "gone.jpg")
+    with local_test_pipeline() as p:
+        out = p | beam.Create([FileMetadata(gone, 10)]) | beam.ParDo(_ReadFileFn()).with_outputs("errors", main="files")
+        assert_that(out.files, equal_to([]), label="files")
+        assert_that(out.errors | beam.Map(lambda e: (e.uri, e.stage, e.error_type)),
+                    equal_to([(gone, "read", "FileNotFoundError")]), label="errors")

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from PIL import Image, ImageOps
 
-from schemas import ERRORS_TAG, STAGE_DECODE, DecodedImage, ImageFile, ImageInfo, assert_shape
+from schemas import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ERRORS_TAG,
+    STAGE_DECODE,
+    DecodedImage,
+    ImageFile,
+    ImageInfo,
+    ImageTooSmall,
+    TooManyPixels,
+    assert_shape,
+)
 from transforms.errors import METRICS_NAMESPACE, image_error
 
 #: Background that transparent pixels are composited onto.
@@ -41,12 +53,34 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def decode_image(data: bytes) -> tuple[np.ndarray, str]:
-    """Decode the first frame of ``data`` with EXIF orientation applied.
+def open_checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
+    """Open ``data`` and check its header size; no pixel is decoded or allocated here.
+    Raises TooManyPixels or ImageTooSmall (stage 'validate'), or PIL's own errors."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # Beyond twice Pillow's own limit.
+        raise TooManyPixels(str(exc)) from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise TooManyPixels(
+            f"header says {width}x{height} = {width * height} pixels, over --max_pixels {max_pixels}"
+        )
+    if min(width, height) < min_side:
+        image.close()
+        raise ImageTooSmall(f"{width}x{height} has a side under --min_side {min_side}")
+    return image
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1
+) -> tuple[np.ndarray, str]:
+    """Decode the first frame of ``data`` with EXIF orientation applied, after checking the
+    header against ``max_pixels`` and ``min_side``.
 
     Returns (pixels (h, w, 3) uint8 RGB, PIL format name). Raises whatever PIL raises for
     data it cannot decode, truncated files included (pixels are loaded here)."""
-    with Image.open(io.BytesIO(data)) as image:
+    with open_checked(data, max_pixels=max_pixels, min_side=min_side) as image:
         image_format = image.format or "unknown"
         image.load()
         upright = ImageOps.exif_transpose(image)
@@ -54,12 +88,23 @@ def decode_image(data: bytes) -> tuple[np.ndarray, str]:
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self):
+    def __init__(self, max_pixels: int, min_side: int):
+        self._max_pixels = max_pixels
+        self._min_side = min_side
         self._decoded = Metrics.counter(METRICS_NAMESPACE, "decoded")
+
+    def setup(self):
+        # Our header check replaces Pillow's bomb warning; its hard limit (twice
+        # MAX_IMAGE_PIXELS) is only ever raised, to an explicit larger --max_pixels.
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        if Image.MAX_IMAGE_PIXELS is not None and self._max_pixels > Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = self._max_pixels
 
     def process(self, file: ImageFile):
         try:
-            pixels, image_format = decode_image(file.data)
+            pixels, image_format = decode_image(
+                file.data, max_pixels=self._max_pixels, min_side=self._min_side
+            )
             assert_shape(
                 pixels, (None, None, 3), stage=STAGE_DECODE, uri=file.uri,
                 image_id=file.image_id, dtype=np.uint8,
@@ -78,9 +123,18 @@ class DecodeImages(beam.PTransform):
 
     Greyscale, palette, RGBA (composited onto white), CMYK and 16-bit sources all come out
     as 8-bit RGB; EXIF orientation is applied, so (w, h) in ImageInfo is the upright size.
-    Anything PIL cannot decode goes to ``errors`` (ImageError, stage 'decode').
+    Before any pixel is decoded, the header size is checked: over ``max_pixels`` or with a
+    side under ``min_side`` goes to ``errors`` with stage 'validate' (TooManyPixels,
+    ImageTooSmall). Anything PIL cannot decode goes to ``errors`` with stage 'decode'.
     Returns a DoOutputsTuple with ``images`` and ``errors``.
     """
 
+    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE):
+        super().__init__()
+        self._max_pixels = max_pixels
+        self._min_side = min_side
+
     def expand(self, files):
-        return files | "Decode" >> beam.ParDo(_DecodeFn()).with_outputs(ERRORS_TAG, main="images")
+        return files | "Decode" >> beam.ParDo(
+            _DecodeFn(self._max_pixels, self._min_side)
+        ).with_outputs(ERRORS_TAG, main="images")

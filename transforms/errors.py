@@ -8,7 +8,7 @@ import re
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas import ERRORS_TAG, ImageError
+from schemas import ERRORS_TAG, STAGE_VALIDATE, ImageError, ImageRejected
 
 METRICS_NAMESPACE = "resnet50_embeddings"
 _ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
@@ -23,7 +23,10 @@ def describe(exc: BaseException, uri: str) -> str:
 
 
 def image_error(uri: str, image_id: str | None, stage: str, exc: BaseException) -> beam.pvalue.TaggedOutput:
-    """The error-output element for ``exc`` raised at ``stage`` on one image; also counted."""
+    """The error-output element for ``exc`` raised at ``stage`` on one image; also counted.
+    A guard's ImageRejected is reported at stage 'validate' whichever step found it."""
+    if isinstance(exc, ImageRejected):
+        stage = STAGE_VALIDATE
     Metrics.counter(METRICS_NAMESPACE, f"failed_{stage}").inc()
     error = ImageError(
         uri=uri,
