@@ -7,11 +7,12 @@ Architecture, one line per module:
   schemas/arrow.py      Arrow schemas of images/, errors/ and embeddings/<layer>/
   schemas/layout.py     paths of every output under --output
   schemas/contracts.py  ShapeContractError and assert_shape
+  schemas/limits.py     InputLimits and the typed rejections (stage 'validate')
   models/weights.py     ImageNet cache, seeded random weights, HDF5 weights files
   models/resnet50.py    the bare tf_keras ResNet50 for one input size
   models/extractor.py   one tf.function: preprocess, forward, pool every layer
-  transforms/read.py    ReadImages: pattern -> (uri, sha256, bytes)
-  transforms/decode.py  DecodeImages: bytes -> HxWx3 uint8 RGB
+  transforms/read.py    ReadImages: pattern -> (uri, sha256, bytes), size guards
+  transforms/decode.py  DecodeImages: header guards, bytes -> HxWx3 uint8 RGB
   transforms/resize.py  ResizeImages: center_crop / stretch / pad to the input size
   transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches
   transforms/extract.py ExtractLayers: shared model per process -> per-layer arrays
@@ -19,7 +20,7 @@ Architecture, one line per module:
   transforms/errors.py  exception -> ImageError row on the error output, counters
   pipeline/options.py   the CLI options (a PipelineOptions subclass)
   pipeline/build.py     composition of the transforms
-  pipeline/outputs.py   output folder checks, --overwrite, row counts
+  pipeline/outputs.py   output folder checks, --overwrite, is_complete, row counts
   pipeline/manifest.py  manifest.json, written last
   pipeline/run.py       CLI entry: validate, run, account, manifest, exit codes
 """

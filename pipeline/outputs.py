@@ -44,6 +44,19 @@ def remove_previous_run(output_dir: str) -> list[str]:
     return removed
 
 
+def is_complete(output_dir: str) -> bool:
+    """True only for the output of a run that finished: manifest.json is written last, after
+    the accounting check, and says ``"complete": true``. Anything else (no manifest, as after
+    a crash or a kill, or while a run is going) is an incomplete output."""
+    import json
+
+    path = layout.manifest_path(output_dir)
+    if not FileSystems.exists(path):
+        return False
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read()).get("complete") is True
+
+
 def part_files(directory: str) -> list[str]:
     """The Parquet part files written into ``directory``, sorted."""
     match = FileSystems.match([layout.parts_glob(directory)])[0]

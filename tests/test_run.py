@@ -285,3 +285,28 @@ def test_injected_inference_fault_costs_one_image(exact_size_inputs, tmp_path):
     assert _read(layout.layer_dir(str(out), "res4")).num_rows == 5
     manifest = json.loads((out / layout.MANIFEST_FILE).read_text())
     assert manifest["counts"]["errors_by_stage"] == {"extract": {"RuntimeError": 1}}
+
+
+@pytest.mark.parametrize("limit,code", [("0.1", 3), ("0.2", EXIT_OK)])
+def test_max_error_fraction(exact_size_inputs, tmp_path, limit, code):
+    folder, _ = exact_size_inputs
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # 1 of 6 fails: 0.1667
+    out = tmp_path / "o"
+    argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
+            "--image_size", "32", "--layers", "res2", "--max_error_fraction", limit]
+    assert run(argv) == code
+    manifest = json.loads((out / layout.MANIFEST_FILE).read_text())  # written either way
+    assert manifest["error_fraction"] == pytest.approx(1 / 6, abs=1e-6)
+    assert manifest["max_error_fraction_exceeded"] is (code == 3)
+    assert _read(layout.images_dir(str(out))).num_rows == 5
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--max_error_fraction", "1.5"], "between 0 and 1"),
+    (["--min_side", "0"], "--min_side must be at least 1"),
+    (["--max_pixels", "-1"], "--max_pixels must be at least 1"),
+])
+def test_bad_guard_values_exit_2(exact_size_inputs, tmp_path, capsys, extra, message):
+    folder, _ = exact_size_inputs
+    assert run(["--input", str(folder / "*"), "--output", str(tmp_path / "o"), "--weights", "random"] + extra) == EXIT_USAGE
+    assert message in capsys.readouterr().err

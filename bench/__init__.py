@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers. No timed assertions live in tests/."""

@@ -1,0 +1,78 @@
+"""A run killed with SIGKILL while writing, then rerun with --overwrite, ends complete."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from images import rgb_pattern, write_image
+from pipeline.outputs import is_complete
+from pipeline.run import EXIT_OK, EXIT_USAGE, run
+from schemas import layout
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+IMAGES = 240
+LAYERS = ("res2", "res5")
+
+
+def _wait_for_writing(out: pathlib.Path, process, timeout=240.0) -> bool:
+    """True once Beam's temporary part files exist under ``out`` (writing has begun)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.exists() and any("beam-temp" in str(p) for p in out.rglob("*") if p.is_file()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_during_write_then_overwrite_completes(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(IMAGES):
+        write_image(folder / f"img{i:03d}.png", rgb_pattern(64, 64, 1000 + i), "PNG")
+    out = tmp_path / "out"
+    argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
+            "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "2"]
+
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        writing = _wait_for_writing(out, process)
+        time.sleep(0.3)  # well inside the write: batches of 2 keep appending row groups
+        still_running = process.poll() is None
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert writing and still_running, "the run ended before it could be killed mid-write"
+    assert process.returncode == -signal.SIGKILL
+
+    # What a reader sees: no manifest, so not complete, whatever partial files exist.
+    assert not (out / layout.MANIFEST_FILE).exists()
+    assert not is_complete(str(out))
+    assert any("beam-temp" in str(p) for p in out.rglob("*"))
+
+    # A rerun without --overwrite refuses to mix with the debris.
+    assert run(argv) == EXIT_USAGE
+    assert run(argv + ["--overwrite"]) == EXIT_OK
+
+    assert is_complete(str(out))
+    assert not [p for p in out.rglob("*") if "beam-temp" in str(p)]
+    manifest = json.loads((out / layout.MANIFEST_FILE).read_text())
+    assert manifest["counts"]["matched"] == IMAGES and manifest["counts"]["embedded"] == IMAGES
+    for directory in [layout.images_dir(str(out)), layout.errors_dir(str(out))] + [
+            layout.layer_dir(str(out), layer) for layer in LAYERS]:
+        files = sorted(pathlib.Path(directory).iterdir())
+        assert files and all(f.name.startswith("part-") and f.suffix == ".parquet" for f in files)
+        ids = [i for f in files for i in pq.read_table(f, columns=["uri"])["uri"].to_pylist()]  # every file readable
+        if directory != layout.errors_dir(str(out)):
+            assert len(ids) == len(set(ids)) == IMAGES
+    for layer in LAYERS:
+        image_ids = pq.read_table(layout.layer_dir(str(out), layer))["image_id"].to_pylist()
+        assert len(image_ids) == len(set(image_ids)) == IMAGES
+        assert manifest["counts"]["rows_per_layer"][layer] == IMAGES
