@@ -310,3 +310,33 @@ def test_bad_guard_values_exit_2(exact_size_inputs, tmp_path, capsys, extra, mes
     folder, _ = exact_size_inputs
     assert run(["--input", str(folder / "*"), "--output", str(tmp_path / "o"), "--weights", "random"] + extra) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+class _DropFirstImage(__import__("apache_beam").DoFn):
+    """A buggy step: loses one image without an error row."""
+
+    def process(self, batch):
+        from schemas import BatchEmbeddings
+
+        kept = tuple(info for info in batch.infos if not info.uri.endswith("img0.png"))
+        if kept:
+            yield BatchEmbeddings(kept, {"res2": __import__("numpy").zeros((len(kept), 256), "float32")})
+
+
+class SilentlyLosingExtract(__import__("apache_beam").PTransform):
+    def expand(self, batches):
+        import apache_beam as beam
+
+        from schemas import ERRORS_TAG
+
+        return batches | beam.ParDo(_DropFirstImage()).with_outputs(ERRORS_TAG, main="embeddings")
+
+
+def test_a_lost_image_breaks_the_accounting_and_exits_1(exact_size_inputs, tmp_path, caplog):
+    folder, _ = exact_size_inputs
+    out = tmp_path / "o"
+    argv = ["--input", str(folder / "img[0-2].png"), "--output", str(out), "--weights", "random",
+            "--image_size", "32", "--layers", "res2", "--batch_size", "8"]
+    assert run(argv, extract=SilentlyLosingExtract()) == 1
+    assert not (out / layout.MANIFEST_FILE).exists()
+    assert "3 inputs matched but images/ has 2 rows and errors/ 0" in caplog.text
