@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from models.device import configure_devices
 from models.resnet50 import build_resnet50
 from schemas import ExtractionConfig
 
@@ -25,7 +26,8 @@ class LayerExtractor:
         from tf_keras.applications.resnet50 import preprocess_input
 
         self.config = config
-        base = build_resnet50(config.image_size, config.weights, config.seed, weights_file)
+        self.device = configure_devices()
+        base = _build_with_policy(config, weights_file)
         outputs = {name: base.get_layer(keras).output for name, keras in config.keras_layers.items()}
         features = tf_keras.Model(base.input, outputs, name="resnet50_layers")
         out_dtype = tf.as_dtype(config.output_dtype)
@@ -40,7 +42,11 @@ class LayerExtractor:
 
         def forward(images):
             maps = features(preprocess_input(tf.cast(images, tf.float32)), training=False)
-            return {name: tf.cast(pool(maps[name]), out_dtype) for name in config.layers}
+            # Under mixed precision the maps are float16/bfloat16: pool in float32.
+            return {
+                name: tf.cast(pool(tf.cast(maps[name], tf.float32)), out_dtype)
+                for name in config.layers
+            }
 
         height, width = config.image_size
         self._forward = tf.function(
@@ -49,13 +55,29 @@ class LayerExtractor:
         )
         self._tf = tf
         _log.info(
-            "ResNet50 extractor ready: input %s, layers %s, pooling %s, devices %s",
+            "ResNet50 extractor ready on %s: input %s, layers %s, pooling %s, precision %s",
+            self.device,
             config.image_size,
             ",".join(config.layers),
             pooling,
-            [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")],
+            "float32" if config.mixed_precision == "none" else f"mixed_{config.mixed_precision}",
         )
 
     def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self._forward(self._tf.convert_to_tensor(pixels, dtype=self._tf.uint8))
         return {name: value.numpy() for name, value in outputs.items()}
+
+
+def _build_with_policy(config: ExtractionConfig, weights_file: str | None):
+    """The bare ResNet50, built under ``mixed_<precision>`` when asked (variables stay
+    float32, so any weights file loads), with the global Keras policy restored after."""
+    import tf_keras
+
+    if config.mixed_precision == "none":
+        return build_resnet50(config.image_size, config.weights, config.seed, weights_file)
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+    try:
+        return build_resnet50(config.image_size, config.weights, config.seed, weights_file)
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)

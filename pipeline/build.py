@@ -25,7 +25,8 @@ def build_pipeline(
     Returns WriteEmbeddings' outputs (written file names per output)."""
     files = p | "ReadImages" >> ReadImages(input_pattern, max_file_bytes=limits.max_file_bytes)
     decoded = files.files | "DecodeImages" >> DecodeImages(
-        max_pixels=limits.max_pixels, min_side=limits.min_side
+        max_pixels=limits.max_pixels, min_side=limits.min_side,
+        target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
     )
     resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
     batched = resized.images | "BatchByShape" >> BatchByShape(

@@ -83,6 +83,8 @@ def config_record(config: ExtractionConfig) -> dict:
         "weights": config.weights,
         "seed": config.seed,
         "output_dtype": config.output_dtype,
+        "mixed_precision": config.mixed_precision,
+        "jpeg_draft": config.jpeg_draft,
     }
 
 

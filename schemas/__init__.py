@@ -9,7 +9,7 @@ from schemas.arrow import (
     embedding_type,
     embeddings_schema,
 )
-from schemas.config import OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
+from schemas.config import MIXED_PRECISIONS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
 from schemas.contracts import ShapeContractError, assert_shape, shape_matches
 from schemas.elements import (
     ERRORS_TAG,

@@ -30,7 +30,10 @@ ERRORS_SCHEMA = pa.schema(
 )
 
 # Keys of the Parquet key-value metadata on every embeddings file (values are strings).
-METADATA_KEYS = ("layer", "keras_layer", "shape", "pooling", "image_size", "resize_mode", "weights")
+METADATA_KEYS = (
+    "layer", "keras_layer", "shape", "pooling", "image_size", "resize_mode", "weights",
+    "mixed_precision",
+)
 
 
 def value_type(config: ExtractionConfig) -> pa.DataType:
@@ -56,6 +59,7 @@ def embedding_metadata(config: ExtractionConfig, layer: str) -> dict[str, str]:
         "image_size": str(config.image_size),
         "resize_mode": config.resize_mode,
         "weights": config.weights,
+        "mixed_precision": config.mixed_precision,
     }
 
 

@@ -17,6 +17,7 @@ from schemas.layers import (
 RESIZE_MODES = ("center_crop", "stretch", "pad")
 POOLINGS = ("avg", "max", "none")
 OUTPUT_DTYPES = ("float32", "float16")
+MIXED_PRECISIONS = ("none", "float16", "bfloat16")
 
 ResizeMode = Literal["center_crop", "stretch", "pad"]
 Pooling = Literal["avg", "max", "none"]
@@ -35,6 +36,8 @@ class ExtractionConfig:
     weights: str = "imagenet"
     seed: int = 0
     output_dtype: str = "float32"
+    mixed_precision: str = "none"
+    jpeg_draft: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", parse_image_size(self.image_size))
@@ -52,6 +55,7 @@ class ExtractionConfig:
             (self.resize_mode, RESIZE_MODES, "resize_mode"),
             (self.pooling, POOLINGS, "pooling"),
             (self.output_dtype, OUTPUT_DTYPES, "output_dtype"),
+            (self.mixed_precision, MIXED_PRECISIONS, "mixed_precision"),
         ):
             if value not in choices:
                 raise ValueError(f"--{flag} {value!r} is not one of {', '.join(choices)}")

@@ -24,14 +24,14 @@ def _png(image: Image.Image) -> bytes:
 
 def test_rgb_png_is_exact():
     pixels = rgb_pattern(20, 30, seed=1)
-    decoded, fmt = decode_image(encode(pixels, "PNG"))
+    decoded, fmt, _, _ = decode_image(encode(pixels, "PNG"))
     assert fmt == "PNG" and decoded.dtype == np.uint8
     np.testing.assert_array_equal(decoded, pixels)
 
 
 def test_grayscale_becomes_three_equal_channels():
     pixels = rgb_pattern(16, 16, seed=2)
-    decoded, _ = decode_image(encode(pixels, "PNG", "L"))
+    decoded, _, _, _ = decode_image(encode(pixels, "PNG", "L"))
     assert decoded.shape == (16, 16, 3)
     assert (decoded[..., 0] == decoded[..., 1]).all() and (decoded[..., 1] == decoded[..., 2]).all()
     np.testing.assert_array_equal(decoded[..., 0], np.asarray(Image.fromarray(pixels).convert("L")))
@@ -41,7 +41,7 @@ def test_rgba_transparent_pixels_become_white():
     rgba = np.zeros((10, 10, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[:, :5, 3] = 255  # left half opaque red, right half fully transparent
-    decoded, _ = decode_image(_png(Image.fromarray(rgba, "RGBA")))
+    decoded, _, _, _ = decode_image(_png(Image.fromarray(rgba, "RGBA")))
     np.testing.assert_array_equal(decoded[:, :5], np.broadcast_to([200, 0, 0], (10, 5, 3)))
     np.testing.assert_array_equal(decoded[:, 5:], np.full((10, 5, 3), 255))
 
@@ -53,21 +53,21 @@ def test_palette_with_transparency():
     image.info["transparency"] = 0
     data = io.BytesIO()
     image.save(data, format="PNG", transparency=0)
-    decoded, _ = decode_image(data.getvalue())
+    decoded, _, _, _ = decode_image(data.getvalue())
     np.testing.assert_array_equal(decoded[:, :4], np.full((8, 4, 3), 255))
     np.testing.assert_array_equal(decoded[:, 4:], np.broadcast_to([10, 20, 30], (8, 4, 3)))
 
 
 def test_sixteen_bit_greyscale_is_scaled_not_clipped():
     values = np.array([[0, 257 * 100, 65535, 257 * 30]], np.uint16).repeat(4, axis=0)
-    decoded, _ = decode_image(_png(Image.fromarray(values)))
+    decoded, _, _, _ = decode_image(_png(Image.fromarray(values)))
     np.testing.assert_array_equal(decoded[0, :, 0], [0, 100, 255, 30])
 
 
 def test_cmyk_jpeg_comes_out_rgb():
     pixels = np.zeros((16, 16, 3), np.uint8)
     pixels[..., 2] = 220  # blue
-    decoded, fmt = decode_image(encode(pixels, "JPEG", "CMYK", quality=95))
+    decoded, fmt, _, _ = decode_image(encode(pixels, "JPEG", "CMYK", quality=95))
     assert fmt == "JPEG" and decoded.shape == (16, 16, 3)
     assert abs(int(decoded[..., 2].mean()) - 220) < 12 and decoded[..., 0].mean() < 15
 
@@ -78,7 +78,7 @@ def test_exif_orientation_is_applied(orientation):
     pixels[:10, :20] = [255, 0, 0]  # red top-left quadrant
     exif = Image.Exif()
     exif[0x0112] = orientation
-    decoded, _ = decode_image(encode(pixels, "JPEG", quality=95, exif=exif.tobytes()))
+    decoded, _, _, _ = decode_image(encode(pixels, "JPEG", quality=95, exif=exif.tobytes()))
     assert decoded.shape == (40, 20, 3)
     red = decoded[..., 0] > 128
     # Orientation 6 is shown rotated 90 degrees clockwise: top-left goes to top-right.
@@ -90,7 +90,7 @@ def test_first_frame_of_animated_gif():
     frames = [Image.new("RGB", (6, 6), colour) for colour in ((255, 0, 0), (0, 255, 0))]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
-    decoded, fmt = decode_image(buffer.getvalue())
+    decoded, fmt, _, _ = decode_image(buffer.getvalue())
     assert fmt == "GIF" and decoded[0, 0, 0] > 200 and decoded[0, 0, 1] < 50
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -18,6 +20,7 @@ from schemas import (
     DecodedImage,
     ImageFile,
     ImageInfo,
+    ImageSize,
     ImageTooSmall,
     TooManyPixels,
     assert_shape,
@@ -72,25 +75,60 @@ def open_checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
     return image
 
 
-def decode_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1
-) -> tuple[np.ndarray, str]:
-    """Decode the first frame of ``data`` with EXIF orientation applied, after checking the
-    header against ``max_pixels`` and ``min_side``.
+EXIF_ORIENTATION = 0x0112
+_SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
 
-    Returns (pixels (h, w, 3) uint8 RGB, PIL format name). Raises whatever PIL raises for
-    data it cannot decode, truncated files included (pixels are loaded here)."""
+
+class Decoded(NamedTuple):
+    """``pixels`` (h, w, 3) uint8 RGB, upright; ``width``/``height`` of the original image,
+    upright, whatever reduced size ``pixels`` were decoded at."""
+
+    pixels: np.ndarray
+    format: str
+    width: int
+    height: int
+
+
+def draft_request(width: int, height: int, sideways: bool, target: ImageSize, resize_mode: str) -> tuple[int, int]:
+    """The smallest stored-orientation size that still covers what ``resize_mode`` needs
+    for ``target``: JPEG decoding may then scale by 1/2, 1/4 or 1/8 in the DCT."""
+    want_w, want_h = (target.height, target.width) if sideways else (target.width, target.height)
+    if resize_mode == "stretch":
+        return want_w, want_h
+    pick = max if resize_mode == "center_crop" else min
+    scale = pick(want_w / width, want_h / height)
+    return math.ceil(width * scale), math.ceil(height * scale)
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
+    target: ImageSize | None = None, resize_mode: str = "center_crop",
+) -> Decoded:
+    """Decode the first frame of ``data`` with EXIF orientation applied, after checking the
+    header against ``max_pixels`` and ``min_side``. With ``target``, a JPEG at least twice
+    the size ``resize_mode`` needs is decoded at a reduced scale in the DCT (draft mode).
+
+    Raises whatever PIL raises for data it cannot decode, truncated files included (pixels
+    are loaded here)."""
     with open_checked(data, max_pixels=max_pixels, min_side=min_side) as image:
         image_format = image.format or "unknown"
+        width, height = image.size
+        sideways = image.getexif().get(EXIF_ORIENTATION, 1) in _SIDEWAYS
+        if target is not None and image_format == "JPEG":
+            image.draft(image.mode, draft_request(width, height, sideways, target, resize_mode))
         image.load()
         upright = ImageOps.exif_transpose(image)
-        return to_rgb(upright), image_format
+        if sideways:
+            width, height = height, width
+        return Decoded(to_rgb(upright), image_format, width, height)
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self, max_pixels: int, min_side: int):
+    def __init__(self, max_pixels: int, min_side: int, target: ImageSize | None, resize_mode: str):
         self._max_pixels = max_pixels
         self._min_side = min_side
+        self._target = target
+        self._resize_mode = resize_mode
         self._decoded = Metrics.counter(METRICS_NAMESPACE, "decoded")
 
     def setup(self):
@@ -102,20 +140,20 @@ class _DecodeFn(beam.DoFn):
 
     def process(self, file: ImageFile):
         try:
-            pixels, image_format = decode_image(
-                file.data, max_pixels=self._max_pixels, min_side=self._min_side
+            decoded = decode_image(
+                file.data, max_pixels=self._max_pixels, min_side=self._min_side,
+                target=self._target, resize_mode=self._resize_mode,
             )
             assert_shape(
-                pixels, (None, None, 3), stage=STAGE_DECODE, uri=file.uri,
+                decoded.pixels, (None, None, 3), stage=STAGE_DECODE, uri=file.uri,
                 image_id=file.image_id, dtype=np.uint8,
             )
         except Exception as exc:
             yield image_error(file.uri, file.image_id, STAGE_DECODE, exc)
             return
         self._decoded.inc()
-        height, width = pixels.shape[:2]
-        info = ImageInfo(file.uri, file.image_id, int(width), int(height), image_format)
-        yield DecodedImage(info=info, pixels=pixels)
+        info = ImageInfo(file.uri, file.image_id, decoded.width, decoded.height, decoded.format)
+        yield DecodedImage(info=info, pixels=decoded.pixels)
 
 
 class DecodeImages(beam.PTransform):
@@ -126,15 +164,23 @@ class DecodeImages(beam.PTransform):
     Before any pixel is decoded, the header size is checked: over ``max_pixels`` or with a
     side under ``min_side`` goes to ``errors`` with stage 'validate' (TooManyPixels,
     ImageTooSmall). Anything PIL cannot decode goes to ``errors`` with stage 'decode'.
+
+    With ``target`` (the model input size) and ``resize_mode``, JPEGs at least twice as
+    large as the resize needs are decoded at 1/2, 1/4 or 1/8 scale in the DCT (draft mode):
+    ``pixels`` are then smaller than the source but still cover the target, and
+    ImageInfo keeps the original size. Without ``target`` every image is decoded in full.
     Returns a DoOutputsTuple with ``images`` and ``errors``.
     """
 
-    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE):
+    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE,
+                 target: ImageSize | None = None, resize_mode: str = "center_crop"):
         super().__init__()
         self._max_pixels = max_pixels
         self._min_side = min_side
+        self._target = target
+        self._resize_mode = resize_mode
 
     def expand(self, files):
         return files | "Decode" >> beam.ParDo(
-            _DecodeFn(self._max_pixels, self._min_side)
+            _DecodeFn(self._max_pixels, self._min_side, self._target, self._resize_mode)
         ).with_outputs(ERRORS_TAG, main="images")

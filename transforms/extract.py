@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import logging
+import os
 import time
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import (
     ERRORS_TAG,
@@ -16,6 +22,7 @@ from schemas import (
     BatchEmbeddings,
     ExtractionConfig,
     ImageBatch,
+    ImageInfo,
     ShapeContractError,
     assert_shape,
 )
@@ -24,11 +31,46 @@ from transforms.errors import METRICS_NAMESPACE, image_error
 _log = logging.getLogger(__name__)
 
 
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux /proc), or None where that is unknown."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Done(NamedTuple):
+    embeddings: BatchEmbeddings
+    millis: int
+
+
+class _Failed(NamedTuple):
+    info: ImageInfo
+    error: Exception
+
+
+def _in_global_window(output):
+    """finish_bundle outputs need a window; batch pipelines use the global one."""
+    window = GlobalWindow()
+    if isinstance(output, beam.pvalue.TaggedOutput):
+        return beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, window.max_timestamp(), [window]))
+    return WindowedValue(output, window.max_timestamp(), [window])
+
+
 class _ExtractFn(beam.DoFn):
-    def __init__(self, config: ExtractionConfig, model_handle: shared.Shared, extractor_factory):
+    """Inference runs on one background thread per DoFn instance, so the Beam thread goes on
+    decoding and resizing the next batch meanwhile (TensorFlow releases the GIL while it
+    computes). ``in_flight_batches`` waiting batches are allowed; 0 is synchronous. Metrics
+    and outputs are produced on the Beam thread only (Beam metrics are per thread)."""
+
+    def __init__(self, config: ExtractionConfig, model_handle: shared.Shared, extractor_factory,
+                 in_flight_batches: int):
         self._config = config
         self._model_handle = model_handle
         self._extractor_factory = extractor_factory
+        self._in_flight = in_flight_batches
 
     def setup(self):
         self._embedded = Metrics.counter(METRICS_NAMESPACE, "images_embedded")
@@ -36,6 +78,13 @@ class _ExtractFn(beam.DoFn):
         config, factory = self._config, self._extractor_factory
         # One model per process and configuration, shared by every DoFn instance in it.
         self._extractor = self._model_handle.acquire(lambda: factory(config), tag=repr(config))
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._pending: collections.deque = collections.deque()
+
+    def teardown(self):
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     def _check_input(self, batch: ImageBatch) -> None:
         expected = (len(batch.infos),) + self._config.input_shape
@@ -56,30 +105,41 @@ class _ExtractFn(beam.DoFn):
                 image_id=first.image_id, dtype=np.dtype(self._config.output_dtype),
             )
 
-    def _embed(self, batch: ImageBatch):
-        """Run one batch; when inference raises, retry in halves down to single images."""
+    def _compute(self, batch: ImageBatch) -> list:
+        """Run one batch (on the inference thread); when inference raises, retry in halves
+        down to single images. Returns _Done and _Failed outcomes."""
         try:
             started = time.perf_counter()
             outputs = self._extractor(batch.pixels)
-            self._latency.update(int((time.perf_counter() - started) * 1000))
+            millis = int((time.perf_counter() - started) * 1000)
             self._check_outputs(batch, outputs)
         except ShapeContractError as exc:  # Deterministic: retrying smaller batches cannot help.
-            for info in batch.infos:
-                yield image_error(info.uri, info.image_id, STAGE_EXTRACT, exc)
-            return
+            return [_Failed(info, exc) for info in batch.infos]
         except Exception as exc:
             if len(batch.infos) == 1:
-                info = batch.infos[0]
-                yield image_error(info.uri, info.image_id, STAGE_EXTRACT, exc)
-                return
+                return [_Failed(batch.infos[0], exc)]
             _log.warning("inference failed on a batch of %d (%s); retrying in halves",
                          len(batch.infos), exc)
             middle = len(batch.infos) // 2
-            for part in (slice(0, middle), slice(middle, None)):
-                yield from self._embed(ImageBatch(batch.infos[part], batch.pixels[part]))
-            return
-        self._embedded.inc(len(batch.infos))
-        yield BatchEmbeddings(infos=batch.infos, layers=outputs)
+            return [outcome for part in (slice(0, middle), slice(middle, None))
+                    for outcome in self._compute(ImageBatch(batch.infos[part], batch.pixels[part]))]
+        return [_Done(BatchEmbeddings(infos=batch.infos, layers=outputs), millis)]
+
+    def _emit(self, outcomes: list):
+        for outcome in outcomes:
+            if isinstance(outcome, _Failed):
+                yield image_error(outcome.info.uri, outcome.info.image_id, STAGE_EXTRACT, outcome.error)
+                continue
+            if not _first_batch_logged:
+                _first_batch_logged.append(True)
+                _log.info("first batch embedded %.1f s after the process started",
+                          process_age_seconds() or -1)
+            self._latency.update(outcome.millis)
+            self._embedded.inc(len(outcome.embeddings.infos))
+            yield outcome.embeddings
+
+    def start_bundle(self):
+        self._pending.clear()
 
     def process(self, batch: ImageBatch):
         try:
@@ -88,7 +148,17 @@ class _ExtractFn(beam.DoFn):
             for info in batch.infos:
                 yield image_error(info.uri, info.image_id, STAGE_EXTRACT, exc)
             return
-        yield from self._embed(batch)
+        self._pending.append(self._executor.submit(self._compute, batch))
+        while self._pending and (len(self._pending) > self._in_flight or self._pending[0].done()):
+            yield from self._emit(self._pending.popleft().result())
+
+    def finish_bundle(self):
+        while self._pending:
+            for output in self._emit(self._pending.popleft().result()):
+                yield _in_global_window(output)
+
+
+_first_batch_logged: list[bool] = []  # once per process
 
 
 def _default_extractor(config: ExtractionConfig):
@@ -106,15 +176,19 @@ class ExtractLayers(beam.PTransform):
     A batch whose inference raises is retried in halves; an image failing alone goes to
     ``errors`` (ImageError, stage 'extract'), as do batches not of the configured shape.
     ``extractor_factory(config)`` may replace the ResNet50 extractor (tests inject faults).
+    Inference overlaps with decoding: up to ``in_flight_batches`` batches wait behind the
+    one being computed (0: synchronous, the plain path).
     Returns a DoOutputsTuple with ``embeddings`` and ``errors``.
     """
 
-    def __init__(self, config: ExtractionConfig, *, extractor_factory=_default_extractor):
+    def __init__(self, config: ExtractionConfig, *, extractor_factory=_default_extractor,
+                 in_flight_batches: int = 1):
         super().__init__()
         self._config = config
         self._extractor_factory = extractor_factory
+        self._in_flight_batches = in_flight_batches
 
     def expand(self, batches):
         return batches | "Extract" >> beam.ParDo(
-            _ExtractFn(self._config, shared.Shared(), self._extractor_factory)
+            _ExtractFn(self._config, shared.Shared(), self._extractor_factory, self._in_flight_batches)
         ).with_outputs(ERRORS_TAG, main="embeddings")

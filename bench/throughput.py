@@ -1,0 +1,240 @@
+"""Throughput, side by side in one run, on the same generated JPEGs (mostly 500x375 at
+quality 90, one in ten 3000x2000):
+
+  (a) ceiling: the same multi-layer model's float32 forward pass on ready batches
+      (best of predict_on_batch, our tf.function, XLA jit_compile);
+  (b) our pipeline end to end (python -m pipeline.run), marginal images/s
+      (N2 - N1) / (t2 - t1), and its start-up (process start to first batch);
+  (c) the anchor: the job written the way Beam documents it (bench/beam_documented.py),
+      marginal images/s;
+  (d) our pipeline with --mixed_precision bfloat16, marginal images/s, and its deviation
+      from (b) per layer (minimum cosine, maximum relative error over the images);
+  plus decode + resize images/s on one core, and the ratios b/a, b/c, d/a.
+
+    python -m bench.throughput [--n1 64] [--n2 320] [--batch_size 32] [--weights W.h5]
+                               [--ours_args "--direct_num_workers 2 ..."]
+
+Every run is a fresh process. Without --weights, a seeded ResNet50 with calibrated
+BatchNorm statistics (bench/network.py) is written and used everywhere, so that reduced
+precision is judged on realistic activations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from images import rgb_pattern, write_image  # noqa: E402
+
+BIG_EVERY = 10
+TARGETS = {"b/a": 0.95, "b/c": 1.4, "d/a": 1.4, "cosine": 0.99, "startup_s": 8.0}
+
+
+def machine() -> dict:
+    flags = set()
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as info:
+            text = info.read()
+        model = re.search(r"model name\s*:\s*(.*)", text).group(1)
+        flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+    except (OSError, AttributeError):
+        pass
+    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"]
+    import importlib.metadata as md
+
+    return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags],
+            "python": platform.python_version(), "tensorflow": md.version("tensorflow"),
+            "apache-beam": md.version("apache-beam")}
+
+
+def make_inputs(work: pathlib.Path, counts: list[int]) -> dict[int, pathlib.Path]:
+    pool = work / "pool"
+    pool.mkdir(parents=True, exist_ok=True)
+    small, big = rgb_pattern(375, 500, seed=1), None
+    names = []
+    for i in range(max(counts)):
+        is_big = i % BIG_EVERY == BIG_EVERY - 1
+        name = f"{'big' if is_big else 'photo'}{i:05d}.jpg"
+        names.append(name)
+        if (pool / name).exists():
+            continue
+        if is_big:
+            big = rgb_pattern(2000, 3000, seed=2) if big is None else big
+            pixels = big.copy()
+        else:
+            pixels = small.copy()
+        pixels[: 1 + i % 200, : 1 + i % 300] = (i * 37) % 256  # every file differs
+        write_image(pool / name, pixels, "JPEG", quality=90)
+    sets = {}
+    for count in counts:
+        folder = work / f"set{count}"
+        folder.mkdir(exist_ok=True)
+        for name in names[:count]:
+            if not (folder / name).exists():
+                os.link(pool / name, folder / name)
+        sets[count] = folder
+    return sets
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, **(env or {})))
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {shlex.join(cmd)}\n{result.stderr[-4000:]}")
+    return seconds, result.stderr
+
+
+def marginal(make_cmd, sets: dict[int, pathlib.Path], env=None) -> dict:
+    (n1, folder1), (n2, folder2) = sorted(sets.items())
+    t1, log1 = timed(make_cmd(folder1, n1), env)
+    t2, log2 = timed(make_cmd(folder2, n2), env)
+    startup = re.findall(r"first batch embedded ([\d.]+) s after the process started", log1 + log2)
+    return {"t1": t1, "t2": t2, "images_per_s": (n2 - n1) / (t2 - t1),
+            "startup_s": min(float(s) for s in startup) if startup else None}
+
+
+def decode_rate(folder: pathlib.Path, image_size: int) -> float:
+    """Decode + resize (center_crop) images/s on one core, as DecodeImages/ResizeImages do."""
+    from schemas import ImageSize
+    from transforms.decode import decode_image
+    from transforms.resize import resize_pixels
+
+    files = sorted(folder.iterdir())
+    datas = [f.read_bytes() for f in files]
+    started = time.perf_counter()
+    for data in datas:
+        pixels, _ = decode_image(data)
+        resize_pixels(pixels, ImageSize(image_size, image_size), "center_crop")
+    return len(datas) / (time.perf_counter() - started)
+
+
+def read_layer(root: pathlib.Path, layer: str) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(root / "embeddings" / layer)
+    return dict(zip(table["uri"].to_pylist(), np.stack(table["embedding"].to_numpy(zero_copy_only=False))))
+
+
+def deviation(reference: pathlib.Path, other: pathlib.Path, layers: list[str]) -> dict:
+    result = {}
+    for layer in layers:
+        a, b = read_layer(reference, layer), read_layer(other, layer)
+        uris = sorted(a)
+        x = np.stack([a[u] for u in uris]).astype(np.float64)
+        y = np.stack([b[u] for u in uris]).astype(np.float64)
+        cosine = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+        relative = np.linalg.norm(x - y, axis=1) / np.linalg.norm(x, axis=1)
+        result[layer] = {"min_cosine": float(cosine.min()), "max_relative_error": float(relative.max())}
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default="/tmp/resnet50-embeddings-throughput")
+    parser.add_argument("--n1", type=int, default=64)
+    parser.add_argument("--n2", type=int, default=320)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--layers", default="res2,res3,res4,res5")
+    parser.add_argument("--weights", help="a ResNet50 notop .h5 (default: the calibrated test network)")
+    parser.add_argument("--ours_args", default="", help="extra arguments for our pipeline, quoted")
+    parser.add_argument("--skip_anchor", action="store_true")
+    args = parser.parse_args()
+    work = pathlib.Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    report: dict = {"machine": machine(), "settings": vars(args)}
+    print("machine:", json.dumps(report["machine"]))
+
+    weights = args.weights
+    if not weights:
+        weights = str(work / "calibrated_seed0.h5")
+        if not os.path.exists(weights):
+            from bench.network import write_calibrated_weights
+
+            write_calibrated_weights(weights)
+    sets = make_inputs(work, [args.n1, args.n2])
+    common = ["--weights", weights, "--batch_size", str(args.batch_size), "--layers", args.layers,
+              "--image_size", str(args.image_size)]
+
+    report["decode_images_per_s_per_core"] = decode_rate(sets[args.n1], args.image_size)
+    print(f"decode+resize: {report['decode_images_per_s_per_core']:.1f} images/s on one core")
+
+    _, ceiling_log = timed([py, "-m", "bench.ceiling", *common])
+    report["ceiling"] = json.loads([l for l in ceiling_log.splitlines() if l.startswith("{")][-1]) \
+        if "{" in ceiling_log else None
+    if report["ceiling"] is None:  # printed to stdout
+        out = subprocess.run([py, "-m", "bench.ceiling", *common], cwd=REPO_ROOT, capture_output=True, text=True)
+        report["ceiling"] = json.loads(out.stdout.strip().splitlines()[-1])
+    print("ceiling (a):", {k: round(v, 1) for k, v in report["ceiling"].items()})
+
+    def ours(extra: list[str], tag: str):
+        return lambda folder, n: [py, "-m", "pipeline.run", "--input", f"{folder}/*",
+                                  "--output", str(work / f"out-{tag}-{n}"), "--overwrite", *common,
+                                  *shlex.split(args.ours_args), *extra]
+
+    report["ours"] = marginal(ours([], "f32"), sets)
+    print("ours (b):", report["ours"])
+    report["ours_bf16"] = marginal(ours(["--mixed_precision", "bfloat16"], "bf16"), sets)
+    print("ours bfloat16 (d):", report["ours_bf16"])
+    report["bf16_deviation"] = deviation(work / f"out-f32-{args.n2}", work / f"out-bf16-{args.n2}",
+                                         args.layers.split(","))
+    if not args.skip_anchor:
+        model_dir = work / f"anchor-model-{args.image_size}"
+        if not model_dir.exists():
+            timed([py, "-m", "bench.beam_documented", "--save_model", weights, "--model_dir", str(model_dir),
+                   "--image_size", str(args.image_size), "--layers", args.layers])
+        report["anchor"] = marginal(
+            lambda folder, n: [py, "-m", "bench.beam_documented", "--input", f"{folder}/*",
+                               "--output", str(work / f"out-anchor-{n}"), "--model_dir", str(model_dir),
+                               "--image_size", str(args.image_size), "--batch_size", str(args.batch_size),
+                               "--layers", args.layers], sets)
+        print("anchor (c):", report["anchor"])
+
+    a = max(report["ceiling"].values())
+    b, d = report["ours"]["images_per_s"], report["ours_bf16"]["images_per_s"]
+    ratios = {"b/a": b / a, "d/a": d / a}
+    if "anchor" in report:
+        ratios["b/c"] = b / report["anchor"]["images_per_s"]
+    report["ratios"] = ratios
+    min_cos = min(v["min_cosine"] for v in report["bf16_deviation"].values())
+
+    print()
+    print(f"{'measure':<52} {'images/s':>9}")
+    for name, value in report["ceiling"].items():
+        print(f"{'(a) ceiling, ' + name:<52} {value:>9.1f}")
+    print(f"{'(b) ours, float32, marginal':<52} {b:>9.1f}")
+    if "anchor" in report:
+        print(f"{'(c) Beam-documented RunInference job, marginal':<52} {report['anchor']['images_per_s']:>9.1f}")
+    print(f"{'(d) ours, --mixed_precision bfloat16, marginal':<52} {d:>9.1f}")
+    print(f"{'decode + resize, one core':<52} {report['decode_images_per_s_per_core']:>9.1f}")
+    print(f"start-up (process start to first batch): {report['ours']['startup_s']} s "
+          f"(target <= {TARGETS['startup_s']})")
+    for layer, dev in report["bf16_deviation"].items():
+        print(f"bfloat16 vs float32 {layer:<6} min cosine {dev['min_cosine']:.4f}  "
+              f"max relative error {dev['max_relative_error']:.4f}")
+    for name, value in ratios.items():
+        print(f"ratio {name} = {value:.2f} (target >= {TARGETS[name]}): {'met' if value >= TARGETS[name] else 'NOT met'}")
+    print(f"min cosine {min_cos:.4f} (target >= {TARGETS['cosine']}): {'met' if min_cos >= TARGETS['cosine'] else 'NOT met'}")
+    (work / "throughput.json").write_text(json.dumps(report, indent=2))
+    print(f"report: {work / 'throughput.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
