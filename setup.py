@@ -23,6 +23,7 @@ setup(
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2"],
+        "bench": ["tensorflow-hub==0.16.1"],
     },
     entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main"]},
 )

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--layers", default="res2,res3,res4,res5")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mixed_precision", default="none")
+    parser.add_argument("--only", help="measure only this variant (tf.function, predict_on_batch, xla)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -50,6 +51,9 @@ def main() -> None:
 
     extractor = LayerExtractor(config)  # ours: preprocess + forward + pool in one tf.function
     results["tf.function"] = images_per_second(extractor, pixels, args.repeats)
+    if args.only == "tf.function":
+        print(json.dumps(results))
+        return
 
     base = _build_with_policy(config, None)
     pooled = {name: tf_keras.layers.GlobalAveragePooling2D()(base.get_layer(keras).output)

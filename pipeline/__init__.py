@@ -10,7 +10,9 @@ Architecture, one line per module:
   schemas/limits.py     InputLimits and the typed rejections (stage 'validate')
   models/weights.py     ImageNet cache, seeded random weights, HDF5 weights files
   models/resnet50.py    the bare tf_keras ResNet50 for one input size
-  models/extractor.py   one tf.function: preprocess, forward, pool every layer
+  models/extractor.py   one tf.function: preprocess, forward, pool every layer; mixed precision
+  models/device.py      GPU memory growth, the device the model runs on
+  models/calibrate.py   BatchNorm statistics from real activations
   transforms/read.py    ReadImages: pattern -> (uri, sha256, bytes), size guards
   transforms/decode.py  DecodeImages: header guards, bytes -> HxWx3 uint8 RGB
   transforms/resize.py  ResizeImages: center_crop / stretch / pad to the input size

@@ -90,6 +90,11 @@ class ExtractOptions(PipelineOptions):
             "float32, and outputs are stored as --output_dtype. Default: none (float32).",
         )
         parser.add_argument(
+            "--tf_threads", type=int, default=None,
+            help="TensorFlow intra-op threads per worker process. Default: TensorFlow's own "
+            "choice, except for local runs (see the README), which use cores / workers.",
+        )
+        parser.add_argument(
             "--jpeg_draft",
             default="on",
             choices=("on", "off"),

@@ -34,3 +34,28 @@ def offline_imagenet(monkeypatch, tmp_path):
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(keras_resnet, "BASE_WEIGHTS_PATH", "http://127.0.0.1:9/keras-applications/")
+
+
+@pytest.fixture(autouse=True)
+def in_process_runs(request, monkeypatch):
+    """run(argv) in tests stays in one process (fast, and test-module DoFns unpickle): the
+    local multi-process default is tested on its own (test_run.py, the CLI subprocess
+    tests). Mark a test ``local_workers`` to keep the default."""
+    if "local_workers" in request.keywords:
+        return
+    import pipeline.run
+
+    monkeypatch.setattr(pipeline.run, "use_local_workers", lambda *args, **kwargs: None)
+
+
+@pytest.fixture(scope="session")
+def calibrated_weights_file(tmp_path_factory) -> str:
+    """Seeded ResNet50 with BatchNorm calibrated on generated images (small, for tests)."""
+    from bench.network import write_calibrated_weights
+
+    path = tmp_path_factory.mktemp("calibrated") / "resnet50_calibrated.h5"
+    return write_calibrated_weights(str(path), seed=5, images=48, side=96)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "local_workers: keep the local multi-process default")

@@ -13,7 +13,9 @@ from images import encode, rgb_pattern
 from schemas import ImageFile
 from transforms import DecodeImages
 from schemas import ImageTooSmall, TooManyPixels
-from transforms.decode import decode_image
+from transforms.decode import decode_image, draft_request
+from transforms.resize import resize_pixels
+from schemas import ImageSize
 
 
 def _png(image: Image.Image) -> bytes:
@@ -155,3 +157,44 @@ def test_guards_report_stage_validate():
                 ("mem://tiny.png", "validate", "ImageTooSmall")], "both refused by guards"),
             label="errors",
         )
+
+
+def test_draft_request_covers_what_each_resize_mode_needs():
+    size = ImageSize(224, 224)
+    assert draft_request(3000, 2000, False, size, "center_crop") == (336, 224)
+    assert draft_request(3000, 2000, False, size, "pad") == (224, 150)
+    assert draft_request(3000, 2000, False, size, "stretch") == (224, 224)
+    assert draft_request(2000, 3000, True, ImageSize(100, 200), "stretch") == (100, 200)
+
+
+def test_draft_decodes_large_jpegs_smaller_but_keeps_the_original_size():
+    data = encode(rgb_pattern(1200, 1800, seed=21), "JPEG", quality=92)
+    full = decode_image(data)
+    draft = decode_image(data, target=ImageSize(224, 224))
+    assert full.pixels.shape == (1200, 1800, 3)
+    assert draft.pixels.shape[0] >= 224 and draft.pixels.shape[0] <= 600  # 1/2 .. 1/4 scale
+    assert (draft.width, draft.height) == (full.width, full.height) == (1800, 1200)
+
+
+@pytest.mark.parametrize("mode", ["center_crop", "pad", "stretch"])
+def test_draft_pixels_stay_within_a_grey_level_or_so(mode):
+    """Draft decoding is an approximation by design (the DCT does the first downscale):
+    after resizing, pixels differ from the full decode by about one grey level or less on
+    average; images less than twice what the resize needs are decoded exactly as before."""
+    size = ImageSize(224, 224)
+    big = encode(rgb_pattern(2000, 3000, seed=22), "JPEG", quality=90)
+    small = encode(rgb_pattern(375, 500, seed=23), "JPEG", quality=90)
+    # A 500x375 photo is more than twice what pad needs at 224, so draft applies there too.
+    for data, limit in ((big, 1.0), (small, 1.5 if mode == "pad" else 0.0)):
+        exact = resize_pixels(decode_image(data).pixels, size, mode).astype(np.int16)
+        fast = resize_pixels(decode_image(data, target=size, resize_mode=mode).pixels, size, mode).astype(np.int16)
+        assert np.abs(exact - fast).mean() <= limit, (mode, limit)
+
+
+def test_draft_respects_exif_rotation():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(rgb_pattern(1000, 1600, seed=24), "JPEG", quality=90, exif=exif.tobytes())
+    decoded = decode_image(data, target=ImageSize(224, 224))
+    assert (decoded.width, decoded.height) == (1000, 1600)
+    assert decoded.pixels.shape[1] >= 224 and decoded.pixels.shape[0] > decoded.pixels.shape[1]

@@ -121,3 +121,44 @@ def test_batch_of_another_input_size_never_reaches_the_model():
                 for e in es), "both images rejected by the input contract"),
             label="err",
         )
+
+
+def real_extractor(config):
+    from models.extractor import LayerExtractor
+
+    return LayerExtractor(config)
+
+
+def _equal_per_image(grouped):
+    problems = []
+    for image_id, (plain, overlapped) in grouped:
+        if len(plain) != 1 or len(overlapped) != 1:
+            problems.append((image_id, len(plain), len(overlapped)))
+            continue
+        for x, y in zip(plain[0], overlapped[0]):
+            if not np.allclose(y, x, rtol=1e-5, atol=1e-6 * float(np.abs(x).max())):
+                problems.append(image_id)
+    return not problems and len(grouped) == 15
+
+
+def test_overlapped_inference_gives_the_plain_paths_numbers():
+    """in_flight_batches=1 (the default: inference on a background thread) == 0 (synchronous),
+    both branches in one pipeline, joined per image."""
+    config = ExtractionConfig(layers=("res3", "res5"), image_size=32, weights="random", batch_size=3)
+    rng = np.random.default_rng(4)
+    batches = [ImageBatch(tuple(ImageInfo(f"mem://{b}-{i}", f"id{b}-{i}", 32, 32, "PNG") for i in range(3)),
+                          rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)) for b in range(5)]
+
+    def per_image(embeddings):
+        return [(info.image_id, (embeddings.layers["res3"][row], embeddings.layers["res5"][row]))
+                for row, info in enumerate(embeddings.infos)]
+
+    with local_test_pipeline() as p:
+        source = p | beam.Create(batches)
+        branches = {}
+        for in_flight in (0, 1):
+            out = source | f"Extract{in_flight}" >> ExtractLayers(
+                config, extractor_factory=real_extractor, in_flight_batches=in_flight)
+            branches[in_flight] = out.embeddings | f"PerImage{in_flight}" >> beam.FlatMap(per_image)
+        joined = (branches[0], branches[1]) | beam.CoGroupByKey()
+        assert_that(joined, check(_equal_per_image, "same values per image on both paths"))

@@ -52,3 +52,36 @@ def test_random_weights_depend_only_on_the_seed(pixels):
     first, again, other = run(7), run(7), run(8)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+@pytest.mark.parametrize("precision,size", [("bfloat16", 224), ("float16", 32)])
+def test_mixed_precision_stays_close_on_a_calibrated_network(benchmark_network, precision, size):
+    """bfloat16 within cosine 0.99 of float32 on the benchmark's calibrated network at
+    224x224 (the bound bench/throughput.py reports); float16 is the GPU path, checked here
+    for its logic and the same bound."""
+    layers = ("res2", "res3", "res4", "res5")
+    images = np.stack([rgb_pattern(size, size, 700 + i) for i in range(6)])
+    plain = LayerExtractor(ExtractionConfig(layers=layers, image_size=size, weights=benchmark_network))(images)
+    mixed = LayerExtractor(ExtractionConfig(layers=layers, image_size=size, weights=benchmark_network,
+                                            mixed_precision=precision))(images)
+    for layer in layers:
+        assert mixed[layer].dtype == np.float32  # stored as --output_dtype, float32 by default
+        a, b = plain[layer].astype(np.float64), mixed[layer].astype(np.float64)
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosine.min() >= 0.99, (layer, cosine.min())
+        assert not np.array_equal(a, b)  # it really ran in reduced precision
+
+
+@pytest.fixture(scope="module")
+def benchmark_network(tmp_path_factory):
+    """Exactly the network bench/throughput.py judges precision on (seed 0)."""
+    from bench.network import write_calibrated_weights
+
+    return write_calibrated_weights(str(tmp_path_factory.mktemp("bench_net") / "calibrated.h5"))
+
+
+def test_keras_policy_is_restored_after_a_mixed_build(weights_file):
+    import tf_keras
+
+    LayerExtractor(ExtractionConfig(layers=("res2",), image_size=32, weights=weights_file, mixed_precision="bfloat16"))
+    assert tf_keras.mixed_precision.global_policy().name == "float32"

@@ -74,3 +74,11 @@ def test_transform_emits_model_shape():
 def test_unknown_mode_is_refused_at_construction():
     with pytest.raises(ValueError, match="center_crop"):
         ResizeImages(224, "zoom")
+
+
+def test_center_crop_box_never_leaves_the_image():
+    """A draft-decoded 160x107 photo cropped to 64x64: float rounding put the box top at
+    about -1e-14, which PIL refuses ('box offset can't be negative')."""
+    pixels = np.full((107, 160, 3), 90, np.uint8)
+    for size in (ImageSize(64, 64), ImageSize(107, 160), ImageSize(33, 47), ImageSize(224, 224)):
+        assert resize_pixels(pixels, size, "center_crop").shape == (size.height, size.width, 3)

@@ -96,6 +96,8 @@ def test_mixed_inputs_every_file_accounted_for(mixed_inputs, tmp_path, weights_f
     assert manifest["weights"]["kind"] == "file"
     assert manifest["weights"]["sha256"] == hashlib.sha256(open(weights_file, "rb").read()).hexdigest()
     assert manifest["versions"]["tensorflow"] and manifest["versions"]["apache-beam"]
+    assert manifest["timings"]["startup_seconds"] > 0  # from process start: pytest's, here
+    assert manifest["config"]["jpeg_draft"] is True and manifest["config"]["mixed_precision"] == "none"
 
 
 @pytest.fixture
@@ -340,3 +342,25 @@ def test_a_lost_image_breaks_the_accounting_and_exits_1(exact_size_inputs, tmp_p
     assert run(argv, extract=SilentlyLosingExtract()) == 1
     assert not (out / layout.MANIFEST_FILE).exists()
     assert "3 inputs matched but images/ has 2 rows and errors/ 0" in caplog.text
+
+
+@pytest.mark.local_workers
+@pytest.mark.parametrize("cores,argv,expected", [
+    (2, [], (2, "multi_processing", 1)),
+    (8, [], (2, "multi_processing", 4)),
+    (1, [], (1, "in_memory", None)),
+    (2, ["--direct_num_workers", "1"], (1, "in_memory", None)),
+    (2, ["--tf_threads", "2"], (2, "multi_processing", 2)),
+])
+def test_local_default_is_two_worker_processes(monkeypatch, cores, argv, expected):
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    from pipeline.options import ExtractOptions
+    from pipeline.run import use_local_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    options = PipelineOptions(argv)
+    extract_options = options.view_as(ExtractOptions)
+    use_local_workers(options, extract_options, argv)
+    direct = options.view_as(DirectOptions)
+    assert (direct.direct_num_workers, direct.direct_running_mode, extract_options.tf_threads) == expected

@@ -97,7 +97,8 @@ def draft_request(width: int, height: int, sideways: bool, target: ImageSize, re
         return want_w, want_h
     pick = max if resize_mode == "center_crop" else min
     scale = pick(want_w / width, want_h / height)
-    return math.ceil(width * scale), math.ceil(height * scale)
+    # Rounded first: 3000 * (224 / 3000) is 224.00000000000003, which must not become 225.
+    return math.ceil(round(width * scale, 6)), math.ceil(round(height * scale, 6))
 
 
 def decode_image(

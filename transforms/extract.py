@@ -75,6 +75,8 @@ class _ExtractFn(beam.DoFn):
     def setup(self):
         self._embedded = Metrics.counter(METRICS_NAMESPACE, "images_embedded")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "inference_batch_latency_ms")
+        self._first_batch = Metrics.distribution(METRICS_NAMESPACE, "first_batch_unix_ms")
+        self._seen_a_batch = False
         config, factory = self._config, self._extractor_factory
         # One model per process and configuration, shared by every DoFn instance in it.
         self._extractor = self._model_handle.acquire(lambda: factory(config), tag=repr(config))
@@ -130,9 +132,10 @@ class _ExtractFn(beam.DoFn):
             if isinstance(outcome, _Failed):
                 yield image_error(outcome.info.uri, outcome.info.image_id, STAGE_EXTRACT, outcome.error)
                 continue
-            if not _first_batch_logged:
-                _first_batch_logged.append(True)
-                _log.info("first batch embedded %.1f s after the process started",
+            if not self._seen_a_batch:  # start-up, as the launcher sees it: see pipeline.run
+                self._seen_a_batch = True
+                self._first_batch.update(int(time.time() * 1000))
+                _log.info("first batch embedded %.1f s after this process started",
                           process_age_seconds() or -1)
             self._latency.update(outcome.millis)
             self._embedded.inc(len(outcome.embeddings.infos))
@@ -156,9 +159,6 @@ class _ExtractFn(beam.DoFn):
         while self._pending:
             for output in self._emit(self._pending.popleft().result()):
                 yield _in_global_window(output)
-
-
-_first_batch_logged: list[bool] = []  # once per process
 
 
 def _default_extractor(config: ExtractionConfig):

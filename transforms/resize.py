@@ -28,10 +28,12 @@ def _center_crop(image: Image.Image, size: ImageSize) -> Image.Image:
     The crop box is applied by ``resize`` itself, so no oversized intermediate is made."""
     width, height = image.size
     scale = max(size.width / width, size.height / height)
-    box_w, box_h = size.width / scale, size.height / scale
-    left, top = (width - box_w) / 2, (height - box_h) / 2
+    box_w, box_h = min(width, size.width / scale), min(height, size.height / scale)
+    # Clamped: float rounding can put an edge a hair outside the image, which PIL refuses.
+    left, top = max(0.0, (width - box_w) / 2), max(0.0, (height - box_h) / 2)
     return image.resize(
-        (size.width, size.height), RESAMPLE, box=(left, top, left + box_w, top + box_h)
+        (size.width, size.height), RESAMPLE,
+        box=(left, top, min(width, left + box_w), min(height, top + box_h)),
     )
 
 
