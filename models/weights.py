@@ -3,6 +3,7 @@ HDF5 weights file. A file is only ever loaded as weights into the known architec
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -14,6 +15,9 @@ WEIGHTS_IMAGENET = "imagenet"
 WEIGHTS_RANDOM = "random"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+#: tf_keras' WEIGHTS_HASHES["resnet50"][1] (a test keeps them equal), so a cached copy can be
+#: verified without importing TensorFlow.
+IMAGENET_NOTOP_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 _log = logging.getLogger(__name__)
 
@@ -27,10 +31,27 @@ def weights_kind(spec: str) -> str:
     return spec if spec in (WEIGHTS_IMAGENET, WEIGHTS_RANDOM) else "file"
 
 
+def cached_imagenet_weights() -> str | None:
+    """The Keras cache's copy of the ImageNet weights if present and intact (MD5 checked),
+    found without importing TensorFlow; None otherwise."""
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    path = os.path.join(keras_home, "models", IMAGENET_NOTOP_FILE)
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return path if digest.hexdigest() == IMAGENET_NOTOP_MD5 else None
+
+
 def imagenet_weights_path() -> str:
     """Local path of the ImageNet no-top weights, from the Keras cache or downloaded into it.
 
     Raises WeightsError naming the alternatives when they cannot be had (offline, say)."""
+    cached = cached_imagenet_weights()
+    if cached:
+        return cached
     from tf_keras.src.applications.resnet import BASE_WEIGHTS_PATH, WEIGHTS_HASHES
     from tf_keras.utils import get_file
 
@@ -76,6 +97,39 @@ def local_weights_file(spec: str) -> str:
                 "weights saved with model.save_weights('....h5')"
             )
     return local
+
+
+def check_weights_layout(path: str, *, label: str) -> None:
+    """Check with h5py alone that ``path`` holds ResNet50 include_top=False weights: the same
+    number of weighted layers, each weight of the expected shape, in load order."""
+    import h5py
+
+    from schemas.layers import weight_layout
+
+    expected = weight_layout()
+    try:
+        with h5py.File(path, "r") as h5:
+            group = h5["model_weights"] if "model_weights" in h5 else h5
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]]
+            found = []
+            for name in names:
+                weight_names = [w.decode() if isinstance(w, bytes) else w
+                                for w in group[name].attrs["weight_names"]]
+                if weight_names:
+                    found.append((name, [tuple(group[name][w].shape) for w in weight_names]))
+    except (OSError, KeyError) as exc:
+        raise WeightsError(f"weights {label} are not a Keras HDF5 weights file ({exc})") from exc
+    if len(found) != len(expected):
+        raise WeightsError(
+            f"weights {label} do not fit ResNet50 include_top=False: the file has {len(found)} "
+            f"layers with weights, ResNet50 has {len(expected)}"
+        )
+    for index, ((name, shapes), (want_name, want_shapes)) in enumerate(zip(found, expected)):
+        if shapes != want_shapes:
+            raise WeightsError(
+                f"weights {label} do not fit ResNet50 include_top=False: weighted layer "
+                f"{index} ({name}) has shapes {shapes}, {want_name} needs {want_shapes}"
+            )
 
 
 def resolve_weights_file(spec: str) -> str | None:

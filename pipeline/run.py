@@ -6,19 +6,22 @@ than --max_error_fraction of the inputs failed."""
 
 from __future__ import annotations
 
+import time
+
+_IMPORTED_AT = time.time()  # before the heavy imports below: start-up is counted from here
+
 import dataclasses
 import datetime
 import logging
 import os
 import sys
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from models.weights import WeightsError, resolve_weights_file
+from models.weights import WeightsError, check_weights_layout, resolve_weights_file
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.build import build_pipeline
@@ -31,7 +34,6 @@ from pipeline.options import (
 )
 from schemas import ExtractionConfig, InputLimits, layout
 from transforms.errors import METRICS_NAMESPACE
-from transforms.extract import process_age_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
 #: Used when no --runner is given: Beam's in-process runner, the engine of the DirectRunner.
@@ -106,29 +108,24 @@ def preflight(extract_options: ExtractOptions, config: ExtractionConfig) -> tupl
     try:
         weights_file = resolve_weights_file(config.weights)
         if weights_file is not None:
-            check_weights_fit(weights_file, config)
+            check_weights_layout(weights_file, label=config.weights)
     except WeightsError as exc:
         raise UsageError(str(exc)) from exc
     return matched, weights_file
 
 
-def check_weights_fit(weights_file: str, config: ExtractionConfig) -> None:
-    """Load the weights once into a small ResNet50, so a wrong file fails before any work."""
-    from models.resnet50 import build_resnet50
-    from schemas import ImageSize, MIN_IMAGE_SIDE
-
-    build_resnet50(ImageSize(MIN_IMAGE_SIDE, MIN_IMAGE_SIDE), config.weights, weights_file=weights_file)
-
-
-def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str]) -> None:
+def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str],
+                      matched: int | None = None) -> None:
     """Local default, measured on 2 cores (BENCHMARKS.md): min(2, cores) worker processes,
     each with its own model and cores / workers TensorFlow threads, so decoding in one
-    process overlaps inference in the other without stalling a parallel op. An explicit
-    --direct_num_workers, --direct_running_mode or --tf_threads wins."""
+    process overlaps inference in the other without stalling a parallel op. When all
+    ``matched`` inputs fit in one batch, a second model would only add start-up: one
+    process. An explicit --direct_num_workers, --direct_running_mode or --tf_threads wins."""
     direct = options.view_as(DirectOptions)
     cores = os.cpu_count() or 1
     given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    if not given & {"--direct_num_workers", "--direct_running_mode"} and cores > 1:
+    one_batch = matched is not None and matched <= extract_options.batch_size
+    if not given & {"--direct_num_workers", "--direct_running_mode"} and cores > 1 and not one_batch:
         direct.direct_num_workers = min(2, cores)
         direct.direct_running_mode = "multi_processing"
     workers = max(1, direct.direct_num_workers or 1)
@@ -195,14 +192,17 @@ def print_summary(manifest: dict, output_dir: str) -> None:
     print(f"seconds: {timings['seconds_total']:.1f}{startup}; output: {output_dir}")
 
 
-def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None) -> int:
+def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None,
+        launched_at: float | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code. ``extract`` replaces the
-    ExtractLayers step (fault-injection tests)."""
+    ExtractLayers step (fault-injection tests). Start-up is counted from ``launched_at``
+    (unix time; the CLI passes when it began importing), else from this call."""
+    launched_at = launched_at or time.time()
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return EXIT_OK
-    started, started_utc = time.perf_counter(), _utc_now()
+    started_utc = _utc_now()
     try:
         options, extract_options, config, limits = parse_args(argv)
         matched, weights_file = preflight(extract_options, config)
@@ -215,7 +215,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
-        use_local_workers(options, extract_options, argv)
+        use_local_workers(options, extract_options, argv, matched)
     if extract_options.tf_threads:
         set_tensorflow_threads(extract_options.tf_threads)
     output_dir = extract_options.output
@@ -252,9 +252,8 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         _log.error("no manifest written: %s is not a complete output", output_dir)
         return EXIT_FAILED
 
-    seconds_total = time.perf_counter() - started
+    seconds_total = time.time() - launched_at
     first_batch = _first_batch_unix_seconds(result)
-    process_started = time.time() - (process_age_seconds() or (time.perf_counter() - started))
     manifest = {
         "complete": True,
         "manifest_version": manifest_lib.MANIFEST_VERSION,
@@ -272,7 +271,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
             "finished_utc": _utc_now(),
             "seconds_total": round(seconds_total, 3),
             "seconds_pipeline": round(pipeline_seconds, 3),
-            "startup_seconds": round(first_batch - process_started, 3) if first_batch else None,
+            "startup_seconds": round(first_batch - launched_at, 3) if first_batch else None,
             "images_per_second": round(counts["embedded"] / pipeline_seconds, 3)
             if pipeline_seconds > 0 else None,
         },
@@ -303,7 +302,7 @@ def main() -> None:
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
         lambda record: "No semi_persistent_directory found" not in record.getMessage()
     )
-    sys.exit(run())
+    sys.exit(run(launched_at=_IMPORTED_AT))
 
 
 if __name__ == "__main__":

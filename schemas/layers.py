@@ -126,3 +126,32 @@ def layer_shape(layer: str, image_size: ImageSize | int | str) -> LayerShape:
 def pooled_dim(layer: str) -> int:
     """Length of the embedding of ``layer`` after global average or max pooling."""
     return layer_shape(layer, DEFAULT_IMAGE_SIDE).channels
+
+
+def weight_layout() -> list[tuple[str, list[tuple[int, ...]]]]:
+    """Every ResNet50 (include_top=False) layer that has weights, in the order Keras saves
+    and loads them (HDF5 weights load by position), with the shape of each weight.
+    Lets a weights file be checked with h5py alone, before TensorFlow is imported."""
+
+    def conv(prefix, part, kernel, channels_in, channels_out):
+        return f"{prefix}_{part}_conv", [(kernel, kernel, channels_in, channels_out), (channels_out,)]
+
+    def norm(prefix, part, channels):
+        return f"{prefix}_{part}_bn", [(channels,)] * 4
+
+    layout = [("conv1_conv", [(7, 7, 3, 64), (64,)]), ("conv1_bn", [(64,)] * 4)]
+    channels_in = 64
+    for stage, (blocks, channels_out) in _STAGES.items():
+        width = channels_out // 4
+        for block in range(1, blocks + 1):
+            prefix = f"conv{stage}_block{block}"
+            block_in = channels_in if block == 1 else channels_out
+            layout += [conv(prefix, 1, 1, block_in, width), norm(prefix, 1, width),
+                       conv(prefix, 2, 3, width, width), norm(prefix, 2, width)]
+            if block == 1:  # the projection shortcut comes after _2_bn in Keras' order
+                layout += [conv(prefix, 0, 1, block_in, channels_out), conv(prefix, 3, 1, width, channels_out),
+                           norm(prefix, 0, channels_out), norm(prefix, 3, channels_out)]
+            else:
+                layout += [conv(prefix, 3, 1, width, channels_out), norm(prefix, 3, channels_out)]
+        channels_in = channels_out
+    return layout

@@ -2,7 +2,6 @@
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.testing.util import assert_that
 
 from beam_helpers import check, local_test_pipeline

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pyarrow.parquet as pq
-import pytest
 
 from images import rgb_pattern, write_image
 from pipeline.outputs import is_complete

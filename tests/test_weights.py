@@ -52,3 +52,72 @@ def test_weights_file_loads_into_any_input_size(weights_file):
 
 def test_random_resolves_to_no_file():
     assert resolve_weights_file("random") is None
+
+
+def test_weight_layout_is_what_keras_saves(weights_file):
+    """schemas.weight_layout() (pure Python) == the names and shapes Keras wrote, in order."""
+    import h5py
+
+    from schemas.layers import weight_layout
+
+    with h5py.File(weights_file, "r") as h5:
+        names = [n.decode() if isinstance(n, bytes) else n for n in h5.attrs["layer_names"]]
+        saved = []
+        for name in names:
+            weights = [w.decode() if isinstance(w, bytes) else w for w in h5[name].attrs["weight_names"]]
+            if weights:
+                saved.append((name, [tuple(h5[name][w].shape) for w in weights]))
+    assert saved == weight_layout()
+
+
+def test_layout_check_refuses_other_architectures_without_tensorflow(tmp_path):
+    import h5py
+
+    from models.weights import check_weights_layout
+
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["layer_names"] = ["dense"]
+        group = h5.create_group("dense")
+        group.attrs["weight_names"] = ["dense/kernel:0"]
+        group.create_dataset("dense/kernel:0", data=np.zeros((4, 2), np.float32))
+    with pytest.raises(WeightsError, match="the file has 1 layers with weights, ResNet50 has 106"):
+        check_weights_layout(str(path), label="other.h5")
+
+
+def test_layout_check_names_the_first_wrong_layer(weights_file, tmp_path):
+    import shutil
+
+    import h5py
+
+    from models.weights import check_weights_layout
+
+    broken = tmp_path / "broken.h5"
+    shutil.copy(weights_file, broken)
+    with h5py.File(broken, "r+") as h5:
+        del h5["conv3_block1_2_conv"]["conv3_block1_2_conv/kernel:0"]
+        h5["conv3_block1_2_conv"].create_dataset("conv3_block1_2_conv/kernel:0", data=np.zeros((1, 1, 128, 128), np.float32))
+    with pytest.raises(WeightsError, match=r"conv3_block1_2_conv\) has shapes \[\(1, 1, 128, 128\), \(128,\)\], conv3_block1_2_conv needs \[\(3, 3, 128, 128\)"):
+        check_weights_layout(str(broken), label="broken.h5")
+    check_weights_layout(weights_file, label="good")  # the real file passes
+
+
+def test_pinned_imagenet_md5_is_keras_own():
+    from tf_keras.src.applications.resnet import WEIGHTS_HASHES
+
+    from models.weights import IMAGENET_NOTOP_MD5
+
+    assert WEIGHTS_HASHES["resnet50"][1] == IMAGENET_NOTOP_MD5
+
+
+def test_intact_cached_imagenet_file_is_used_offline(offline_imagenet, tmp_path, monkeypatch):
+    import hashlib
+
+    import models.weights as weights
+
+    cache = tmp_path / "keras_home" / "models"
+    cache.mkdir(parents=True)
+    fake = cache / weights.IMAGENET_NOTOP_FILE
+    fake.write_bytes(b"pretend these are the weights")
+    monkeypatch.setattr(weights, "IMAGENET_NOTOP_MD5", hashlib.md5(fake.read_bytes()).hexdigest())
+    assert imagenet_weights_path() == str(fake)
