@@ -11,7 +11,7 @@ quality 90, one in ten 3000x2000):
       from (b) per layer (minimum cosine, maximum relative error over the images);
   plus decode + resize images/s on one core, and the ratios b/a, b/c, d/a.
 
-    python -m bench.throughput [--n1 64] [--n2 320] [--batch_size 32] [--weights W.h5]
+    python -m bench.throughput [--n1 64] [--n2 640] [--batch_size 32] [--weights W.h5]
                                [--ours_args "--direct_num_workers 2 ..."]
 
 Every run is a fresh process. Without --weights, a seeded ResNet50 with calibrated
@@ -163,7 +163,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/resnet50-embeddings-throughput")
     parser.add_argument("--n1", type=int, default=64)
-    parser.add_argument("--n2", type=int, default=320)
+    parser.add_argument("--n2", type=int, default=640)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--layers", default="res2,res3,res4,res5")

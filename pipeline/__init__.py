@@ -22,6 +22,7 @@ Architecture, one line per module:
   transforms/errors.py  exception -> ImageError row on the error output, counters
   pipeline/options.py   the CLI options (a PipelineOptions subclass)
   pipeline/build.py     composition of the transforms
+  pipeline/local.py     local runs: the in-process runner, worker processes, TF threads
   pipeline/outputs.py   output folder checks, --overwrite, is_complete, row counts
   pipeline/manifest.py  manifest.json, written last
   pipeline/run.py       CLI entry: validate, run, account, manifest, exit codes

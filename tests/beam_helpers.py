@@ -5,7 +5,7 @@ from __future__ import annotations
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import BeamAssertException
 
-from pipeline.run import LOCAL_RUNNER
+from pipeline.local import LOCAL_RUNNER
 
 
 def local_test_pipeline() -> TestPipeline:

@@ -358,7 +358,7 @@ def test_local_default_is_two_worker_processes(monkeypatch, cores, argv, matched
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
     from pipeline.options import ExtractOptions
-    from pipeline.run import use_local_workers
+    from pipeline.local import use_local_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: cores)
     options = PipelineOptions(argv)
@@ -366,3 +366,20 @@ def test_local_default_is_two_worker_processes(monkeypatch, cores, argv, matched
     use_local_workers(options, extract_options, argv, matched)
     direct = options.view_as(DirectOptions)
     assert (direct.direct_num_workers, direct.direct_running_mode, extract_options.tf_threads) == expected
+
+
+@pytest.mark.local_workers
+def test_worker_processes_give_the_single_process_numbers(exact_size_inputs, tmp_path):
+    """The local default (worker processes, one TF thread each) == one process, per image."""
+    folder, _ = exact_size_inputs
+    base = ["--input", str(folder / "*"), "--weights", "random", "--image_size", "48",
+            "--layers", "res3,res5", "--batch_size", "2"]
+    assert run(base + ["--output", str(tmp_path / "multi")]) == EXIT_OK
+    assert run(base + ["--output", str(tmp_path / "single"), "--direct_num_workers", "1"]) == EXIT_OK
+    multi = json.loads((tmp_path / "multi" / layout.MANIFEST_FILE).read_text())
+    assert multi["counts"]["embedded"] == 5
+    for layer in ("res3", "res5"):
+        tables = [_read(layout.layer_dir(str(tmp_path / name), layer)).sort_by("image_id") for name in ("multi", "single")]
+        values = [np.stack(t["embedding"].to_numpy(zero_copy_only=False)) for t in tables]
+        assert tables[0]["image_id"].to_pylist() == tables[1]["image_id"].to_pylist()
+        assert_close(values[0], values[1])

@@ -1,0 +1,39 @@
+"""Running on this machine: which runner, how many worker processes, how many TF threads."""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+from pipeline.options import ExtractOptions
+
+#: Used when no --runner is given: Beam's FnApiRunner, the engine of the DirectRunner.
+#: Naming it avoids the DirectRunner's attempt to download and start the Prism binary,
+#: so a local run behaves the same online and offline.
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+
+
+def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str],
+                      matched: int | None = None) -> None:
+    """Local default, measured on 2 cores (BENCHMARKS.md): min(2, cores) worker processes,
+    each with its own model and cores / workers TensorFlow threads, so decoding in one
+    process overlaps inference in the other without stalling a parallel op. When all
+    ``matched`` inputs fit in one batch, a second model would only add start-up: one
+    process. An explicit --direct_num_workers, --direct_running_mode or --tf_threads wins."""
+    direct = options.view_as(DirectOptions)
+    cores = os.cpu_count() or 1
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    one_batch = matched is not None and matched <= extract_options.batch_size
+    if not given & {"--direct_num_workers", "--direct_running_mode"} and cores > 1 and not one_batch:
+        direct.direct_num_workers = min(2, cores)
+        direct.direct_running_mode = "multi_processing"
+    workers = max(1, direct.direct_num_workers or 1)
+    if not extract_options.tf_threads and workers > 1 and direct.direct_running_mode != "in_memory":
+        extract_options.tf_threads = max(1, cores // workers)
+
+
+def set_tensorflow_threads(threads: int) -> None:
+    """Through the environment, so it holds in worker processes and before TF starts."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(min(threads, 2))
