@@ -99,8 +99,8 @@ class ExtractOptions(PipelineOptions):
             default="on",
             choices=("on", "off"),
             help="on (default): decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 "
-            "scale in the DCT, 3x faster on large photos, pixels within about 0.5 grey levels "
-            "after resizing; off: always decode in full.",
+            "scale in the DCT, 2-3x faster on large photos, pixels within about one grey level "
+            "on average after resizing; off: always decode in full.",
         )
         parser.add_argument(
             "--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
