@@ -26,4 +26,8 @@ Architecture, one line per module:
   pipeline/outputs.py   output folder checks, --overwrite, is_complete, row counts
   pipeline/manifest.py  manifest.json, written last
   pipeline/run.py       CLI entry: validate, run, account, manifest, exit codes
+  pipeline/results.py   read_layer: a completed output's layer as (ids, uris, matrix)
+  pipeline/reports.py   layer shapes table, a run's summary
+  pipeline/neighbors.py nearest images by cosine similarity
+  pipeline/inspect.py   CLI: shapes | summary | neighbors
 """

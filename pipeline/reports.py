@@ -1,0 +1,74 @@
+"""Text reports for ``python -m pipeline.inspect``: layer shapes, and a run's summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.manifest import read_manifest
+from pipeline.outputs import part_files
+from pipeline.results import read_layer
+from schemas import LAYER_NAMES, alias_of, canonical_layer, layer_shape, layout, parse_image_size
+
+
+def shapes_table(image_size="224", layers: list[str] | None = None) -> str:
+    """Every selectable layer (or ``layers``): shape, pooled dims, bytes per image."""
+    size = parse_image_size(image_size)
+    names = [canonical_layer(name) for name in layers] if layers else list(LAYER_NAMES)
+    header = (f"{'layer':<18} {'alias':<6} {'output shape':>14} {'pooled':>7} "
+              f"{'pooled f32':>11} {'pooled f16':>11} {'full f32':>11} {'full f16':>11}")
+    lines = [f"input {size} (height x width)", header, "-" * len(header)]
+    for name in names:
+        h, w, c = layer_shape(name, size)
+        lines.append(
+            f"{name:<18} {alias_of(name) or '':<6} {f'{h}x{w}x{c}':>14} {c:>7} "
+            f"{_bytes(c * 4):>11} {_bytes(c * 2):>11} {_bytes(h * w * c * 4):>11} {_bytes(h * w * c * 2):>11}"
+        )
+    return "\n".join(lines)
+
+
+def _bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
+
+
+def _error_examples(root: str, per_kind: int = 3) -> dict[tuple[str, str], list[str]]:
+    examples: dict[tuple[str, str], list[str]] = {}
+    for path in part_files(layout.errors_dir(root)):
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle, columns=["stage", "error_type", "uri"])
+        for stage, error_type, uri in zip(*(table[c].to_pylist() for c in ("stage", "error_type", "uri"))):
+            bucket = examples.setdefault((stage, error_type), [])
+            if len(bucket) < per_kind:
+                bucket.append(uri)
+    return examples
+
+
+def summary(root: str) -> str:
+    """What a completed run did: counts, errors with examples, layers with norm statistics."""
+    manifest = read_manifest(root)
+    counts, timings = manifest["counts"], manifest["timings"]
+    lines = [
+        f"output: {root}",
+        f"images embedded: {counts['embedded']} of {counts['matched']} matched; errors: {counts['errors']}",
+        f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']}); "
+        f"input {manifest['config']['image_size'][0]}x{manifest['config']['image_size'][1]}, "
+        f"{manifest['config']['resize_mode']}, pooling {manifest['config']['pooling']}",
+        f"run time: {timings['seconds_total']:.1f} s, {timings.get('images_per_second') or 0:.1f} images/s",
+    ]
+    examples = _error_examples(root)
+    for stage, types in counts["errors_by_stage"].items():
+        for error_type, count in types.items():
+            shown = ", ".join(examples.get((stage, error_type), []))
+            lines.append(f"  errors at {stage}: {error_type} x{count}  e.g. {shown}")
+    for layer in manifest["layers"]:
+        rows = read_layer(root, layer["name"])
+        norms = np.linalg.norm(rows.matrix.reshape(len(rows.uris), -1).astype(np.float64), axis=1)
+        stats = (f"norm min {norms.min():.4g} mean {norms.mean():.4g} max {norms.max():.4g}"
+                 if len(norms) else "no rows")
+        lines.append(f"layer {layer['name']:<18} dims {layer['dims']:>8} shape {tuple(layer['shape'])}  {stats}")
+    return "\n".join(lines)
