@@ -18,6 +18,7 @@ setup(
         "pyarrow>=14,<26",
         "numpy>=1.26",
         "pillow>=10",
+        "matplotlib>=3.7",  # the viridis colour map of pipeline.inspect featuremaps
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.77,<3"],

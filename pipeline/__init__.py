@@ -29,5 +29,6 @@ Architecture, one line per module:
   pipeline/results.py   read_layer: a completed output's layer as (ids, uris, matrix)
   pipeline/reports.py   layer shapes table, a run's summary
   pipeline/neighbors.py nearest images by cosine similarity
-  pipeline/inspect.py   CLI: shapes | summary | neighbors
+  pipeline/featuremaps.py the feature-map PNG: input as seen, a channel grid per layer
+  pipeline/inspect.py   CLI: shapes | featuremaps | summary | neighbors
 """

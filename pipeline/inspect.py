@@ -1,6 +1,8 @@
 """``python -m pipeline.inspect``: look at layer shapes, a run's summary, nearest neighbours.
 
     python -m pipeline.inspect shapes [--image_size 224|HxW] [--layers L1,L2]
+    python -m pipeline.inspect featuremaps IMAGE --layers L1,L2 --out maps.png [--channels 16]
+        [--weights imagenet|random|PATH.h5] [--image_size 224] [--resize_mode center_crop]
     python -m pipeline.inspect summary OUTPUT
     python -m pipeline.inspect neighbors OUTPUT --layer L --image URI_OR_ID [-k 5]
 """
@@ -10,9 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.weights import WeightsError
+from pipeline.featuremaps import feature_map_figure
 from pipeline.neighbors import nearest
 from pipeline.reports import shapes_table, summary
 from pipeline.results import IncompleteOutput
+from schemas import ExtractionConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     shapes = commands.add_parser("shapes", help="every layer's output shape and size per image")
     shapes.add_argument("--image_size", default="224")
     shapes.add_argument("--layers", default=None, help="comma-separated; default: every layer")
+    pictures = commands.add_parser("featuremaps", help="one PNG of the first channels of each layer")
+    pictures.add_argument("image")
+    pictures.add_argument("--layers", required=True)
+    pictures.add_argument("--out", required=True)
+    pictures.add_argument("--channels", type=int, default=16)
+    pictures.add_argument("--weights", default="imagenet")
+    pictures.add_argument("--seed", type=int, default=0)
+    pictures.add_argument("--image_size", default="224")
+    pictures.add_argument("--resize_mode", default="center_crop")
     report = commands.add_parser("summary", help="what a completed run did")
     report.add_argument("output")
     near = commands.add_parser("neighbors", help="the k nearest images by cosine similarity")
@@ -32,12 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "shapes":
             print(shapes_table(args.image_size, args.layers.split(",") if args.layers else None))
+        elif args.command == "featuremaps":
+            config = ExtractionConfig(layers=tuple(args.layers.split(",")), image_size=args.image_size,
+                                      resize_mode=args.resize_mode, weights=args.weights, seed=args.seed)
+            figure = feature_map_figure(args.image, config, args.channels)
+            figure.image.save(args.out)
+            print(f"{args.out}: {figure.image.width}x{figure.image.height}, "
+                  f"{len(figure.tiles)} channel tiles from {len(config.layers)} layers")
         elif args.command == "summary":
             print(summary(args.output))
         else:
             for rank, neighbor in enumerate(nearest(args.output, args.layer, args.image, args.k), 1):
                 print(f"{rank:>3}  cosine {neighbor.cosine:.4f}  {neighbor.uri}  ({neighbor.image_id[:12]})")
-    except (ValueError, KeyError, IncompleteOutput, FileNotFoundError) as exc:
+    except (ValueError, KeyError, IncompleteOutput, FileNotFoundError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
