@@ -140,10 +140,10 @@ def decode_rate(folder: pathlib.Path, image_size: int, draft: bool) -> float:
 
 
 def read_layer(root: pathlib.Path, layer: str) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
+    from pipeline.results import read_layer as read_output_layer
 
-    table = pq.read_table(root / "embeddings" / layer)
-    return dict(zip(table["uri"].to_pylist(), np.stack(table["embedding"].to_numpy(zero_copy_only=False))))
+    rows = read_output_layer(str(root), layer)
+    return dict(zip(rows.uris, rows.matrix))
 
 
 def deviation(reference: pathlib.Path, other: pathlib.Path, layers: list[str]) -> dict:
@@ -194,11 +194,7 @@ def main() -> int:
           f"({report['decode_images_per_s_per_core_no_draft']:.1f} with --jpeg_draft off)")
 
     _, ceiling_log = timed([py, "-m", "bench.ceiling", *common])
-    report["ceiling"] = json.loads([l for l in ceiling_log.splitlines() if l.startswith("{")][-1]) \
-        if "{" in ceiling_log else None
-    if report["ceiling"] is None:  # printed to stdout
-        out = subprocess.run([py, "-m", "bench.ceiling", *common], cwd=REPO_ROOT, capture_output=True, text=True)
-        report["ceiling"] = json.loads(out.stdout.strip().splitlines()[-1])
+    report["ceiling"] = json.loads([l for l in ceiling_log.splitlines() if l.startswith("{")][-1])
     print("ceiling (a):", {k: round(v, 1) for k, v in report["ceiling"].items()})
     report["ceiling_two_processes"] = two_process_ceiling(py, common)
     print("bare model, 2 processes x 1 thread (a'):", round(report["ceiling_two_processes"], 1))

@@ -48,13 +48,11 @@ def is_complete(output_dir: str) -> bool:
     """True only for the output of a run that finished: manifest.json is written last, after
     the accounting check, and says ``"complete": true``. Anything else (no manifest, as after
     a crash or a kill, or while a run is going) is an incomplete output."""
-    import json
+    from pipeline.manifest import read_manifest
 
-    path = layout.manifest_path(output_dir)
-    if not FileSystems.exists(path):
+    if not FileSystems.exists(layout.manifest_path(output_dir)):
         return False
-    with FileSystems.open(path) as handle:
-        return json.loads(handle.read()).get("complete") is True
+    return read_manifest(output_dir).get("complete") is True
 
 
 def part_files(directory: str) -> list[str]:

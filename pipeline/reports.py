@@ -8,7 +8,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.manifest import read_manifest
 from pipeline.outputs import part_files
-from pipeline.results import read_layer
+from pipeline.results import iter_layer_parts
 from schemas import LAYER_NAMES, alias_of, canonical_layer, layer_shape, layout, parse_image_size
 
 
@@ -66,8 +66,10 @@ def summary(root: str) -> str:
             shown = ", ".join(examples.get((stage, error_type), []))
             lines.append(f"  errors at {stage}: {error_type} x{count}  e.g. {shown}")
     for layer in manifest["layers"]:
-        rows = read_layer(root, layer["name"])
-        norms = np.linalg.norm(rows.matrix.reshape(len(rows.uris), -1).astype(np.float64), axis=1)
+        norms = np.concatenate([  # part by part: full feature maps can be far larger than memory
+            np.linalg.norm(part.matrix.reshape(len(part.uris), -1).astype(np.float64), axis=1)
+            for part in iter_layer_parts(root, layer["name"])
+        ] or [np.zeros(0)])
         stats = (f"norm min {norms.min():.4g} mean {norms.mean():.4g} max {norms.max():.4g}"
                  if len(norms) else "no rows")
         lines.append(f"layer {layer['name']:<18} dims {layer['dims']:>8} shape {tuple(layer['shape'])}  {stats}")
