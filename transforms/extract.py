@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import os
 import time
 from typing import NamedTuple
 
@@ -29,16 +28,6 @@ from schemas import (
 from transforms.errors import METRICS_NAMESPACE, image_error
 
 _log = logging.getLogger(__name__)
-
-
-def process_age_seconds() -> float | None:
-    """Seconds since this process started (Linux /proc), or None where that is unknown."""
-    try:
-        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class _Done(NamedTuple):
@@ -135,8 +124,7 @@ class _ExtractFn(beam.DoFn):
             if not self._seen_a_batch:  # start-up, as the launcher sees it: see pipeline.run
                 self._seen_a_batch = True
                 self._first_batch.update(int(time.time() * 1000))
-                _log.info("first batch embedded %.1f s after this process started",
-                          process_age_seconds() or -1)
+                _log.info("first batch embedded")
             self._latency.update(outcome.millis)
             self._embedded.inc(len(outcome.embeddings.infos))
             yield outcome.embeddings
