@@ -11,6 +11,7 @@ from transforms import (
     ExtractLayers,
     ReadImages,
     ResizeImages,
+    SkipEmbedded,
     WriteEmbeddings,
 )
 
@@ -18,13 +19,21 @@ from transforms import (
 def build_pipeline(
     p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
     limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
+    done_ids: beam.PTransform | None = None, finalize: beam.PTransform | None = None,
 ) -> dict:
-    """Add read -> decode -> resize -> batch -> extract -> write to ``p``.
+    """Add read -> [skip] -> decode -> resize -> batch -> extract -> write [-> finalize] to ``p``.
 
     ``extract`` replaces the ExtractLayers step (tests inject faults through it).
-    Returns WriteEmbeddings' outputs (written file names per output)."""
+    ``done_ids`` (a root PTransform giving image ids already embedded) adds SkipEmbedded;
+    ``finalize`` (a FinalizeRun) adds the last step that checks and writes the manifest.
+    Returns WriteEmbeddings' outputs (written file names per output), plus ``manifest``
+    when finalizing."""
     files = p | "ReadImages" >> ReadImages(input_pattern, max_file_bytes=limits.max_file_bytes)
-    decoded = files.files | "DecodeImages" >> DecodeImages(
+    to_decode, skipped = files.files, None
+    if done_ids is not None:
+        kept = files.files | "SkipEmbedded" >> SkipEmbedded(p | "DoneIds" >> done_ids)
+        to_decode, skipped = kept.files, kept.skipped
+    decoded = to_decode | "DecodeImages" >> DecodeImages(
         max_pixels=limits.max_pixels, min_side=limits.min_side,
         target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
     )
@@ -36,6 +45,21 @@ def build_pipeline(
     errors = (
         files.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
     ) | "CollectErrors" >> beam.Flatten()
-    return {"embeddings": extracted.embeddings, "errors": errors} | "WriteEmbeddings" >> WriteEmbeddings(
+    written = {"embeddings": extracted.embeddings, "errors": errors} | "WriteEmbeddings" >> WriteEmbeddings(
         output_dir, config
     )
+    if finalize is None:
+        return written
+    if skipped is None:
+        skipped = p | "NothingSkipped" >> beam.Create([])
+    matched = (
+        files.files | "ReadUris" >> beam.Map(lambda file: file.uri),
+        files.errors | "RefusedUris" >> beam.Map(lambda error: error.uri),
+    ) | "Matched" >> beam.Flatten()
+    manifest = {
+        "written": tuple(written.values()) | "AllWritten" >> beam.Flatten(),
+        "matched": matched,
+        "skipped": skipped,
+        "embedded": extracted.embeddings,
+    } | "FinalizeRun" >> finalize
+    return {**written, "manifest": manifest}

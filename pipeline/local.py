@@ -12,6 +12,13 @@ from pipeline.options import ExtractOptions
 #: Naming it avoids the DirectRunner's attempt to download and start the Prism binary,
 #: so a local run behaves the same online and offline.
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+_LOCAL_RUNNER_NAMES = {"DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
+                       "FnApiRunner", "PrismRunner", LOCAL_RUNNER}
+
+
+def is_local_runner(runner: str | None) -> bool:
+    """True for runners that execute in this process or on this machine."""
+    return not runner or runner in _LOCAL_RUNNER_NAMES or runner.endswith(".FnApiRunner")
 
 
 def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str],

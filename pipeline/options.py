@@ -123,6 +123,19 @@ class ExtractOptions(PipelineOptions):
             "(0..1) of the matched inputs ended in errors/. Default: no limit.",
         )
         parser.add_argument(
+            "--mode",
+            default="single",
+            choices=("single", "incremental"),
+            help="single (default): --output is one run's folder. incremental: --output is a "
+            "root; each run writes its own run=<UTC time>/ partition and skips images whose "
+            "content was embedded by an earlier completed run with the same settings.",
+        )
+        parser.add_argument(
+            "--lock_stale_hours", type=float, default=24.0,
+            help="--mode incremental: a root lock older than this many hours (a run that "
+            "died without releasing it) is broken. Default: %(default)s.",
+        )
+        parser.add_argument(
             "--overwrite",
             action="store_true",
             default=False,

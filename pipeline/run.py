@@ -11,21 +11,28 @@ import time
 _IMPORTED_AT = time.time()  # before the heavy imports below: start-up is counted from here
 
 import dataclasses
-import datetime
 import logging
 import os
 import sys
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from models.weights import WeightsError, check_weights_layout, resolve_weights_file
+from models.weights import (
+    WEIGHTS_RANDOM,
+    WeightsError,
+    check_weights_layout,
+    resolve_weights_file,
+    weights_kind,
+)
+from pipeline import incremental
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.build import build_pipeline
-from pipeline.local import LOCAL_RUNNER, set_tensorflow_threads, use_local_workers
+from pipeline.finalize import FinalizeRun
+from pipeline.local import LOCAL_RUNNER, is_local_runner, set_tensorflow_threads, use_local_workers
 from pipeline.options import (
     ExtractOptions,
     extraction_config,
@@ -34,7 +41,6 @@ from pipeline.options import (
     unknown_arguments,
 )
 from schemas import ExtractionConfig, InputLimits, layout
-from transforms.errors import METRICS_NAMESPACE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
 _log = logging.getLogger("pipeline.run")
@@ -42,10 +48,6 @@ _log = logging.getLogger("pipeline.run")
 
 class UsageError(Exception):
     """A problem with the arguments or the environment, found before any work."""
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def parse_args(
@@ -89,19 +91,30 @@ def count_matches(pattern: str) -> int:
         return 0
 
 
-def preflight(extract_options: ExtractOptions, config: ExtractionConfig) -> tuple[int, str | None]:
-    """Everything checked before any work: inputs, output folder, weights.
-    Returns (files matched, local weights file or None for random weights)."""
-    matched = count_matches(extract_options.input)
-    if matched == 0:
-        raise UsageError(f"--input {extract_options.input!r} matches no file")
-    existing = outputs.existing_entries(extract_options.output)
-    if existing and not extract_options.overwrite:
-        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
-        raise UsageError(
-            f"--output {extract_options.output} is not empty ({shown}); pass --overwrite to "
-            "replace an earlier run's outputs, or choose an empty directory"
-        )
+def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remote: bool,
+              check_paths: bool) -> tuple[int | None, str | None]:
+    """Everything checked before any work: inputs, output folder, weights. ``check_paths``
+    False (a --dry_run) skips the filesystem checks, which need credentials for gs://.
+    Returns (files matched or None when not checked, local weights file or None)."""
+    if remote and outputs.is_local(extract_options.input):
+        raise UsageError(f"--input {extract_options.input} is local: remote workers cannot read "
+                         "it; copy the images to gs:// (or another shared filesystem)")
+    if remote and outputs.is_local(extract_options.output):
+        raise UsageError(f"--output {extract_options.output} is local: remote workers cannot write it")
+    if remote and weights_kind(config.weights) == "file" and "://" not in config.weights:
+        raise UsageError(f"--weights {config.weights} is a local file: remote workers cannot read "
+                         "it; copy it to gs:// and pass that path")
+    if extract_options.mode == "incremental" and extract_options.overwrite:
+        raise UsageError("--overwrite does not apply to --mode incremental: each run writes a "
+                         "new partition")
+    matched = None
+    if check_paths:
+        matched = count_matches(extract_options.input)
+        if matched == 0:
+            raise UsageError(f"--input {extract_options.input!r} matches no file")
+        check_output(extract_options)
+    if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
+        return matched, None
     try:
         weights_file = resolve_weights_file(config.weights)
         if weights_file is not None:
@@ -111,43 +124,78 @@ def preflight(extract_options: ExtractOptions, config: ExtractionConfig) -> tupl
     return matched, weights_file
 
 
-def _first_batch_unix_seconds(result) -> float | None:
-    try:
-        found = result.metrics().query(
-            MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name("first_batch_unix_ms")
-        )["distributions"]
-        return min(d.committed.min for d in found if d.committed and d.committed.count) / 1000
-    except Exception:  # No batch at all, or a runner without metrics.
-        return None
-
-
-def _counter(result, name: str) -> int | None:
-    try:
-        found = result.metrics().query(
-            MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name(name)
-        )["counters"]
-    except Exception:  # Some runners do not report metrics.
-        return None
-    return sum(c.committed or 0 for c in found) if found else 0
-
-
-def check_accounting(counts: dict) -> list[str]:
-    """Every matched input in images/ or errors/; every layer one row per image."""
-    problems = []
-    if counts["matched"] != counts["embedded"] + counts["errors"]:
-        problems.append(
-            f"{counts['matched']} inputs matched but images/ has {counts['embedded']} rows "
-            f"and errors/ {counts['errors']}"
+def check_output(extract_options: ExtractOptions) -> None:
+    """A single run needs an empty --output (or --overwrite); an incremental run needs an
+    empty or incremental root."""
+    if extract_options.mode == "incremental":
+        try:
+            incremental.check_root(extract_options.output)
+        except incremental.NotAnIncrementalRoot as exc:
+            raise UsageError(str(exc)) from exc
+        return
+    existing = outputs.existing_entries(extract_options.output)
+    if existing and not extract_options.overwrite:
+        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise UsageError(
+            f"--output {extract_options.output} is not empty ({shown}); pass --overwrite to "
+            "replace an earlier run's outputs, or choose an empty directory"
         )
-    for layer, rows in counts["rows_per_layer"].items():
-        if rows != counts["embedded"]:
-            problems.append(f"layer {layer} has {rows} rows, images/ has {counts['embedded']}")
-    return problems
+
+
+class OutputPlan(NamedTuple):
+    """Where this run writes, and for incremental runs its root, id, key and done ids."""
+
+    output_dir: str
+    root: str | None = None
+    run_id: str | None = None
+    embedding_key: str | None = None
+    done_patterns: tuple[str, ...] = ()
+    locked: bool = False
+
+
+def plan_output(extract_options: ExtractOptions, config: ExtractionConfig, weights: dict,
+                *, check_paths: bool) -> OutputPlan:
+    """Single runs write to --output. Incremental runs take the root's lock (raising
+    UsageError when another run holds it) and write to a new run=<id> partition."""
+    if extract_options.mode != "incremental":
+        return OutputPlan(extract_options.output)
+    root = extract_options.output.rstrip("/")
+    run_id = incremental.new_run_id()
+    key = incremental.embedding_key(config, weights)
+    if not check_paths:
+        return OutputPlan(layout.run_partition(root, run_id), root, run_id, key)
+    try:
+        incremental.acquire_lock(root, run_id, stale_after_hours=extract_options.lock_stale_hours)
+    except incremental.RootLocked as exc:
+        raise UsageError(str(exc)) from exc
+    patterns = tuple(incremental.done_image_patterns(root, key))
+    return OutputPlan(layout.run_partition(root, run_id), root, run_id, key, patterns, locked=True)
+
+
+def run_record(extract_options: ExtractOptions, config: ExtractionConfig, limits: InputLimits,
+               runner: str, weights: dict, plan: OutputPlan) -> dict:
+    """What the launcher knows about the run, for the manifest the job writes."""
+    record = {
+        "input": extract_options.input,
+        "output": plan.output_dir,
+        "mode": extract_options.mode,
+        "runner": runner,
+        "config": manifest_lib.config_record(config),
+        "limits": dataclasses.asdict(limits),
+        "weights": weights,
+        "layers": manifest_lib.layers_record(config),
+        "max_error_fraction": extract_options.max_error_fraction,
+    }
+    if plan.root is not None:
+        record.update(root=plan.root, run=plan.run_id, embedding_key=plan.embedding_key,
+                      earlier_runs_with_same_key=len(plan.done_patterns))
+    return record
 
 
 def print_summary(manifest: dict, output_dir: str) -> None:
     counts = manifest["counts"]
-    print(f"images embedded: {counts['embedded']} of {counts['matched']} matched")
+    skipped = f", {counts['skipped']} skipped as already embedded" if counts.get("skipped") else ""
+    print(f"images embedded: {counts['embedded']} of {counts['matched']} matched{skipped}")
     by_stage = ", ".join(
         f"{stage}: {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
         for stage, types in counts["errors_by_stage"].items()
@@ -165,101 +213,108 @@ def print_summary(manifest: dict, output_dir: str) -> None:
 
 
 def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None,
-        launched_at: float | None = None) -> int:
+        launched_at: float | None = None, on_result=None) -> int:
     """Run the CLI with ``argv`` and return the exit code. ``extract`` replaces the
     ExtractLayers step (fault-injection tests). Start-up is counted from ``launched_at``
-    (unix time; the CLI passes when it began importing), else from this call."""
+    (unix time; the CLI passes when it began importing), else from this call.
+    ``on_result(result)`` receives Beam's PipelineResult once the job is submitted (with
+    --dry_run, the built Dataflow job is ``result.job``)."""
     launched_at = launched_at or time.time()
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return EXIT_OK
-    started_utc = _utc_now()
     try:
         options, extract_options, config, limits = parse_args(argv)
-        matched, weights_file = preflight(extract_options, config)
+        remote = not is_local_runner(options.view_as(StandardOptions).runner)
+        dry_run = bool(options.view_as(TestOptions).dry_run)
+        matched, weights_file = preflight(extract_options, config, remote=remote, check_paths=not dry_run)
+        weights = manifest_lib.weights_record(config, weights_file)
+        plan = plan_output(extract_options, config, weights, check_paths=not dry_run)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # argparse: bad choice or type; it printed the usage.
         return int(exc.code or EXIT_USAGE)
 
+    try:
+        return _run_job(options, extract_options, config, limits, plan, weights,
+                        matched=matched, remote=remote, dry_run=dry_run, extract=extract,
+                        launched_at=launched_at, argv=argv, on_result=on_result)
+    finally:
+        if plan.locked and not remote:
+            # Released by the job's last step after a success; this covers failures. A
+            # remote job that is not waited for releases it itself (or it goes stale).
+            incremental.release_lock(plan.root, plan.run_id)
+
+
+def _release_after_remote_failure(plan: OutputPlan, remote: bool) -> None:
+    """A remote job that was waited for and failed will not release the root's lock."""
+    if plan.locked and remote:
+        incremental.release_lock(plan.root, plan.run_id)
+
+
+def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights: dict, *,
+             matched, remote: bool, dry_run: bool, extract, launched_at: float, argv,
+             on_result) -> int:
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
         use_local_workers(options, extract_options, argv, matched)
     if extract_options.tf_threads:
         set_tensorflow_threads(extract_options.tf_threads)
-    output_dir = extract_options.output
+    output_dir = plan.output_dir
     if extract_options.overwrite:
         removed = outputs.remove_previous_run(output_dir)
         if removed:
             _log.info("--overwrite: removed %s from %s", ", ".join(removed), output_dir)
 
-    _log.info("embedding %d files from %s into %s", matched, extract_options.input, output_dir)
-    pipeline_started = time.perf_counter()
+    _log.info("embedding %s files from %s into %s", "the" if matched is None else matched,
+              extract_options.input, output_dir)
+    record = run_record(extract_options, config, limits, standard.runner, weights, plan)
+    on_complete = (incremental.RecordCompletedRun(plan.root, plan.run_id, plan.embedding_key)
+                   if plan.root is not None else None)
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
             config=config, limits=limits, extract=extract,
+            done_ids=incremental.DoneImageIds(plan.done_patterns) if plan.root is not None else None,
+            finalize=FinalizeRun(output_dir, config, record, launched_at=launched_at,
+                                 submitted_at=time.time(), on_complete=on_complete),
         )
         result = pipeline.run()
+        if on_result is not None:
+            on_result(result)
+        if dry_run:
+            print(f"dry run: built the {standard.runner} job; nothing was submitted")
+            return EXIT_OK
         state = result.wait_until_finish()
     except Exception:
         _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
+        _release_after_remote_failure(plan, remote)
         return EXIT_FAILED
-    pipeline_seconds = time.perf_counter() - pipeline_started
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         _log.error("the pipeline ended in state %s; %s is incomplete", state, output_dir)
+        _release_after_remote_failure(plan, remote)
+        return EXIT_FAILED
+    if not FileSystems.exists(layout.manifest_path(output_dir)):
+        if remote and not getattr(result, "has_job", True):
+            print("launched without waiting (template launch): the job's last step writes "
+                  f"{layout.manifest_path(output_dir)}")
+            return EXIT_OK
+        _log.error("the pipeline finished but wrote no manifest; %s is incomplete", output_dir)
         return EXIT_FAILED
 
-    counts = outputs.written_counts(output_dir, config)
-    counted_matches = _counter(result, "matched")
-    counts = {"matched": matched if counted_matches is None else counted_matches, **counts}
-    problems = check_accounting(counts)
-    if problems:
-        for problem in problems:
-            _log.error("accounting check failed: %s", problem)
-        _log.error("no manifest written: %s is not a complete output", output_dir)
-        return EXIT_FAILED
-
-    seconds_total = time.time() - launched_at
-    first_batch = _first_batch_unix_seconds(result)
-    manifest = {
-        "complete": True,
-        "manifest_version": manifest_lib.MANIFEST_VERSION,
-        "input": extract_options.input,
-        "output": output_dir,
-        "runner": standard.runner,
-        "config": manifest_lib.config_record(config),
-        "limits": dataclasses.asdict(limits),
-        "weights": manifest_lib.weights_record(config, weights_file),
-        "layers": manifest_lib.layers_record(config),
-        "counts": counts,
-        "versions": manifest_lib.library_versions(),
-        "timings": {
-            "started_utc": started_utc,
-            "finished_utc": _utc_now(),
-            "seconds_total": round(seconds_total, 3),
-            "seconds_pipeline": round(pipeline_seconds, 3),
-            "startup_seconds": round(first_batch - launched_at, 3) if first_batch else None,
-            "images_per_second": round(counts["embedded"] / pipeline_seconds, 3)
-            if pipeline_seconds > 0 else None,
-        },
-    }
-    fraction = counts["errors"] / counts["matched"] if counts["matched"] else 0.0
-    limit = extract_options.max_error_fraction
-    manifest["error_fraction"] = round(fraction, 6)
-    manifest["max_error_fraction"] = limit
-    manifest["max_error_fraction_exceeded"] = limit is not None and fraction > limit
-    manifest_lib.write_manifest(output_dir, manifest)
+    manifest = manifest_lib.read_manifest(output_dir)
     print_summary(manifest, output_dir)
     print(f"manifest: {layout.manifest_path(output_dir)}")
     if manifest["max_error_fraction_exceeded"]:
+        counts = manifest["counts"]
         _log.error(
             "%d of %d inputs failed (%.1f%%), over --max_error_fraction %s; exiting with %d",
-            counts["errors"], counts["matched"], 100 * fraction, limit, EXIT_TOO_MANY_ERRORS,
+            counts["errors"], counts["matched"], 100 * manifest["error_fraction"],
+            manifest["max_error_fraction"], EXIT_TOO_MANY_ERRORS,
         )
         return EXIT_TOO_MANY_ERRORS
     return EXIT_OK

@@ -42,3 +42,24 @@ def part_prefix(directory: str) -> str:
 
 def parts_glob(directory: str) -> str:
     return join(directory, f"{PART_PREFIX}-*{PARQUET_SUFFIX}")
+
+
+# --- incremental roots (--mode incremental): one partition per run ---------------------
+
+RUN_PARTITION_PREFIX = "run="
+RUNS_INDEX_DIR = "_runs"
+LOCK_FILE = "_lock.json"
+
+
+def run_partition(root: str, run_id: str) -> str:
+    """``ROOT/run=<run id>``: a Hive-style partition, one per run, a complete output inside."""
+    return join(root, f"{RUN_PARTITION_PREFIX}{run_id}")
+
+
+def run_index_entry(root: str, run_id: str) -> str:
+    """``ROOT/_runs/<run id>.json``: written after the run's manifest, marks it completed."""
+    return join(root, RUNS_INDEX_DIR, f"{run_id}.json")
+
+
+def lock_path(root: str) -> str:
+    return join(root, LOCK_FILE)

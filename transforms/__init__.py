@@ -5,12 +5,14 @@ from transforms.decode import DecodeImages
 from transforms.extract import ExtractLayers
 from transforms.read import ReadImages
 from transforms.resize import ResizeImages
+from transforms.skip import SkipEmbedded
 from transforms.write import WriteEmbeddings
 
 __all__ = [
     "ReadImages",
     "DecodeImages",
     "ResizeImages",
+    "SkipEmbedded",
     "BatchByShape",
     "ExtractLayers",
     "WriteEmbeddings",
