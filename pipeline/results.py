@@ -1,13 +1,19 @@
-"""Reading a completed output: one layer as a matrix, with its image ids and URIs."""
+"""Reading results: one layer as a matrix with its image ids and URIs, or as a
+``pyarrow.dataset`` view. ``root`` is either one run's output (``--mode single``) or an
+incremental root, read across all of its completed runs; incomplete runs are never read."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.incremental import index_entries
 from pipeline.outputs import is_complete, part_files
 from schemas import layout
 
@@ -25,27 +31,75 @@ class IncompleteOutput(RuntimeError):
     """An output folder without a complete manifest: a failed, killed or running run."""
 
 
-def iter_layer_parts(root: str, layer: str):
-    """One LayerMatrix per non-empty part file of ``embeddings/<layer>/`` under a completed
-    output ``root``: for statistics over outputs too large to hold at once."""
-    if not is_complete(root):
-        raise IncompleteOutput(f"{root} has no complete manifest.json: the run failed, was killed or is running")
-    for path in part_files(layout.layer_dir(root, layer)):
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(handle)
-        if table.num_rows == 0:
-            continue
-        column = table["embedding"].combine_chunks()
-        if hasattr(column, "to_numpy_ndarray"):  # arrow.fixed_shape_tensor
-            matrix = column.to_numpy_ndarray()
-        else:
-            matrix = column.flatten().to_numpy().reshape(table.num_rows, -1)
-        yield LayerMatrix(table["image_id"].to_pylist(), table["uri"].to_pylist(), matrix)
+class MixedSettings(ValueError):
+    """Runs under one root embedded the same layer with different settings."""
 
 
-def read_layer(root: str, layer: str) -> LayerMatrix:
-    """All rows of ``embeddings/<layer>/`` under a completed output ``root``."""
-    parts = list(iter_layer_parts(root, layer))
+def completed_runs(root: str, layer: str | None = None,
+                   embedding_key: str | None = None) -> list[dict]:
+    """The completed outputs under ``root`` as index entries (``run``, ``partition``,
+    ``embedding_key``, ``layers``), oldest first: the root itself when it is a single run's
+    output; else the runs in its index whose manifest is complete, optionally only those
+    with ``layer`` and ``embedding_key``. Raises IncompleteOutput when there is neither,
+    and MixedSettings when runs with ``layer`` differ in settings and no key is given."""
+    if is_complete(root):
+        return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
+    entries = [e for e in index_entries(root) if is_complete(e["partition"])]
+    if not entries:
+        raise IncompleteOutput(
+            f"{root} has no complete manifest.json and no completed runs in "
+            f"{layout.RUNS_INDEX_DIR}/: the run failed, was killed or is running"
+        )
+    if layer is not None:
+        entries = [e for e in entries if layer in e["layers"]]
+    if embedding_key is not None:
+        entries = [e for e in entries if e["embedding_key"] == embedding_key]
+    keys = sorted({e["embedding_key"] for e in entries})
+    if len(keys) > 1:
+        raise MixedSettings(
+            f"runs under {root} embedded {layer} with {len(keys)} different settings "
+            f"(embedding keys {', '.join(keys)}); pass embedding_key= to choose one"
+        )
+    return entries
+
+
+def iter_layer_parts(root: str, layer: str, embedding_key: str | None = None):
+    """One LayerMatrix per non-empty part file of ``embeddings/<layer>/`` in every completed
+    output under ``root``: for statistics over outputs too large to hold at once."""
+    for entry in completed_runs(root, layer, embedding_key):
+        for path in part_files(layout.layer_dir(entry["partition"], layer)):
+            with FileSystems.open(path) as handle:
+                table = pq.read_table(handle)
+            if table.num_rows == 0:
+                continue
+            column = table["embedding"].combine_chunks()
+            if hasattr(column, "to_numpy_ndarray"):  # arrow.fixed_shape_tensor
+                matrix = column.to_numpy_ndarray()
+            else:
+                matrix = column.flatten().to_numpy().reshape(table.num_rows, -1)
+            yield LayerMatrix(table["image_id"].to_pylist(), table["uri"].to_pylist(), matrix)
+
+
+def layer_dataset(root: str, layer: str, embedding_key: str | None = None) -> ds.Dataset:
+    """A ``pyarrow.dataset`` over ``embeddings/<layer>/`` of every completed output under
+    ``root`` (columns image_id, uri, embedding, and ``run`` for an incremental root). Works
+    on local paths and on any URI pyarrow has a filesystem for (gs://, s3://)."""
+    entries = completed_runs(root, layer, embedding_key)
+    files = [path for e in entries for path in part_files(layout.layer_dir(e["partition"], layer))]
+    filesystem, base = None, root.rstrip("/")
+    if "://" in root:
+        filesystem, base = pyarrow.fs.FileSystem.from_uri(base)
+        files = [filesystem.normalize_path(path.split("://", 1)[1]) for path in files]
+    if entries[0]["run"] is None:
+        return ds.dataset(files, format="parquet", filesystem=filesystem)
+    partitioning = ds.partitioning(pa.schema([("run", pa.string())]), flavor="hive")
+    return ds.dataset(files, format="parquet", filesystem=filesystem,
+                      partitioning=partitioning, partition_base_dir=base)
+
+
+def read_layer(root: str, layer: str, embedding_key: str | None = None) -> LayerMatrix:
+    """All rows of ``embeddings/<layer>/`` in every completed output under ``root``."""
+    parts = list(iter_layer_parts(root, layer, embedding_key))
     if not parts:
         return LayerMatrix([], [], np.zeros((0, 0), np.float32))
     return LayerMatrix(

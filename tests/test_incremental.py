@@ -1,0 +1,221 @@
+"""pipeline/incremental.py through the CLI: --mode incremental on an output root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from images import rgb_pattern, write_image
+from pipeline import incremental
+from pipeline.outputs import is_complete
+from pipeline.results import completed_runs, layer_dataset, read_layer
+from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
+from schemas import layout
+from test_run import CrashingExtract
+
+REPO_ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
+def add_images(folder, first: int, count: int) -> None:
+    folder.mkdir(exist_ok=True)
+    for seed in range(first, first + count):
+        write_image(folder / f"img{seed:03d}.png", rgb_pattern(40, 48, seed), "PNG")
+
+
+def argv(folder, root, *extra):
+    return ["--input", str(folder / "*"), "--output", str(root), "--mode", "incremental",
+            "--weights", "random", "--image_size", "32", "--layers", "res2,res5", *extra]
+
+
+def runs(root) -> list[dict]:
+    return incremental.index_entries(str(root))
+
+
+def embedded(entry: dict) -> int:
+    return entry["counts"]["embedded"]
+
+
+def test_second_run_embeds_nothing_then_exactly_the_new_images(tmp_path, capsys):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 5)
+    assert run(argv(folder, root)) == EXIT_OK
+    assert run(argv(folder, root)) == EXIT_OK  # unchanged input
+    add_images(folder, 5, 3)
+    assert run(argv(folder, root)) == EXIT_OK  # 3 new
+    entries = runs(root)
+    assert [(e["counts"]["matched"], embedded(e), e["counts"]["skipped"]) for e in entries] == [
+        (5, 5, 0), (5, 0, 5), (8, 3, 5)]
+    assert "3 of 8 matched, 5 skipped as already embedded" in capsys.readouterr().out
+    # Each run is its own complete partition with a manifest; the lock is gone.
+    for entry in entries:
+        assert entry["partition"] == layout.run_partition(str(root), entry["run"])
+        assert is_complete(entry["partition"])
+    assert len({e["run"] for e in entries}) == 3 and len({e["embedding_key"] for e in entries}) == 1
+    assert not (root / layout.LOCK_FILE).exists()
+    # Across runs: each image exactly once, equal to a single full run's numbers.
+    rows = read_layer(str(root), "res5")
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(8))
+    single = tmp_path / "single"
+    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
+                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
+    reference = read_layer(str(single), "res5")
+    order = {uri: i for i, uri in enumerate(reference.uris)}
+    np.testing.assert_allclose(rows.matrix, reference.matrix[[order[u] for u in rows.uris]],
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("change", [
+    ["--layers", "res5"],                 # other layers
+    ["--seed", "7"],                      # other weights
+    ["--image_size", "64"],
+])
+def test_other_settings_do_not_count_old_embeddings_as_done(tmp_path, change):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 4)
+    assert run(argv(folder, root)) == EXIT_OK
+    changed = argv(folder, root)
+    flag = change[0]
+    if flag in changed:
+        changed[changed.index(flag) + 1] = change[1]
+    else:
+        changed += change
+    assert run(changed) == EXIT_OK
+    assert run(changed) == EXIT_OK
+    entries = runs(root)
+    assert [embedded(e) for e in entries] == [4, 4, 0]
+    assert entries[0]["embedding_key"] != entries[1]["embedding_key"] == entries[2]["embedding_key"]
+
+
+def test_other_weights_file_is_other_settings(tmp_path, weights_file):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 3)
+    copy = tmp_path / "same_weights_elsewhere.h5"
+    copy.write_bytes(open(weights_file, "rb").read())
+    assert run(argv(folder, root) + ["--weights", weights_file]) == EXIT_OK
+    assert run(argv(folder, root) + ["--weights", str(copy)]) == EXIT_OK  # same bytes: done
+    assert run(argv(folder, root)) == EXIT_OK  # random weights: not done
+    assert [embedded(e) for e in runs(root)] == [3, 0, 3]
+
+
+def test_a_failed_run_leaves_no_completed_partition(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 4)
+    assert run(argv(folder, root), extract=CrashingExtract()) == EXIT_FAILED
+    partitions = [p for p in os.listdir(root) if p.startswith(layout.RUN_PARTITION_PREFIX)]
+    assert len(partitions) == 1 and not is_complete(str(root / partitions[0]))
+    assert runs(root) == [] and not (root / layout.LOCK_FILE).exists()
+    with pytest.raises(Exception, match="no completed runs"):
+        read_layer(str(root), "res5")
+    assert run(argv(folder, root)) == EXIT_OK  # the failed run's images are not done
+    assert [embedded(e) for e in runs(root)] == [4]
+    assert len(read_layer(str(root), "res5").image_ids) == 4
+
+
+def test_a_held_lock_refuses_a_second_run(tmp_path, capsys):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 2)
+    incremental.acquire_lock(str(root), "20261122T000000000000Z", stale_after_hours=24)
+    assert run(argv(folder, root)) == EXIT_USAGE
+    assert "is locked by run 20261122T000000000000Z" in capsys.readouterr().err
+    assert runs(root) == [] and not [p for p in os.listdir(root) if p.startswith("run=")]
+
+
+def test_a_stale_lock_is_broken(tmp_path, caplog):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 2)
+    incremental.acquire_lock(str(root), "20200101T000000000000Z", stale_after_hours=24)
+    lock = json.loads((root / layout.LOCK_FILE).read_text())
+    lock["created_unix"] -= 3 * 3600
+    (root / layout.LOCK_FILE).write_text(json.dumps(lock))
+    assert run(argv(folder, root, "--lock_stale_hours", "2")) == EXIT_OK
+    assert "breaking the lock of run 20200101T000000000000Z" in caplog.text
+
+
+def test_lock_is_taken_by_exactly_one_of_many_racers(tmp_path):
+    root, winners, losers = str(tmp_path / "root"), [], []
+    barrier = threading.Barrier(8)
+
+    def racer(i):
+        barrier.wait()
+        try:
+            incremental.acquire_lock(root, f"run{i}", stale_after_hours=24)
+            winners.append(i)
+        except incremental.RootLocked:
+            losers.append(i)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1 and len(losers) == 7
+    assert not incremental.release_lock(root, "run-not-holding")
+    assert incremental.release_lock(root, f"run{winners[0]}")
+
+
+def test_two_processes_started_together_cannot_both_write(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 6)
+    command = [sys.executable, "-m", "pipeline.run", *argv(folder, root)]
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT}
+    first = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    outcomes = sorted([first.wait(timeout=600), second.wait(timeout=600)])
+    errors = first.stderr.read() + second.stderr.read()
+    assert outcomes == [EXIT_OK, EXIT_USAGE], errors
+    assert "is locked by run" in errors
+    entries = runs(root)
+    assert [embedded(e) for e in entries] == [6]
+    assert [p for p in os.listdir(root) if p.startswith("run=")] == [f"run={entries[0]['run']}"]
+
+
+def test_root_must_be_empty_or_incremental(tmp_path, capsys):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 2)
+    root.mkdir()
+    (root / "manifest.json").write_text("{}")
+    assert run(argv(folder, root)) == EXIT_USAGE
+    assert "not an incremental root" in capsys.readouterr().err
+    assert run(argv(folder, tmp_path / "r2", "--overwrite")) == EXIT_USAGE
+
+
+def test_dataset_view_and_duckdb_query_over_completed_runs(tmp_path):
+    import duckdb
+
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 3)
+    assert run(argv(folder, root)) == EXIT_OK
+    add_images(folder, 3, 2)
+    assert run(argv(folder, root)) == EXIT_OK
+    add_images(folder, 5, 1)
+    assert run(argv(folder, root), extract=CrashingExtract()) == EXIT_FAILED  # not counted
+    table = layer_dataset(str(root), "res5").to_table()
+    assert table.num_rows == 5 and set(table.column_names) == {"image_id", "uri", "embedding", "run"}
+    run_ids = [e["run"] for e in completed_runs(str(root))]
+    assert sorted(table["run"].to_pylist()) == sorted([run_ids[0]] * 3 + [run_ids[1]] * 2)
+    matrix = table["embedding"].combine_chunks().flatten().to_numpy().reshape(5, -1)
+    by_id = dict(zip(read_layer(str(root), "res5").image_ids, read_layer(str(root), "res5").matrix))
+    for image_id, row in zip(table["image_id"].to_pylist(), matrix):
+        np.testing.assert_array_equal(row, by_id[image_id])
+    # The README's DuckDB query: completed runs only, through the index.
+    rows = duckdb.sql(f"""
+        SELECT e.run, e.image_id, len(e.embedding) AS dims
+        FROM read_parquet('{root}/run=*/embeddings/res5/*.parquet', hive_partitioning = true) e
+        JOIN read_json_auto('{root}/_runs/*.json') r ON e.run = r.run
+    """).fetchall()
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        zip(table["run"].to_pylist(), table["image_id"].to_pylist()))
+    assert {r[2] for r in rows} == {2048}
+    # A single run's output reads the same way, without the run column.
+    single = layer_dataset(completed_runs(str(root))[0]["partition"], "res5").to_table()
+    assert single.num_rows == 3 and "run" not in single.column_names
