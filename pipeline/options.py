@@ -21,6 +21,17 @@ from schemas import (
 )
 
 
+def parse_bool(value: str) -> bool:
+    """``--overwrite`` alone means true; ``--overwrite=true|false`` is accepted too, as
+    Flex Template launchers pass every parameter with a value."""
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 class ExtractOptions(PipelineOptions):
     """``--input`` and ``--output`` plus what to extract; any other Beam option passes through."""
 
@@ -137,8 +148,11 @@ class ExtractOptions(PipelineOptions):
         )
         parser.add_argument(
             "--overwrite",
-            action="store_true",
+            nargs="?",
+            const=True,
             default=False,
+            type=parse_bool,
+            metavar="true|false",
             help="Replace the outputs of an earlier run in --output (manifest.json, images/, "
             "embeddings/, errors/); other files there are left alone.",
         )
