@@ -23,7 +23,9 @@ setup(
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2"],
+        # The suite builds Dataflow jobs offline (gcp) and the sdist/wheel (build).
+        "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2", "build>=1.0",
+                 "apache-beam[gcp]>=2.77,<3"],
         "bench": ["tensorflow-hub==0.16.1"],
     },
     entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main"]},
