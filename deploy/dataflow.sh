@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Build the GPU container, the Flex Template, run it once, and schedule it nightly as a
+# Dataflow Data Pipeline. Run from the repository root after `gcloud auth login`; every
+# value below is an example to replace. Steps can be run one by one: ./deploy/dataflow.sh image
+set -euo pipefail
+
+PROJECT="${PROJECT:-my-project}"
+REGION="${REGION:-us-central1}"
+BUCKET="${BUCKET:-gs://my-bucket}"
+REPOSITORY="${REPOSITORY:-embeddings}"
+IMAGE="${REGION}-docker.pkg.dev/${PROJECT}/${REPOSITORY}/resnet50-gpu:0.1.0"
+TEMPLATE="${BUCKET}/templates/resnet50-embeddings.json"
+WEIGHTS="${BUCKET}/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+GPU="worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+# gcloud's ^~^ prefix makes '~' the separator, because values hold commas and ';'.
+PARAMETERS="^~^input=${BUCKET}/images/**~output=${BUCKET}/embeddings~mode=incremental~layers=res2,res3,res4,res5~weights=${WEIGHTS}~mixed_precision=float16~batch_size=128~max_error_fraction=0.05~sdk_container_image=${IMAGE}"
+
+image() {  # Build and push the worker + launcher image with Cloud Build (no local Docker).
+  gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
+    --location="$REGION" --project="$PROJECT" 2>/dev/null || true
+  gcloud builds submit --project="$PROJECT" --region="$REGION" \
+    --config deploy/cloudbuild.yaml --substitutions "_IMAGE=${IMAGE}" .
+}
+
+weights() {  # Copy the ImageNet weights from the Keras cache (they must be there already).
+  gcloud storage cp ~/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 "$WEIGHTS"
+}
+
+template() {  # The template spec points at the image and carries deploy/metadata.json.
+  gcloud dataflow flex-template build "$TEMPLATE" --project="$PROJECT" \
+    --image "$IMAGE" --sdk-language PYTHON --metadata-file deploy/metadata.json
+}
+
+run() {  # One launch, now.
+  gcloud dataflow flex-template run "resnet50-embeddings-$(date -u +%Y%m%d-%H%M%S)" \
+    --project="$PROJECT" --region="$REGION" --template-file-gcs-location "$TEMPLATE" \
+    --parameters "$PARAMETERS" \
+    --worker-machine-type g2-standard-8 --max-workers 4 \
+    --temp-location "${BUCKET}/tmp" \
+    --additional-experiments "no_use_multiple_sdk_containers,${GPU}"
+}
+
+schedule() {  # Nightly at 02:00 UTC as a Dataflow Data Pipeline.
+  gcloud datapipelines pipeline create resnet50-embeddings-nightly \
+    --project="$PROJECT" --region="$REGION" --pipeline-type=batch \
+    --template-type=flex --template-file-gcs-location="$TEMPLATE" \
+    --schedule="0 2 * * *" --time-zone=UTC \
+    --temp-location="${BUCKET}/tmp" --max-workers=4 --worker-machine-type=g2-standard-8 \
+    --parameters "$PARAMETERS" \
+    --additional-experiments "no_use_multiple_sdk_containers,${GPU}"
+}
+
+for step in "${@:-image template run}"; do
+  for name in $step; do "$name"; done
+done

@@ -1,0 +1,148 @@
+"""deploy/: the scheduling examples use only parameters the template (and so the CLI)
+has, with values the CLI accepts; the Dockerfile matches the pinned Beam version."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+import types
+
+import apache_beam
+import pytest
+
+from pipeline.options import unknown_arguments
+from pipeline.run import parse_args
+
+DEPLOY = pathlib.Path(__file__).resolve().parents[1] / "deploy"
+METADATA = json.loads((DEPLOY / "metadata.json").read_text())
+PARAMETERS = {p["name"]: p for p in METADATA["parameters"]}
+
+
+def check_template_parameters(values: dict[str, str]) -> None:
+    """Every template parameter is known and matches its regexes; Beam pipeline options
+    (sdk_container_image, ...) pass through; together they parse as the CLI would."""
+    for name, value in values.items():
+        if name in PARAMETERS:
+            for pattern in PARAMETERS[name].get("regexes", []):
+                assert re.fullmatch(pattern, value), (name, value)
+        else:
+            assert not unknown_arguments([f"--{name}={value}"]), f"{name} is neither ours nor Beam's"
+    required = {name for name, p in PARAMETERS.items() if not p["isOptional"]}
+    assert required <= set(values)
+    parse_args([f"--{name}={value}" for name, value in values.items()])
+
+
+def load_dag_with_recording_stubs() -> dict:
+    """Execute deploy/airflow_dag.py with stand-ins for the Airflow modules that record
+    what the DAG passes; returns {'dag': kwargs, 'operator': kwargs}."""
+    recorded: dict = {}
+
+    class DAG:
+        def __init__(self, **kwargs):
+            recorded["dag"] = kwargs
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class DataflowStartFlexTemplateOperator:
+        def __init__(self, **kwargs):
+            recorded["operator"] = kwargs
+
+    airflow = types.ModuleType("airflow")
+    airflow.DAG = DAG
+    operators = types.ModuleType("airflow.providers.google.cloud.operators.dataflow")
+    operators.DataflowStartFlexTemplateOperator = DataflowStartFlexTemplateOperator
+    pendulum = types.ModuleType("pendulum")
+    pendulum.datetime = lambda *args, **kwargs: ("datetime", args, kwargs)
+    modules = {"airflow": airflow, "airflow.providers.google.cloud.operators.dataflow": operators,
+               "pendulum": pendulum}
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        source = (DEPLOY / "airflow_dag.py").read_text()
+        exec(compile(source, "airflow_dag.py", "exec"), {"__name__": "airflow_dag"})
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return recorded
+
+
+def test_airflow_dag_launches_the_template_with_valid_parameters():
+    recorded = load_dag_with_recording_stubs()
+    assert recorded["dag"]["max_active_runs"] == 1 and recorded["dag"]["catchup"] is False
+    operator = recorded["operator"]
+    assert {"task_id", "project_id", "location", "body"} <= set(operator)
+    launch = operator["body"]["launchParameter"]
+    assert launch["containerSpecGcsPath"].endswith(".json")
+    check_template_parameters(launch["parameters"])
+    assert launch["parameters"]["mode"] == "incremental"
+    dataflow_types = pytest.importorskip("google.cloud.dataflow_v1beta3.types")
+    # The launch body is a valid LaunchFlexTemplateParameter (unknown fields raise).
+    message = dataflow_types.LaunchFlexTemplateParameter.from_json(
+        json.dumps(launch), ignore_unknown_fields=False)
+    assert message.environment.machine_type == "g2-standard-8"
+    assert any(e.startswith("worker_accelerator=type:nvidia-l4") for e in message.environment.additional_experiments)
+    assert "no_use_multiple_sdk_containers" in message.environment.additional_experiments
+
+
+def test_airflow_dag_imports_with_real_airflow_when_installed():
+    pytest.importorskip("airflow.providers.google.cloud.operators.dataflow")
+    from airflow.models import DagBag
+
+    bag = DagBag(dag_folder=str(DEPLOY / "airflow_dag.py"), include_examples=False)
+    assert not bag.import_errors, bag.import_errors
+    assert "resnet50_embeddings_nightly" in bag.dag_ids
+
+
+def gcloud_parameters() -> dict[str, str]:
+    script = (DEPLOY / "dataflow.sh").read_text()
+    (line,) = [l for l in script.splitlines() if l.startswith("PARAMETERS=")]
+    value = line.split("=", 1)[1].strip('"')
+    assert value.startswith("^~^")
+    substitutions = {"${BUCKET}": "gs://my-bucket", "${WEIGHTS}": "gs://my-bucket/w.h5",
+                     "${IMAGE}": "us-central1-docker.pkg.dev/p/r/img:1"}
+    for key, replacement in substitutions.items():
+        value = value.replace(key, replacement)
+    return dict(item.split("=", 1) for item in value[3:].split("~"))
+
+
+def test_gcloud_script_parameters_are_template_parameters():
+    check_template_parameters(gcloud_parameters())
+    script = (DEPLOY / "dataflow.sh").read_text()
+    assert "--metadata-file deploy/metadata.json" in script
+    assert "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in script
+    subprocess.run(["bash", "-n", str(DEPLOY / "dataflow.sh")], check=True)
+
+
+def test_cron_line_runs_the_cli_with_known_options():
+    (line,) = [l for l in (DEPLOY / "crontab.example").read_text().splitlines()
+               if l and not l.startswith("#")]
+    fields = line.split(None, 5)
+    assert len(fields) == 6 and fields[:5] == ["0", "2", "*", "*", "*"]
+    words = shlex.split(fields[5].split(">>")[0])
+    args = words[words.index("./run_local.sh") + 1:]
+    assert not unknown_arguments(args)
+    _, options, _, _ = parse_args(args)
+    assert options.mode == "incremental"
+
+
+def test_dockerfile_pins_the_beam_version_we_run_and_keeps_the_boot_entrypoint():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert f"ARG BEAM_VERSION={apache_beam.__version__}" in dockerfile
+    assert "FROM apache/beam_python3.11_sdk:${BEAM_VERSION}" in dockerfile
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in dockerfile
+    assert "tensorflow[and-cuda]" in dockerfile
+    for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
+        for path in copied.split():
+            assert (DEPLOY.parent / path).exists(), path
