@@ -19,14 +19,18 @@ Architecture, one line per module:
   transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches
   transforms/extract.py ExtractLayers: shared model per process -> per-layer arrays
   transforms/write.py   WriteEmbeddings: Parquet images/, embeddings/<layer>/, errors/
+  transforms/skip.py    SkipEmbedded: files whose content is already embedded (incremental)
   transforms/errors.py  exception -> ImageError row on the error output, counters
   pipeline/options.py   the CLI options (a PipelineOptions subclass)
   pipeline/build.py     composition of the transforms
   pipeline/local.py     local runs: the in-process runner, worker processes, TF threads
   pipeline/outputs.py   output folder checks, --overwrite, is_complete, row counts
-  pipeline/manifest.py  manifest.json, written last
-  pipeline/run.py       CLI entry: validate, run, account, manifest, exit codes
-  pipeline/results.py   read_layer: a completed output's layer as (ids, uris, matrix)
+  pipeline/manifest.py  manifest.json contents
+  pipeline/finalize.py  FinalizeRun: the job's last step, accounting check and manifest
+  pipeline/incremental.py --mode incremental: run partitions, index, root lock, done ids
+  pipeline/run.py       CLI entry: validate, plan the output, run, report, exit codes
+  pipeline/template.py  the Flex Template's metadata.json from the options parser
+  pipeline/results.py   read_layer / layer_dataset across completed outputs
   pipeline/reports.py   layer shapes table, a run's summary
   pipeline/neighbors.py nearest images by cosine similarity
   pipeline/featuremaps.py the feature-map PNG: input as seen, a channel grid per layer

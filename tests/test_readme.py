@@ -43,6 +43,11 @@ def sample_output(tmp_path_factory):
     argv = ["--input", str(REPO_ROOT / "samples/images/*"), "--output", str(root / "output"),
             "--weights", "random", "--image_size", "32", "--layers", "res4,res5"]
     assert run(argv) == EXIT_OK
+    # An incremental root with two completed runs, for the "Incremental runs" examples.
+    incremental = ["--input", str(REPO_ROOT / "samples/images/*"), "--output", str(root / "runs/embeddings"),
+                   "--weights", "random", "--image_size", "32", "--layers", "res5", "--mode", "incremental"]
+    assert run(incremental[:1] + [str(REPO_ROOT / "samples/images/[a-c]*")] + incremental[2:]) == EXIT_OK
+    assert run(incremental) == EXIT_OK
     return root
 
 
@@ -52,6 +57,7 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[f"example{i}" for i in range(len(PYTHON_BLOCKS))])
 def test_python_examples_run(block, sample_output):
     code = block.replace("'output/", f"'{sample_output}/output/").replace('"output/', f'"{sample_output}/output/')
+    code = code.replace("'runs/", f"'{sample_output}/runs/").replace('"runs/', f'"{sample_output}/runs/')
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(code, "README.md", "exec"), {})
@@ -63,5 +69,5 @@ def test_python_examples_run(block, sample_output):
         assert "(8, 1024)" in text
 
 
-def test_there_are_three_examples():
-    assert len(PYTHON_BLOCKS) == 3
+def test_there_are_five_examples():
+    assert len(PYTHON_BLOCKS) == 5
