@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from pipeline.progress import EMBEDDED, ERRORS, SKIPPED, CountProgress
 from schemas import ExtractionConfig, InputLimits
 from transforms import (
     BatchByShape,
@@ -20,12 +21,14 @@ def build_pipeline(
     p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
     limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
     done_ids: beam.PTransform | None = None, finalize: beam.PTransform | None = None,
+    progress_dir: str | None = None,
 ) -> dict:
     """Add read -> [skip] -> decode -> resize -> batch -> extract -> write [-> finalize] to ``p``.
 
     ``extract`` replaces the ExtractLayers step (tests inject faults through it).
     ``done_ids`` (a root PTransform giving image ids already embedded) adds SkipEmbedded;
     ``finalize`` (a FinalizeRun) adds the last step that checks and writes the manifest.
+    ``progress_dir`` (local runs) adds counters for the progress line (pipeline/progress.py).
     Returns WriteEmbeddings' outputs (written file names per output), plus ``manifest``
     when finalizing."""
     files = p | "ReadImages" >> ReadImages(input_pattern, max_file_bytes=limits.max_file_bytes)
@@ -48,6 +51,12 @@ def build_pipeline(
     written = {"embeddings": extracted.embeddings, "errors": errors} | "WriteEmbeddings" >> WriteEmbeddings(
         output_dir, config
     )
+    if progress_dir is not None:
+        counted = [(extracted.embeddings, EMBEDDED), (errors, ERRORS)]
+        if skipped is not None:
+            counted.append((skipped, SKIPPED))
+        for pcoll, kind in counted:
+            _ = pcoll | f"Progress[{kind}]" >> beam.ParDo(CountProgress(progress_dir, kind))
     if finalize is None:
         return written
     if skipped is None:

@@ -134,6 +134,11 @@ class ExtractOptions(PipelineOptions):
             "(0..1) of the matched inputs ended in errors/. Default: no limit.",
         )
         parser.add_argument(
+            "--progress_seconds", type=float, default=10.0,
+            help="Local runs: log a progress line (images done / matched, images/s, errors) "
+            "this often, and a final line at the end. Default: %(default)s.",
+        )
+        parser.add_argument(
             "--mode",
             default="single",
             choices=("single", "incremental"),

@@ -10,10 +10,13 @@ import time
 
 _IMPORTED_AT = time.time()  # before the heavy imports below: start-up is counted from here
 
+import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -33,6 +36,7 @@ from pipeline import outputs
 from pipeline.build import build_pipeline
 from pipeline.finalize import FinalizeRun
 from pipeline.local import LOCAL_RUNNER, is_local_runner, set_tensorflow_threads, use_local_workers
+from pipeline.progress import ProgressPrinter
 from pipeline.options import (
     ExtractOptions,
     extraction_config,
@@ -274,6 +278,7 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
     record = run_record(extract_options, config, limits, standard.runner, weights, plan)
     on_complete = (incremental.RecordCompletedRun(plan.root, plan.run_id, plan.embedding_key)
                    if plan.root is not None else None)
+    progress_dir = None if remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(
@@ -282,18 +287,25 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
             done_ids=incremental.DoneImageIds(plan.done_patterns) if plan.root is not None else None,
             finalize=FinalizeRun(output_dir, config, record, launched_at=launched_at,
                                  submitted_at=time.time(), on_complete=on_complete),
+            progress_dir=progress_dir,
         )
-        result = pipeline.run()
-        if on_result is not None:
-            on_result(result)
-        if dry_run:
-            print(f"dry run: built the {standard.runner} job; nothing was submitted")
-            return EXIT_OK
-        state = result.wait_until_finish()
+        progress = (ProgressPrinter(progress_dir, matched, extract_options.progress_seconds)
+                    if progress_dir else contextlib.nullcontext())
+        with progress:
+            result = pipeline.run()
+            if on_result is not None:
+                on_result(result)
+            if dry_run:
+                print(f"dry run: built the {standard.runner} job; nothing was submitted")
+                return EXIT_OK
+            state = result.wait_until_finish()
     except Exception:
         _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
         _release_after_remote_failure(plan, remote)
         return EXIT_FAILED
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         _log.error("the pipeline ended in state %s; %s is incomplete", state, output_dir)
         _release_after_remote_failure(plan, remote)
