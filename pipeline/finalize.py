@@ -122,12 +122,8 @@ class FinalizeRun(beam.PTransform):
     def __init__(self, output_dir: str, config: ExtractionConfig, run_record: dict, *,
                  launched_at: float, submitted_at: float, on_complete=None):
         super().__init__()
-        self._output_dir = output_dir
-        self._config = config
-        self._run_record = run_record
-        self._launched_at = launched_at
-        self._submitted_at = submitted_at
-        self._on_complete = on_complete
+        self._write_manifest = _WriteManifestFn(output_dir, config, run_record, launched_at,
+                                                submitted_at, on_complete)
 
     def expand(self, inputs):
         matched = _count(inputs["matched"], "CountMatched")
@@ -141,8 +137,7 @@ class FinalizeRun(beam.PTransform):
             inputs["matched"].pipeline
             | "Once" >> beam.Create([None])
             | "WriteManifest" >> beam.ParDo(
-                _WriteManifestFn(self._output_dir, self._config, self._run_record,
-                                 self._launched_at, self._submitted_at, self._on_complete),
+                self._write_manifest,
                 matched=beam.pvalue.AsSingleton(matched),
                 skipped=beam.pvalue.AsSingleton(skipped),
                 first_batch_at=beam.pvalue.AsSingleton(first_batch_at),

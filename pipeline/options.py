@@ -207,14 +207,21 @@ def unknown_arguments(argv: list[str]) -> list[str]:
     return problems
 
 
+def options_parser(**parser_arguments) -> argparse.ArgumentParser:
+    """An argparse parser holding exactly this job's options (not Beam's); no -h/--help
+    unless ``add_help=True`` is passed."""
+    parser = argparse.ArgumentParser(**{"add_help": False, **parser_arguments})
+    ExtractOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
 def help_text() -> str:
     """``--help``: this job's options; every Beam pipeline option is accepted as well."""
-    parser = argparse.ArgumentParser(
+    return options_parser(
+        add_help=True,
         prog="python -m pipeline.run",
         description="Embed images with a multi-layer ResNet50 and write per-layer Parquet.",
         epilog="Any Apache Beam pipeline option is accepted too (--runner, --project, "
         "--region, --temp_location, --direct_num_workers, ...). Exit codes: 0 run completed "
         "(per-image errors are in errors/), 1 run failed, 2 bad usage, before any work.",
-    )
-    ExtractOptions._add_argparse_args(parser)  # pylint: disable=protected-access
-    return parser.format_help()
+    ).format_help()

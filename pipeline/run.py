@@ -241,26 +241,26 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
     except SystemExit as exc:  # argparse: bad choice or type; it printed the usage.
         return int(exc.code or EXIT_USAGE)
 
+    still_running = False
     try:
-        return _run_job(options, extract_options, config, limits, plan, weights,
-                        matched=matched, remote=remote, dry_run=dry_run, extract=extract,
-                        launched_at=launched_at, argv=argv, on_result=on_result)
+        code, still_running = _run_job(
+            options, extract_options, config, limits, plan, weights, matched=matched,
+            remote=remote, dry_run=dry_run, extract=extract, launched_at=launched_at,
+            argv=argv, on_result=on_result)
+        return code
     finally:
-        if plan.locked and not remote:
-            # Released by the job's last step after a success; this covers failures. A
-            # remote job that is not waited for releases it itself (or it goes stale).
+        if plan.locked and not still_running:
+            # The job's last step releases the lock after a success; this covers every
+            # ending the launcher saw. A job launched without waiting releases it itself
+            # (or it goes stale).
             incremental.release_lock(plan.root, plan.run_id)
-
-
-def _release_after_remote_failure(plan: OutputPlan, remote: bool) -> None:
-    """A remote job that was waited for and failed will not release the root's lock."""
-    if plan.locked and remote:
-        incremental.release_lock(plan.root, plan.run_id)
 
 
 def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights: dict, *,
              matched, remote: bool, dry_run: bool, extract, launched_at: float, argv,
-             on_result) -> int:
+             on_result) -> tuple[int, bool]:
+    """Build, run and report; returns (exit code, whether the job is still running
+    because it was launched without waiting)."""
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
@@ -297,26 +297,24 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
                 on_result(result)
             if dry_run:
                 print(f"dry run: built the {standard.runner} job; nothing was submitted")
-                return EXIT_OK
+                return EXIT_OK, False
             state = result.wait_until_finish()
     except Exception:
         _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
-        _release_after_remote_failure(plan, remote)
-        return EXIT_FAILED
+        return EXIT_FAILED, False
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         _log.error("the pipeline ended in state %s; %s is incomplete", state, output_dir)
-        _release_after_remote_failure(plan, remote)
-        return EXIT_FAILED
+        return EXIT_FAILED, False
     if not FileSystems.exists(layout.manifest_path(output_dir)):
         if remote and not getattr(result, "has_job", True):
             print("launched without waiting (template launch): the job's last step writes "
                   f"{layout.manifest_path(output_dir)}")
-            return EXIT_OK
+            return EXIT_OK, True
         _log.error("the pipeline finished but wrote no manifest; %s is incomplete", output_dir)
-        return EXIT_FAILED
+        return EXIT_FAILED, False
 
     manifest = manifest_lib.read_manifest(output_dir)
     print_summary(manifest, output_dir)
@@ -328,8 +326,8 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
             counts["errors"], counts["matched"], 100 * manifest["error_fraction"],
             manifest["max_error_fraction"], EXIT_TOO_MANY_ERRORS,
         )
-        return EXIT_TOO_MANY_ERRORS
-    return EXIT_OK
+        return EXIT_TOO_MANY_ERRORS, False
+    return EXIT_OK, False
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import argparse
 import json
 import re
 
-from pipeline.options import ExtractOptions, parse_bool
+from pipeline.options import options_parser, parse_bool
 
 TEMPLATE_NAME = "ResNet50 multi-layer embeddings to Parquet"
 TEMPLATE_DESCRIPTION = (
@@ -24,13 +24,6 @@ _NUMBER_PATTERNS = {
     float: r"^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$",
     parse_bool: r"^(true|false|True|False)$",
 }
-
-
-def options_parser() -> argparse.ArgumentParser:
-    """An argparse parser holding exactly this job's options (not Beam's)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    ExtractOptions._add_argparse_args(parser)  # pylint: disable=protected-access
-    return parser
 
 
 def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
