@@ -2,41 +2,108 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import apache_beam as beam
 
-from pipeline.progress import EMBEDDED, ERRORS, SKIPPED, CountProgress
+from pipeline.incremental import Comparison
+from pipeline.progress import (
+    EMBEDDED,
+    ERRORS,
+    READ,
+    SKIPPED_SAME_CONTENT,
+    SKIPPED_UNCHANGED,
+    CountProgress,
+)
 from schemas import ExtractionConfig, InputLimits
 from transforms import (
     BatchByShape,
     DecodeImages,
     ExtractLayers,
+    ListFiles,
     ReadImages,
+    ReadKnownFiles,
+    RereadImages,
     ResizeImages,
-    SkipEmbedded,
+    SkipSameContent,
+    SkipUnchanged,
     WriteEmbeddings,
 )
+from transforms.read import drop_bytes
+
+
+class ReadSide(NamedTuple):
+    """What the read side hands on: ``files`` (ImageFile) to decode; ``errors`` (ImageError)
+    of reading; ``matched`` (uri per input image); ``read`` (uri per file whose bytes were
+    read); ``unchanged`` (uri per file skipped by its listing, never opened);
+    ``same_content`` (SeenFile per file read whose content was embedded before)."""
+
+    files: beam.PCollection
+    errors: tuple
+    matched: beam.PCollection
+    read: beam.PCollection
+    unchanged: beam.PCollection
+    same_content: beam.PCollection
+
+
+def _uris(pcoll, label: str):
+    return pcoll | label >> beam.Map(lambda element: element.uri)
+
+
+def read_once(p, listed, limits: InputLimits) -> ReadSide:
+    """Every listed file read once, nothing compared (single runs, first incremental run)."""
+    read = listed | "ReadImages" >> ReadImages(max_file_bytes=limits.max_file_bytes)
+    uris = _uris(read.files, "ReadUris")
+    matched = (uris, _uris(read.errors, "RefusedUris")) | "Matched" >> beam.Flatten()
+    nothing = p | "NothingSkipped" >> beam.Create([])
+    return ReadSide(read.files, (read.errors,), matched, uris, nothing, nothing)
+
+
+def read_compared(p, listed, limits: InputLimits, comparison: Comparison) -> ReadSide:
+    """Incremental runs with earlier runs: skip by listing (``--skip_by metadata``), hash
+    what is left, skip by content, then read again only the files to embed. Earlier rows
+    meet the input in joins; image bytes never wait in a shuffle."""
+    images_rows = p | "EarlierImages" >> ReadKnownFiles(comparison.image_parts or ())
+    to_read, unchanged = listed, p | "NoneUnchanged" >> beam.Create([])
+    if comparison.skip_by == "metadata":
+        skipped_rows = p | "EarlierSkipped" >> ReadKnownFiles(comparison.skipped_parts or ())
+        known = (images_rows, skipped_rows) | "EarlierListings" >> beam.Flatten()
+        kept = listed | "SkipUnchanged" >> SkipUnchanged(known)
+        to_read, unchanged = kept.files, kept.unchanged
+    hashed = to_read | "HashImages" >> ReadImages(max_file_bytes=limits.max_file_bytes)
+    seen = hashed.files | "DropBytes" >> beam.Map(drop_bytes)
+    done_ids = images_rows | "EarlierIds" >> beam.Map(lambda row: row.image_id)
+    new = seen | "SkipSameContent" >> SkipSameContent(done_ids)
+    reread = new.files | "ReadNewImages" >> RereadImages(max_file_bytes=limits.max_file_bytes)
+    read_uris = _uris(seen, "ReadUris")
+    matched = (
+        read_uris, _uris(hashed.errors, "RefusedUris"), unchanged,
+    ) | "Matched" >> beam.Flatten()
+    return ReadSide(reread.files, (hashed.errors, reread.errors), matched, read_uris, unchanged,
+                    new.same_content)
 
 
 def build_pipeline(
     p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
     limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
-    done_ids: beam.PTransform | None = None, finalize: beam.PTransform | None = None,
+    comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
     progress_dir: str | None = None,
 ) -> dict:
-    """Add read -> [skip] -> decode -> resize -> batch -> extract -> write [-> finalize] to ``p``.
+    """Add list -> [skip unchanged] -> read -> [skip same content] -> decode -> resize ->
+    batch -> extract -> write [-> finalize] to ``p``.
 
-    ``extract`` replaces the ExtractLayers step (tests inject faults through it).
-    ``done_ids`` (a root PTransform giving image ids already embedded) adds SkipEmbedded;
-    ``finalize`` (a FinalizeRun) adds the last step that checks and writes the manifest.
-    ``progress_dir`` (local runs) adds counters for the progress line (pipeline/progress.py).
-    Returns WriteEmbeddings' outputs (written file names per output), plus ``manifest``
-    when finalizing."""
-    files = p | "ReadImages" >> ReadImages(input_pattern, max_file_bytes=limits.max_file_bytes)
-    to_decode, skipped = files.files, None
-    if done_ids is not None:
-        kept = files.files | "SkipEmbedded" >> SkipEmbedded(p | "DoneIds" >> done_ids)
-        to_decode, skipped = kept.files, kept.skipped
-    decoded = to_decode | "DecodeImages" >> DecodeImages(
+    ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
+    with, and the ``skipped/`` output. ``extract`` replaces the ExtractLayers step (tests
+    inject faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks
+    and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
+    line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
+    output), plus ``manifest`` when finalizing."""
+    listed = p | "ListFiles" >> ListFiles(input_pattern)
+    if comparison is not None and comparison.has_earlier_runs:
+        side = read_compared(p, listed, limits, comparison)
+    else:
+        side = read_once(p, listed, limits)
+    decoded = side.files | "DecodeImages" >> DecodeImages(
         max_pixels=limits.max_pixels, min_side=limits.min_side,
         target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
     )
@@ -46,29 +113,29 @@ def build_pipeline(
     )
     extracted = batched.batches | "ExtractLayers" >> (extract or ExtractLayers(config))
     errors = (
-        files.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
+        *side.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
     ) | "CollectErrors" >> beam.Flatten()
-    written = {"embeddings": extracted.embeddings, "errors": errors} | "WriteEmbeddings" >> WriteEmbeddings(
-        output_dir, config
-    )
+    to_write = {"embeddings": extracted.embeddings, "errors": errors}
+    if comparison is not None:
+        # Only --skip_by metadata records them: the next run then skips those files unopened.
+        # A content run reads every file anyway, and recording them all would grow the
+        # root by the whole collection each run.
+        to_write["skipped"] = (side.same_content if comparison.skip_by == "metadata"
+                               else p | "NothingRecorded" >> beam.Create([]))
+    written = to_write | "WriteEmbeddings" >> WriteEmbeddings(output_dir, config)
     if progress_dir is not None:
-        counted = [(extracted.embeddings, EMBEDDED), (errors, ERRORS)]
-        if skipped is not None:
-            counted.append((skipped, SKIPPED))
-        for pcoll, kind in counted:
+        for pcoll, kind in [(extracted.embeddings, EMBEDDED), (errors, ERRORS), (side.read, READ),
+                            (side.unchanged, SKIPPED_UNCHANGED),
+                            (side.same_content, SKIPPED_SAME_CONTENT)]:
             _ = pcoll | f"Progress[{kind}]" >> beam.ParDo(CountProgress(progress_dir, kind))
     if finalize is None:
         return written
-    if skipped is None:
-        skipped = p | "NothingSkipped" >> beam.Create([])
-    matched = (
-        files.files | "ReadUris" >> beam.Map(lambda file: file.uri),
-        files.errors | "RefusedUris" >> beam.Map(lambda error: error.uri),
-    ) | "Matched" >> beam.Flatten()
     manifest = {
         "written": tuple(written.values()) | "AllWritten" >> beam.Flatten(),
-        "matched": matched,
-        "skipped": skipped,
+        "matched": side.matched,
+        "read": side.read,
+        "skipped_unchanged": side.unchanged,
+        "skipped_same_content": side.same_content,
         "embedded": extracted.embeddings,
     } | "FinalizeRun" >> finalize
     return {**written, "manifest": manifest}

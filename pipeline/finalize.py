@@ -29,13 +29,16 @@ def utc_iso(unix_seconds: float) -> str:
 
 
 def check_accounting(counts: dict) -> list[str]:
-    """Every matched input in images/, errors/ or skipped; every layer one row per image."""
+    """matched = embedded + errors + skipped_unchanged + skipped_same_content, and every
+    layer one row per embedded image."""
     problems = []
-    skipped = counts.get("skipped", 0)
-    if counts["matched"] != counts["embedded"] + counts["errors"] + skipped:
+    unchanged = counts.get("skipped_unchanged", 0)
+    same_content = counts.get("skipped_same_content", 0)
+    if counts["matched"] != counts["embedded"] + counts["errors"] + unchanged + same_content:
         problems.append(
             f"{counts['matched']} inputs matched but images/ has {counts['embedded']} rows "
-            f"and errors/ {counts['errors']}" + (f", {skipped} skipped" if skipped else "")
+            f"and errors/ {counts['errors']}, with {unchanged} skipped unchanged and "
+            f"{same_content} skipped for the same content"
         )
     for layer, rows in counts["rows_per_layer"].items():
         if rows != counts["embedded"]:
@@ -80,9 +83,16 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, matched, skipped, first_batch_at, written):
-        counts = {"matched": matched, "skipped": skipped,
-                  **outputs.written_counts(self._output_dir, self._config)}
+    def process(self, _, matched, read, skipped_unchanged, skipped_same_content, first_batch_at,
+                written):
+        counts = {
+            "matched": matched,
+            "read": read,
+            "skipped_unchanged": skipped_unchanged,
+            "skipped_same_content": skipped_same_content,
+            "skipped": skipped_unchanged + skipped_same_content,  # the total, as before
+            **outputs.written_counts(self._output_dir, self._config),
+        }
         problems = check_accounting(counts)
         if problems:
             raise AccountingError(
@@ -112,9 +122,11 @@ class FinalizeRun(beam.PTransform):
     """Waits for every sink, then writes ``manifest.json`` under ``output_dir``.
 
     Input: a dict with ``written`` (PCollection[str] of finalized file names, all sinks
-    flattened), ``matched`` (one element per matched input file), ``skipped`` (one element
-    per input skipped as already embedded) and ``embedded`` (BatchEmbeddings: their arrival
-    time marks the first embedded batch). Output: PCollection[str] with the manifest path,
+    flattened); one element per input image in ``matched``, per file whose bytes were read
+    in ``read``, per file skipped by its listing in ``skipped_unchanged`` and per file
+    skipped for its content in ``skipped_same_content``; and ``embedded`` (BatchEmbeddings:
+    their arrival time marks the first embedded batch). Only counts of these reach the
+    last step, as singleton side inputs. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the
     job fails and no manifest is written. ``on_complete(manifest)`` runs after the manifest
     is written (incremental runs record the run in the root's index there)."""
@@ -126,8 +138,10 @@ class FinalizeRun(beam.PTransform):
                                                 submitted_at, on_complete)
 
     def expand(self, inputs):
-        matched = _count(inputs["matched"], "CountMatched")
-        skipped = _count(inputs["skipped"], "CountSkipped")
+        counted = ("matched", "read", "skipped_unchanged", "skipped_same_content")
+        counts = {
+            name: beam.pvalue.AsSingleton(_count(inputs[name], f"Count[{name}]")) for name in counted
+        }
         first_batch_at = (
             inputs["embedded"]
             | "BatchTime" >> beam.Map(lambda _: time.time())
@@ -138,8 +152,7 @@ class FinalizeRun(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "WriteManifest" >> beam.ParDo(
                 self._write_manifest,
-                matched=beam.pvalue.AsSingleton(matched),
-                skipped=beam.pvalue.AsSingleton(skipped),
+                **counts,
                 first_batch_at=beam.pvalue.AsSingleton(first_batch_at),
                 written=beam.pvalue.AsList(inputs["written"]),
             )

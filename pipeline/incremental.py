@@ -1,5 +1,5 @@
 """Incremental runs on an output root: one partition per run, an index of completed runs,
-a lock, and the image ids already embedded with the same settings.
+and what earlier runs with the same settings did (the rows a new run is compared with).
 
 Layout under ``--output ROOT`` with ``--mode incremental``::
 
@@ -15,25 +15,15 @@ its manifest; a failed or killed run leaves a partition without either, and read
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
-import logging
-import os
-import socket
 import time
+from typing import NamedTuple
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.parquetio import ReadAllFromParquet
 
 from pipeline import outputs
-from schemas import ExtractionConfig, canonical_layer, layout
-
-_log = logging.getLogger(__name__)
-
-
-class RootLocked(RuntimeError):
-    """Another run holds the root's lock."""
+from pipeline.lock import release_lock
+from schemas import layout
 
 
 class NotAnIncrementalRoot(RuntimeError):
@@ -44,30 +34,6 @@ def new_run_id(now: float | None = None) -> str:
     """UTC time to the microsecond, sortable and safe in every filesystem: 20261122T140502123456Z."""
     moment = datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc)
     return moment.strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def embedding_key(config: ExtractionConfig, weights_record: dict) -> str:
-    """Identity of the settings that decide an embedding's values: runs with the same key
-    produce the same numbers for the same bytes, so an image embedded under one is done for
-    the others. The batch size does not change values and is left out; the weights count
-    by content (SHA-256 of the file) or by seed."""
-    if weights_record.get("sha256"):
-        weights = weights_record["sha256"]
-    elif weights_record.get("kind") == "random":
-        weights = f"random:{weights_record.get('seed')}"
-    else:  # A dry run, where remote weights files are not read.
-        weights = weights_record["spec"]
-    settings = {
-        "layers": sorted(canonical_layer(name) for name in config.layers),
-        "image_size": [config.image_size.height, config.image_size.width],
-        "resize_mode": config.resize_mode,
-        "pooling": config.pooling,
-        "weights": weights,
-        "output_dtype": config.output_dtype,
-        "mixed_precision": config.mixed_precision,
-        "jpeg_draft": config.jpeg_draft,
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- the index of completed runs -------------------------------------------------------
@@ -97,146 +63,62 @@ def check_root(root: str) -> None:
         )
 
 
-class RecordCompletedRun:
-    """Called by the job's last step after the run's manifest is written: adds the run to
-    the root's index, then releases the root's lock."""
+#: The manifest counts copied into each index entry.
+INDEX_COUNTS = ("matched", "embedded", "errors", "read", "skipped_unchanged",
+                "skipped_same_content", "skipped")
 
-    def __init__(self, root: str, run_id: str, key: str):
-        self.root, self.run_id, self.key = root, run_id, key
+
+class CompleteRun:
+    """Called by the job's last step after the run's manifest is written: for an
+    incremental run, adds the run to the root's index; then releases the lock the launcher
+    took on ``lock_root`` (the root, or a single run's output folder)."""
+
+    def __init__(self, lock_root: str, run_id: str, *, index_root: str | None = None,
+                 key: str | None = None):
+        self.lock_root, self.run_id, self.index_root, self.key = lock_root, run_id, index_root, key
 
     def __call__(self, manifest: dict) -> None:
-        entry = {
-            "run": self.run_id,
-            "embedding_key": self.key,
-            "partition": layout.run_partition(self.root, self.run_id),
-            "layers": [layer["name"] for layer in manifest["layers"]],
-            "counts": {k: manifest["counts"][k] for k in ("matched", "embedded", "errors", "skipped")},
-            "finished_utc": manifest["timings"]["finished_utc"],
-        }
-        path = layout.run_index_entry(self.root, self.run_id)
-        with FileSystems.create(path, mime_type="application/json") as handle:
-            handle.write(json.dumps(entry, indent=2).encode())
-        release_lock(self.root, self.run_id)
+        if self.index_root is not None:
+            counts = manifest["counts"]
+            entry = {
+                "run": self.run_id,
+                "embedding_key": self.key,
+                "partition": layout.run_partition(self.index_root, self.run_id),
+                "layers": [layer["name"] for layer in manifest["layers"]],
+                "counts": {k: counts[k] for k in INDEX_COUNTS if k in counts},
+                "finished_utc": manifest["timings"]["finished_utc"],
+            }
+            path = layout.run_index_entry(self.index_root, self.run_id)
+            with FileSystems.create(path, mime_type="application/json") as handle:
+                handle.write(json.dumps(entry, indent=2).encode())
+        release_lock(self.lock_root, self.run_id)
 
 
-# --- what is done already ----------------------------------------------------------------
+# --- what earlier runs did -------------------------------------------------------------
 
-def done_image_patterns(root: str, key: str) -> list[str]:
-    """Globs of images/ part files of the completed runs embedded with ``key``."""
-    return [
-        layout.parts_glob(layout.images_dir(entry["partition"]))
-        for entry in index_entries(root)
-        if entry["embedding_key"] == key
-    ]
+SKIP_BY = ("metadata", "content")
 
 
-class DoneImageIds(beam.PTransform):
-    """PBegin -> PCollection[str]: the image ids in the images/ files matching ``patterns``
-    (one glob per earlier completed run with the same embedding key; none gives nothing)."""
+class Comparison(NamedTuple):
+    """What an incremental run compares its input with: globs of the ``images/`` and
+    ``skipped/`` part files of the earlier completed runs under the same embedding key.
+    None for both when they were not looked up (a dry run builds the full graph without
+    reading the root); two empty tuples on a root with no such run (nothing to compare)."""
 
-    def __init__(self, patterns: list[str]):
-        super().__init__()
-        self._patterns = list(patterns)
+    skip_by: str
+    image_parts: tuple[str, ...] | None
+    skipped_parts: tuple[str, ...] | None
 
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "Runs" >> beam.Create(self._patterns)
-            | "ReadIds" >> ReadAllFromParquet(columns=["image_id"])
-            | "Id" >> beam.Map(lambda row: row["image_id"])
-        )
+    @property
+    def has_earlier_runs(self) -> bool:
+        return self.image_parts is None or bool(self.image_parts)
 
 
-# --- the lock ----------------------------------------------------------------------------
-
-def _lock_record(run_id: str) -> dict:
-    return {
-        "run": run_id,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "created_unix": time.time(),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _create_exclusively(path: str, payload: bytes) -> bool:
-    """Create ``path`` only if it does not exist, atomically; False when it exists. Local
-    files use O_EXCL; gs:// uses a generation-0 precondition; other filesystems are checked
-    then written (not atomic: documented in the README)."""
-    scheme = FileSystems.get_scheme(path)
-    if scheme in (None, "file"):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        return True
-    if scheme == "gs":
-        from google.api_core.exceptions import PreconditionFailed
-        from google.cloud import storage
-
-        bucket, _, name = path[len("gs://"):].partition("/")
-        blob = storage.Client().bucket(bucket).blob(name)
-        try:
-            blob.upload_from_string(payload, content_type="application/json", if_generation_match=0)
-        except PreconditionFailed:
-            return False
-        return True
-    if FileSystems.exists(path):
-        return False
-    with FileSystems.create(path) as handle:
-        handle.write(payload)
-    return True
-
-
-def read_lock(root: str) -> dict | None:
-    path = layout.lock_path(root)
-    if not FileSystems.exists(path):
-        return None
-    try:
-        with FileSystems.open(path) as handle:
-            return json.loads(handle.read())
-    except (OSError, ValueError):  # Being written or removed right now.
-        return {}
-
-
-def acquire_lock(root: str, run_id: str, *, stale_after_hours: float) -> dict:
-    """Take the root's lock for ``run_id`` or raise RootLocked naming the holder. A lock
-    older than ``stale_after_hours`` (a job that failed without releasing it) is broken,
-    with a warning."""
-    path = layout.lock_path(root)
-    record = _lock_record(run_id)
-    payload = json.dumps(record, indent=2).encode()
-    if _create_exclusively(path, payload):
-        return record
-    holder = read_lock(root) or {}
-    age_hours = (time.time() - holder.get("created_unix", time.time())) / 3600
-    if holder and age_hours > stale_after_hours:
-        _log.warning(
-            "breaking the lock of run %s on %s: %.1f h old, over --lock_stale_hours %s",
-            holder.get("run"), root, age_hours, stale_after_hours,
-        )
-        FileSystems.delete([path])
-        if _create_exclusively(path, payload):
-            return record
-        holder = read_lock(root) or {}
-    raise RootLocked(
-        f"{root} is locked by run {holder.get('run', '?')} (host {holder.get('host', '?')}, "
-        f"pid {holder.get('pid', '?')}, since {holder.get('created_utc', '?')}); one run at a "
-        f"time writes to an incremental root. If that run is dead, delete {path} or wait "
-        f"--lock_stale_hours ({stale_after_hours})"
+def comparison(root: str, key: str, skip_by: str) -> Comparison:
+    """The earlier completed runs under ``root`` with embedding ``key``."""
+    partitions = [e["partition"] for e in index_entries(root) if e["embedding_key"] == key]
+    return Comparison(
+        skip_by,
+        tuple(layout.parts_glob(layout.images_dir(p)) for p in partitions),
+        tuple(layout.parts_glob(layout.skipped_dir(p)) for p in partitions),
     )
-
-
-def release_lock(root: str, run_id: str) -> bool:
-    """Remove the lock if ``run_id`` holds it; True when removed."""
-    holder = read_lock(root)
-    if not holder or holder.get("run") != run_id:
-        return False
-    try:
-        FileSystems.delete([layout.lock_path(root)])
-    except Exception:  # Already removed by the job's last step.
-        return False
-    return True

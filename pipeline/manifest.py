@@ -73,21 +73,6 @@ def layers_record(config: ExtractionConfig) -> list[dict]:
     return records
 
 
-def config_record(config: ExtractionConfig) -> dict:
-    return {
-        "layers": list(config.layers),
-        "image_size": [config.image_size.height, config.image_size.width],
-        "resize_mode": config.resize_mode,
-        "pooling": config.pooling,
-        "batch_size": config.batch_size,
-        "weights": config.weights,
-        "seed": config.seed,
-        "output_dtype": config.output_dtype,
-        "mixed_precision": config.mixed_precision,
-        "jpeg_draft": config.jpeg_draft,
-    }
-
-
 def write_manifest(output_dir: str, manifest: dict) -> str:
     """Write ``manifest`` as the last file of a run; returns its path."""
     path = layout.manifest_path(output_dir)

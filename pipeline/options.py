@@ -147,9 +147,19 @@ class ExtractOptions(PipelineOptions):
             "content was embedded by an earlier completed run with the same settings.",
         )
         parser.add_argument(
+            "--skip_by",
+            default="metadata",
+            choices=("metadata", "content"),
+            help="--mode incremental: metadata (default): a file whose uri, size and "
+            "last-updated time equal an earlier run's record is skipped without being opened; "
+            "other files are read, and skipped when their content (SHA-256) was embedded. "
+            "content: every file is read and hashed, for storage that rewrites files but "
+            "keeps their times.",
+        )
+        parser.add_argument(
             "--lock_stale_hours", type=float, default=24.0,
-            help="--mode incremental: a root lock older than this many hours (a run that "
-            "died without releasing it) is broken. Default: %(default)s.",
+            help="An output's lock (_lock.json) older than this many hours, a run that died "
+            "without releasing it, is broken. Default: %(default)s.",
         )
         parser.add_argument(
             "--overwrite",

@@ -22,7 +22,8 @@ _lock = threading.Lock()
 _counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 _written_at: dict[str, float] = {}
 
-EMBEDDED, ERRORS, SKIPPED = "embedded", "errors", "skipped"
+EMBEDDED, ERRORS = "embedded", "errors"
+READ, SKIPPED_UNCHANGED, SKIPPED_SAME_CONTENT = "read", "skipped_unchanged", "skipped_same_content"
 
 
 def _write_counts(folder: str, force: bool) -> None:
@@ -41,8 +42,8 @@ def _write_counts(folder: str, force: bool) -> None:
 class CountProgress(beam.DoFn):
     """Counts elements of one kind for the progress line; passes nothing on.
 
-    Input: BatchEmbeddings (counts its images) for ``embedded``; ImageError or a skipped URI
-    (counts 1) for ``errors`` and ``skipped``. Output: none."""
+    Input: BatchEmbeddings (counts its images) for ``embedded``; one element per image (an
+    ImageError, a uri, a SeenFile) for the other kinds. Output: none."""
 
     def __init__(self, folder: str, kind: str):
         self._folder = folder
@@ -78,13 +79,18 @@ def read_counts(folder: str) -> collections.Counter:
 
 def progress_line(counts: collections.Counter, matched: int | None, elapsed: float,
                   recent_rate: float | None) -> str:
-    """'progress: 120/800 images done (15%), 11.8 images/s (last 10 s: 14.0), 3 errors'."""
-    done = counts[EMBEDDED] + counts[ERRORS] + counts[SKIPPED]
+    """'progress: 120/800 images done (15%), 11.8 images/s (last interval: 14.0), 3 errors,
+    130 read', then, when any were skipped, ', 600 skipped unchanged, 2 skipped same content'."""
+    done = counts[EMBEDDED] + counts[ERRORS] + counts[SKIPPED_UNCHANGED] + counts[SKIPPED_SAME_CONTENT]
     share = f"/{matched} images done ({100 * done / matched:.0f}%)" if matched else " images done"
     rate = f"{counts[EMBEDDED] / elapsed:.1f} images/s" if elapsed > 0 else "- images/s"
     recent = f" (last interval: {recent_rate:.1f})" if recent_rate is not None else ""
-    skipped = f", {counts[SKIPPED]} skipped" if counts[SKIPPED] else ""
-    return f"progress: {done}{share}, {rate}{recent}, {counts[ERRORS]} errors{skipped}"
+    skipped = ""
+    if counts[SKIPPED_UNCHANGED] or counts[SKIPPED_SAME_CONTENT]:
+        skipped = (f", {counts[SKIPPED_UNCHANGED]} skipped unchanged, "
+                   f"{counts[SKIPPED_SAME_CONTENT]} skipped same content")
+    return (f"progress: {done}{share}, {rate}{recent}, {counts[ERRORS]} errors, "
+            f"{counts[READ]} read{skipped}")
 
 
 class ProgressPrinter:

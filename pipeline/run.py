@@ -31,6 +31,7 @@ from models.weights import (
     weights_kind,
 )
 from pipeline import incremental
+from pipeline import lock as lock_lib
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.build import build_pipeline
@@ -86,20 +87,27 @@ def absolute_pattern(pattern: str) -> str:
     return os.path.abspath(pattern) if outputs.is_local(pattern) else pattern
 
 
-def count_matches(pattern: str) -> int:
-    """How many files ``pattern`` matches now (directories are never matched)."""
+def input_file_count(pattern: str, *, count_all: bool) -> int | None:
+    """Check that ``pattern`` matches at least one file (UsageError if not). With
+    ``count_all`` (local runs, for the progress line and the one-batch heuristic) return how
+    many files it matches; otherwise stop at the first match and return None, so that the
+    launcher never lists the collection: the job lists it."""
     try:
-        return len(FileSystems.match([pattern])[0].metadata_list)
+        match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
+        found = len(match.metadata_list)
     except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
         _log.info("matching %s raised %s", pattern, exc)
-        return 0
+        found = 0
+    if found == 0:
+        raise UsageError(f"--input {pattern!r} matches no file")
+    return found if count_all else None
 
 
 def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remote: bool,
               check_paths: bool) -> tuple[int | None, str | None]:
-    """Everything checked before any work: inputs, output folder, weights. ``check_paths``
+    """Everything checked before the output is touched: inputs and weights. ``check_paths``
     False (a --dry_run) skips the filesystem checks, which need credentials for gs://.
-    Returns (files matched or None when not checked, local weights file or None)."""
+    Returns (files matched, counted for local runs only, or None; local weights file or None)."""
     if remote and outputs.is_local(extract_options.input):
         raise UsageError(f"--input {extract_options.input} is local: remote workers cannot read "
                          "it; copy the images to gs:// (or another shared filesystem)")
@@ -113,10 +121,7 @@ def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remo
                          "new partition")
     matched = None
     if check_paths:
-        matched = count_matches(extract_options.input)
-        if matched == 0:
-            raise UsageError(f"--input {extract_options.input!r} matches no file")
-        check_output(extract_options)
+        matched = input_file_count(extract_options.input, count_all=not remote)
     if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
         return matched, None
     try:
@@ -130,14 +135,14 @@ def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remo
 
 def check_output(extract_options: ExtractOptions) -> None:
     """A single run needs an empty --output (or --overwrite); an incremental run needs an
-    empty or incremental root."""
+    empty or incremental root. The run's own lock file does not count."""
     if extract_options.mode == "incremental":
         try:
             incremental.check_root(extract_options.output)
         except incremental.NotAnIncrementalRoot as exc:
             raise UsageError(str(exc)) from exc
         return
-    existing = outputs.existing_entries(extract_options.output)
+    existing = [e for e in outputs.existing_entries(extract_options.output) if e != layout.LOCK_FILE]
     if existing and not extract_options.overwrite:
         shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
         raise UsageError(
@@ -147,33 +152,48 @@ def check_output(extract_options: ExtractOptions) -> None:
 
 
 class OutputPlan(NamedTuple):
-    """Where this run writes, and for incremental runs its root, id, key and done ids."""
+    """Where this run writes, the lock it holds, and for incremental runs its root and what
+    it compares with."""
 
     output_dir: str
+    run_id: str
     root: str | None = None
-    run_id: str | None = None
-    embedding_key: str | None = None
-    done_patterns: tuple[str, ...] = ()
+    comparison: incremental.Comparison | None = None
     locked: bool = False
 
+    @property
+    def lock_root(self) -> str:
+        return self.root if self.root is not None else self.output_dir
 
-def plan_output(extract_options: ExtractOptions, config: ExtractionConfig, weights: dict,
-                *, check_paths: bool) -> OutputPlan:
-    """Single runs write to --output. Incremental runs take the root's lock (raising
-    UsageError when another run holds it) and write to a new run=<id> partition."""
-    if extract_options.mode != "incremental":
-        return OutputPlan(extract_options.output)
-    root = extract_options.output.rstrip("/")
+
+def plan_output(extract_options: ExtractOptions, config: ExtractionConfig, *, check_paths: bool,
+                remote: bool) -> OutputPlan:
+    """Take the lock on --output (raising UsageError when another run holds it), then check
+    the folder. Single runs write to --output; incremental runs to a new run=<id> partition
+    of the root, compared with the root's earlier runs under the same embedding key. A dry
+    run touches nothing and plans the full comparison."""
     run_id = incremental.new_run_id()
-    key = incremental.embedding_key(config, weights)
+    incremental_mode = extract_options.mode == "incremental"
+    root = extract_options.output.rstrip("/") if incremental_mode else None
+    output_dir = layout.run_partition(root, run_id) if incremental_mode else extract_options.output
     if not check_paths:
-        return OutputPlan(layout.run_partition(root, run_id), root, run_id, key)
+        comparison = (incremental.Comparison(extract_options.skip_by, None, None)
+                      if incremental_mode else None)
+        return OutputPlan(output_dir, run_id, root, comparison)
+    lock_root = root if incremental_mode else extract_options.output
     try:
-        incremental.acquire_lock(root, run_id, stale_after_hours=extract_options.lock_stale_hours)
-    except incremental.RootLocked as exc:
+        lock_lib.acquire_lock(lock_root, run_id, stale_after_hours=extract_options.lock_stale_hours,
+                              local=not remote)
+    except lock_lib.RootLocked as exc:
         raise UsageError(str(exc)) from exc
-    patterns = tuple(incremental.done_image_patterns(root, key))
-    return OutputPlan(layout.run_partition(root, run_id), root, run_id, key, patterns, locked=True)
+    try:
+        check_output(extract_options)
+        comparison = (incremental.comparison(root, config.embedding_key, extract_options.skip_by)
+                      if incremental_mode else None)
+    except BaseException:
+        lock_lib.release_lock(lock_root, run_id)
+        raise
+    return OutputPlan(output_dir, run_id, root, comparison, locked=True)
 
 
 def run_record(extract_options: ExtractOptions, config: ExtractionConfig, limits: InputLimits,
@@ -184,22 +204,31 @@ def run_record(extract_options: ExtractOptions, config: ExtractionConfig, limits
         "output": plan.output_dir,
         "mode": extract_options.mode,
         "runner": runner,
-        "config": manifest_lib.config_record(config),
+        "config": config.settings_record(),
         "limits": dataclasses.asdict(limits),
         "weights": weights,
         "layers": manifest_lib.layers_record(config),
         "max_error_fraction": extract_options.max_error_fraction,
     }
     if plan.root is not None:
-        record.update(root=plan.root, run=plan.run_id, embedding_key=plan.embedding_key,
-                      earlier_runs_with_same_key=len(plan.done_patterns))
+        comparison = plan.comparison
+        record.update(
+            root=plan.root, run=plan.run_id, embedding_key=config.embedding_key,
+            skip_by=comparison.skip_by,
+            earlier_runs_with_same_key=(None if comparison.image_parts is None
+                                        else len(comparison.image_parts)),
+        )
     return record
 
 
 def print_summary(manifest: dict, output_dir: str) -> None:
     counts = manifest["counts"]
-    skipped = f", {counts['skipped']} skipped as already embedded" if counts.get("skipped") else ""
-    print(f"images embedded: {counts['embedded']} of {counts['matched']} matched{skipped}")
+    skipped = ""
+    if counts.get("skipped"):
+        skipped = (f", {counts['skipped_unchanged']} skipped unchanged (not opened), "
+                   f"{counts['skipped_same_content']} skipped for the same content")
+    print(f"images embedded: {counts['embedded']} of {counts['matched']} matched; "
+          f"{counts['read']} files read{skipped}")
     by_stage = ", ".join(
         f"{stage}: {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
         for stage, types in counts["errors_by_stage"].items()
@@ -234,7 +263,8 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         dry_run = bool(options.view_as(TestOptions).dry_run)
         matched, weights_file = preflight(extract_options, config, remote=remote, check_paths=not dry_run)
         weights = manifest_lib.weights_record(config, weights_file)
-        plan = plan_output(extract_options, config, weights, check_paths=not dry_run)
+        config = dataclasses.replace(config, weights_sha256=weights.get("sha256"))
+        plan = plan_output(extract_options, config, check_paths=not dry_run, remote=remote)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -253,7 +283,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
             # The job's last step releases the lock after a success; this covers every
             # ending the launcher saw. A job launched without waiting releases it itself
             # (or it goes stale).
-            incremental.release_lock(plan.root, plan.run_id)
+            lock_lib.release_lock(plan.lock_root, plan.run_id)
 
 
 def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights: dict, *,
@@ -276,15 +306,15 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
     _log.info("embedding %s files from %s into %s", "the" if matched is None else matched,
               extract_options.input, output_dir)
     record = run_record(extract_options, config, limits, standard.runner, weights, plan)
-    on_complete = (incremental.RecordCompletedRun(plan.root, plan.run_id, plan.embedding_key)
-                   if plan.root is not None else None)
+    on_complete = incremental.CompleteRun(plan.lock_root, plan.run_id, index_root=plan.root,
+                                          key=config.embedding_key)
     progress_dir = None if remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
             config=config, limits=limits, extract=extract,
-            done_ids=incremental.DoneImageIds(plan.done_patterns) if plan.root is not None else None,
+            comparison=plan.comparison,
             finalize=FinalizeRun(output_dir, config, record, launched_at=launched_at,
                                  submitted_at=time.time(), on_complete=on_complete),
             progress_dir=progress_dir,

@@ -5,6 +5,7 @@ from schemas.arrow import (
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
     METADATA_KEYS,
+    SKIPPED_SCHEMA,
     embedding_metadata,
     embedding_type,
     embeddings_schema,
@@ -27,7 +28,9 @@ from schemas.elements import (
     ImageError,
     ImageFile,
     ImageInfo,
+    ListedFile,
     ResizedImage,
+    SeenFile,
 )
 from schemas import layout
 from schemas.limits import (

@@ -16,6 +16,21 @@ IMAGES_SCHEMA = pa.schema(
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
         pa.field("format", pa.string(), nullable=False),
+        # The listing the file was read under; a later run skips the file unopened while
+        # its listing still says the same. Null in rows written before they were recorded.
+        pa.field("size_bytes", pa.int64(), nullable=True),
+        pa.field("modified", pa.timestamp("us", tz="UTC"), nullable=True),
+    ]
+)
+
+#: ``skipped/`` of an incremental run: files read in this run whose content an earlier run
+#: had embedded (touched, renamed or copied files), so that the next run skips them unopened.
+SKIPPED_SCHEMA = pa.schema(
+    [
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("size_bytes", pa.int64(), nullable=True),
+        pa.field("modified", pa.timestamp("us", tz="UTC"), nullable=True),
     ]
 )
 
@@ -29,11 +44,10 @@ ERRORS_SCHEMA = pa.schema(
     ]
 )
 
-# Keys of the Parquet key-value metadata on every embeddings file (values are strings).
-METADATA_KEYS = (
-    "layer", "keras_layer", "shape", "pooling", "image_size", "resize_mode", "weights",
-    "mixed_precision",
-)
+# Keys of the Parquet key-value metadata on every embeddings file (values are strings):
+# the layer's own, then ExtractionConfig.settings_record().
+LAYER_METADATA_KEYS = ("layer", "keras_layer", "shape")
+METADATA_KEYS = LAYER_METADATA_KEYS + tuple(ExtractionConfig(weights="random").settings_record())
 
 
 def value_type(config: ExtractionConfig) -> pa.DataType:
@@ -50,16 +64,19 @@ def embedding_type(config: ExtractionConfig, layer: str) -> pa.DataType:
 
 
 def embedding_metadata(config: ExtractionConfig, layer: str) -> dict[str, str]:
-    """The key-value metadata written into every Parquet file of ``layer``."""
+    """The key-value metadata written into every Parquet file of ``layer``: the layer, its
+    stored shape, and the run's settings record (embedding key and weights identity
+    included), so a copied layer folder still says where it came from. Strings stay as they
+    are; other values are JSON."""
+    settings = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in config.settings_record().items()
+    }
     return {
         "layer": layer,
         "keras_layer": canonical_layer(layer),
         "shape": json.dumps(list(config.embedding_shape(layer))),
-        "pooling": config.pooling,
-        "image_size": str(config.image_size),
-        "resize_mode": config.resize_mode,
-        "weights": config.weights,
-        "mixed_precision": config.mixed_precision,
+        **settings,
     }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from typing import Literal
 
 from schemas.layers import (
@@ -38,6 +40,9 @@ class ExtractionConfig:
     output_dtype: str = "float32"
     mixed_precision: str = "none"
     jpeg_draft: bool = True
+    #: SHA-256 of the weights file, filled in by the launcher once it has read the file
+    #: (ImageNet's cached file included); None for random weights and for dry runs.
+    weights_sha256: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", parse_image_size(self.image_size))
@@ -80,3 +85,49 @@ class ExtractionConfig:
     def input_shape(self) -> tuple[int, int, int]:
         """Shape of one model input image: (H, W, 3)."""
         return (self.image_size.height, self.image_size.width, 3)
+
+    @property
+    def weights_identity(self) -> str:
+        """What the weights are, by content: the file's SHA-256, ``random:<seed>``, or the
+        spec as given when the file was not read (a dry run)."""
+        if self.weights_sha256:
+            return self.weights_sha256
+        if self.weights == "random":
+            return f"random:{self.seed}"
+        return self.weights
+
+    def value_settings(self) -> dict:
+        """Every setting that changes an embedding's values, and nothing else: the one list
+        behind the embedding key, the manifest's ``config`` and the Parquet metadata. The
+        batch size does not change values and is not here. Keep the keys and their encoding
+        as they are: the embedding key of an existing incremental root is a hash of them."""
+        return {
+            "layers": sorted(canonical_layer(name) for name in self.layers),
+            "image_size": [self.image_size.height, self.image_size.width],
+            "resize_mode": self.resize_mode,
+            "pooling": self.pooling,
+            "weights": self.weights_identity,
+            "output_dtype": self.output_dtype,
+            "mixed_precision": self.mixed_precision,
+            "jpeg_draft": self.jpeg_draft,
+        }
+
+    @property
+    def embedding_key(self) -> str:
+        """16 hex digits naming ``value_settings()``: runs with the same key produce the same
+        numbers for the same bytes."""
+        encoded = json.dumps(self.value_settings(), sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+    def settings_record(self) -> dict:
+        """The run's settings as recorded in the manifest and in every Parquet file: the
+        value settings, their embedding key, and how they were asked for (layers as given,
+        weights spec, seed, batch size)."""
+        return {
+            **self.value_settings(),
+            "embedding_key": self.embedding_key,
+            "layers_as_given": list(self.layers),
+            "weights_spec": self.weights,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+        }

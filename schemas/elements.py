@@ -17,23 +17,51 @@ STAGE_WRITE = "write"  # named in ShapeContractError only: a write failure fails
 STAGES = (STAGE_READ, STAGE_VALIDATE, STAGE_DECODE, STAGE_RESIZE, STAGE_BATCH, STAGE_EXTRACT)
 
 
+class ListedFile(NamedTuple):
+    """One record of the input listing, before anything is opened: the file's ``uri``, its
+    size and its last-updated time as ``FileSystems.match`` reports them (``modified_us``:
+    microseconds since the Unix epoch, UTC). None where the filesystem does not say."""
+
+    uri: str
+    size_bytes: int | None = None
+    modified_us: int | None = None
+
+
+class SeenFile(NamedTuple):
+    """A file whose bytes were hashed, without the bytes: ``image_id`` is their hex SHA-256,
+    the rest is the listing it was read under. One row of ``skipped/``, and what earlier
+    runs' ``images/`` rows are read back as (their metadata None when written before it was
+    recorded)."""
+
+    uri: str
+    image_id: str
+    size_bytes: int | None = None
+    modified_us: int | None = None
+
+
 class ImageFile(NamedTuple):
-    """A matched input file. ``image_id`` is the hex SHA-256 of ``data``."""
+    """An input image's bytes. ``image_id`` is the hex SHA-256 of ``data``; ``size_bytes``
+    and ``modified_us`` are the listing it was read under (None when not from a listing)."""
 
     uri: str
     image_id: str
     data: bytes
+    size_bytes: int | None = None
+    modified_us: int | None = None
 
 
 class ImageInfo(NamedTuple):
     """What is known about a source image once decoded: one row of ``images/``.
-    ``width`` and ``height`` are after EXIF orientation; ``format`` is PIL's (JPEG, PNG...)."""
+    ``width`` and ``height`` are after EXIF orientation; ``format`` is PIL's (JPEG, PNG...);
+    ``size_bytes`` and ``modified_us`` are the listing the file was read under."""
 
     uri: str
     image_id: str
     width: int
     height: int
     format: str
+    size_bytes: int | None = None
+    modified_us: int | None = None
 
 
 class DecodedImage(NamedTuple):

@@ -6,12 +6,13 @@ from __future__ import annotations
 MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
 ERRORS_DIR = "errors"
+SKIPPED_DIR = "skipped"  # incremental runs only
 EMBEDDINGS_DIR = "embeddings"
 PART_PREFIX = "part"
 PARQUET_SUFFIX = ".parquet"
 
 #: Every top-level entry a run writes; ``--overwrite`` removes exactly these.
-OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, EMBEDDINGS_DIR)
+OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, SKIPPED_DIR, EMBEDDINGS_DIR)
 
 
 def join(root: str, *parts: str) -> str:
@@ -25,6 +26,10 @@ def images_dir(root: str) -> str:
 
 def errors_dir(root: str) -> str:
     return join(root, ERRORS_DIR)
+
+
+def skipped_dir(root: str) -> str:
+    return join(root, SKIPPED_DIR)
 
 
 def layer_dir(root: str, layer: str) -> str:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -14,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline import incremental
+from pipeline import incremental, lock
 from pipeline.outputs import is_complete
 from pipeline.results import completed_runs, layer_dataset, read_layer
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
+from reference import assert_same_embeddings
 from schemas import layout
 from test_run import CrashingExtract
 
@@ -53,7 +53,9 @@ def test_second_run_embeds_nothing_then_exactly_the_new_images(tmp_path, capsys)
     entries = runs(root)
     assert [(e["counts"]["matched"], embedded(e), e["counts"]["skipped"]) for e in entries] == [
         (5, 5, 0), (5, 0, 5), (8, 3, 5)]
-    assert "3 of 8 matched, 5 skipped as already embedded" in capsys.readouterr().out
+    assert [e["counts"]["read"] for e in entries] == [5, 0, 3]
+    assert ("3 of 8 matched; 3 files read, 5 skipped unchanged (not opened), 0 skipped for the "
+            "same content") in capsys.readouterr().out
     # Each run is its own complete partition with a manifest; the lock is gone.
     for entry in entries:
         assert entry["partition"] == layout.run_partition(str(root), entry["run"])
@@ -68,8 +70,7 @@ def test_second_run_embeds_nothing_then_exactly_the_new_images(tmp_path, capsys)
                 "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
     reference = read_layer(str(single), "res5")
     order = {uri: i for i, uri in enumerate(reference.uris)}
-    np.testing.assert_allclose(rows.matrix, reference.matrix[[order[u] for u in rows.uris]],
-                               rtol=1e-5, atol=1e-6)
+    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
 
 
 @pytest.mark.parametrize("change", [
@@ -117,48 +118,6 @@ def test_a_failed_run_leaves_no_completed_partition(tmp_path):
     assert run(argv(folder, root)) == EXIT_OK  # the failed run's images are not done
     assert [embedded(e) for e in runs(root)] == [4]
     assert len(read_layer(str(root), "res5").image_ids) == 4
-
-
-def test_a_held_lock_refuses_a_second_run(tmp_path, capsys):
-    folder, root = tmp_path / "in", tmp_path / "root"
-    add_images(folder, 0, 2)
-    incremental.acquire_lock(str(root), "20261122T000000000000Z", stale_after_hours=24)
-    assert run(argv(folder, root)) == EXIT_USAGE
-    assert "is locked by run 20261122T000000000000Z" in capsys.readouterr().err
-    assert runs(root) == [] and not [p for p in os.listdir(root) if p.startswith("run=")]
-
-
-def test_a_stale_lock_is_broken(tmp_path, caplog):
-    folder, root = tmp_path / "in", tmp_path / "root"
-    add_images(folder, 0, 2)
-    incremental.acquire_lock(str(root), "20200101T000000000000Z", stale_after_hours=24)
-    lock = json.loads((root / layout.LOCK_FILE).read_text())
-    lock["created_unix"] -= 3 * 3600
-    (root / layout.LOCK_FILE).write_text(json.dumps(lock))
-    assert run(argv(folder, root, "--lock_stale_hours", "2")) == EXIT_OK
-    assert "breaking the lock of run 20200101T000000000000Z" in caplog.text
-
-
-def test_lock_is_taken_by_exactly_one_of_many_racers(tmp_path):
-    root, winners, losers = str(tmp_path / "root"), [], []
-    barrier = threading.Barrier(8)
-
-    def racer(i):
-        barrier.wait()
-        try:
-            incremental.acquire_lock(root, f"run{i}", stale_after_hours=24)
-            winners.append(i)
-        except incremental.RootLocked:
-            losers.append(i)
-
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(winners) == 1 and len(losers) == 7
-    assert not incremental.release_lock(root, "run-not-holding")
-    assert incremental.release_lock(root, f"run{winners[0]}")
 
 
 def test_two_processes_started_together_cannot_both_write(tmp_path):
@@ -219,3 +178,108 @@ def test_dataset_view_and_duckdb_query_over_completed_runs(tmp_path):
     # A single run's output reads the same way, without the run column.
     single = layer_dataset(completed_runs(str(root))[0]["partition"], "res5").to_table()
     assert single.num_rows == 3 and "run" not in single.column_names
+
+
+def counts_of(entry: dict) -> dict:
+    keys = ("matched", "read", "embedded", "errors", "skipped_unchanged", "skipped_same_content")
+    return {k: entry["counts"][k] for k in keys}
+
+
+def test_a_run_reads_only_what_its_listing_says_changed(tmp_path):
+    """The issue's scenario: 300 files; unchanged; then 5 touched, 5 rewritten, 5 renamed
+    and 5 new."""
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 300)
+    assert run(argv(folder, root)) == EXIT_OK
+    assert run(argv(folder, root)) == EXIT_OK
+    later = time.time() + 100
+    for i in range(0, 5):  # touched: a new time, the same bytes
+        os.utime(folder / f"img{i:03d}.png", (later, later))
+    for i in range(5, 10):  # rewritten: other content under the same name
+        write_image(folder / f"img{i:03d}.png", rgb_pattern(40, 48, 1000 + i), "PNG")
+    for i in range(10, 15):  # renamed: rename keeps size and time, the uri is new
+        os.rename(folder / f"img{i:03d}.png", folder / f"renamed{i:03d}.png")
+    add_images(folder, 300, 5)  # new
+    assert run(argv(folder, root)) == EXIT_OK
+    assert run(argv(folder, root)) == EXIT_OK  # the touched and renamed files were recorded
+    first, unchanged, changed, after = (counts_of(e) for e in runs(root))
+    assert first == dict(matched=300, read=300, embedded=300, errors=0, skipped_unchanged=0,
+                         skipped_same_content=0)
+    assert unchanged == dict(matched=300, read=0, embedded=0, errors=0, skipped_unchanged=300,
+                             skipped_same_content=0)
+    assert changed == dict(matched=305, read=20, embedded=10, errors=0, skipped_unchanged=285,
+                           skipped_same_content=10)
+    assert after == dict(matched=305, read=0, embedded=0, errors=0, skipped_unchanged=305,
+                         skipped_same_content=0)
+    entries = runs(root)
+    skipped = pq.read_table(layout.skipped_dir(entries[2]["partition"])).to_pylist()
+    assert sorted(row["uri"].rsplit("/", 1)[1] for row in skipped) == sorted(
+        [f"img{i:03d}.png" for i in range(5)] + [f"renamed{i:03d}.png" for i in range(10, 15)])
+    assert all(row["size_bytes"] == os.path.getsize(row["uri"]) for row in skipped)
+    images = pq.read_table(layout.images_dir(entries[0]["partition"])).to_pylist()
+    by_uri = {row["uri"]: row for row in images}
+    sample = by_uri[str(folder / "img299.png")]
+    assert sample["size_bytes"] == os.path.getsize(folder / "img299.png")
+    assert abs(sample["modified"].timestamp() - os.path.getmtime(folder / "img299.png")) < 1e-5
+
+    # All completed runs together hold every final image once, with a full run's values.
+    rows = read_layer(str(root), "res5")
+    assert len(rows.image_ids) == len(set(rows.image_ids)) == 310  # 5 old contents stay
+    single = tmp_path / "single"
+    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
+                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
+    reference = read_layer(str(single), "res5")
+    assert len(reference.image_ids) == 305
+    across_runs = dict(zip(rows.image_ids, rows.matrix))
+    assert set(reference.image_ids) <= set(across_runs)
+    assert_same_embeddings(np.stack([across_runs[i] for i in reference.image_ids]), reference.matrix)
+    stale = set(rows.image_ids) - set(reference.image_ids)
+    assert {by_uri[u]["image_id"] for u in by_uri if u.endswith(("5.png", "6.png", "7.png", "8.png", "9.png"))
+            and "img00" in u} == stale
+
+
+def test_skip_by_content_reads_every_file_and_records_nothing(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 6)
+    assert run(argv(folder, root)) == EXIT_OK
+    os.rename(folder / "img000.png", folder / "moved.png")
+    assert run(argv(folder, root, "--skip_by", "content")) == EXIT_OK
+    assert run(argv(folder, root)) == EXIT_OK  # metadata again: the moved file is read once more
+    assert [counts_of(e) for e in runs(root)][1:] == [
+        dict(matched=6, read=6, embedded=0, errors=0, skipped_unchanged=0, skipped_same_content=6),
+        dict(matched=6, read=1, embedded=0, errors=0, skipped_unchanged=5, skipped_same_content=1),
+    ]
+    assert pq.read_table(layout.skipped_dir(runs(root)[1]["partition"])).num_rows == 0
+
+
+def test_files_that_failed_are_tried_again(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 3)
+    (folder / "broken.png").write_bytes(b"not a picture")
+    assert run(argv(folder, root)) == EXIT_OK
+    assert run(argv(folder, root)) == EXIT_OK  # unchanged, but it failed: read again
+    write_image(folder / "broken.png", rgb_pattern(40, 48, 77), "PNG")  # repaired
+    assert run(argv(folder, root)) == EXIT_OK
+    assert [counts_of(e) for e in runs(root)] == [
+        dict(matched=4, read=4, embedded=3, errors=1, skipped_unchanged=0, skipped_same_content=0),
+        dict(matched=4, read=1, embedded=0, errors=1, skipped_unchanged=3, skipped_same_content=0),
+        dict(matched=4, read=1, embedded=1, errors=0, skipped_unchanged=3, skipped_same_content=0),
+    ]
+
+
+def test_outputs_written_before_metadata_are_read_and_hashed_once_more(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 4)
+    assert run(argv(folder, root)) == EXIT_OK
+    # Make run 1 look like an output of the earlier version: images/ without the two columns.
+    images = layout.images_dir(runs(root)[0]["partition"])
+    for name in os.listdir(images):
+        table = pq.read_table(os.path.join(images, name))
+        pq.write_table(table.drop_columns(["size_bytes", "modified"]), os.path.join(images, name))
+    assert run(argv(folder, root)) == EXIT_OK
+    assert run(argv(folder, root)) == EXIT_OK
+    assert [counts_of(e) for e in runs(root)][1:] == [
+        dict(matched=4, read=4, embedded=0, errors=0, skipped_unchanged=0, skipped_same_content=4),
+        dict(matched=4, read=0, embedded=0, errors=0, skipped_unchanged=4, skipped_same_content=0),
+    ]
+    assert len(read_layer(str(root), "res5").image_ids) == 4

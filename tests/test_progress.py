@@ -13,21 +13,33 @@ import apache_beam as beam
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline.progress import EMBEDDED, ERRORS, CountProgress, progress_line, read_counts
+from pipeline.progress import (
+    EMBEDDED,
+    ERRORS,
+    READ,
+    SKIPPED_SAME_CONTENT,
+    SKIPPED_UNCHANGED,
+    CountProgress,
+    progress_line,
+    read_counts,
+)
 from pipeline.run import EXIT_OK, run
 from schemas import ImageError
 
 REPO_ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
 LINE = re.compile(r"progress: (\d+)/(\d+) images done \((\d+)%\), ([\d.]+) images/s.*, (\d+) errors")
-FINAL = re.compile(r"finished: (\d+)/(\d+) images done \(100%\), ([\d.]+) images/s, (\d+) errors in ([\d.]+) s")
+FINAL = re.compile(r"finished: (\d+)/(\d+) images done \(100%\), ([\d.]+) images/s, (\d+) errors, "
+                   r"\d+ read in ([\d.]+) s")
 
 
 def test_progress_line_format():
-    counts = collections.Counter({EMBEDDED: 117, ERRORS: 3})
+    counts = collections.Counter({EMBEDDED: 117, ERRORS: 3, READ: 120})
     assert progress_line(counts, 800, 10.0, 14.04) == (
-        "progress: 120/800 images done (15%), 11.7 images/s (last interval: 14.0), 3 errors")
-    counts["skipped"] = 5
-    assert progress_line(counts, None, 0, None) == "progress: 125 images done, - images/s, 3 errors, 5 skipped"
+        "progress: 120/800 images done (15%), 11.7 images/s (last interval: 14.0), 3 errors, 120 read")
+    counts[SKIPPED_UNCHANGED], counts[SKIPPED_SAME_CONTENT] = 5, 2
+    assert progress_line(counts, None, 0, None) == (
+        "progress: 127 images done, - images/s, 3 errors, 120 read, 5 skipped unchanged, "
+        "2 skipped same content")
 
 
 def test_count_files_are_summed_across_processes(tmp_path):

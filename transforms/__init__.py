@@ -1,18 +1,24 @@
-"""One composable PTransform per step: read, decode, resize, batch, extract, write."""
+"""One composable PTransform per step: list, read, skip, decode, resize, batch, extract, write."""
 
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.extract import ExtractLayers
-from transforms.read import ReadImages
+from transforms.known import ReadKnownFiles
+from transforms.listing import ListFiles
+from transforms.read import ReadImages, RereadImages
 from transforms.resize import ResizeImages
-from transforms.skip import SkipEmbedded
+from transforms.skip import SkipSameContent, SkipUnchanged
 from transforms.write import WriteEmbeddings
 
 __all__ = [
+    "ListFiles",
     "ReadImages",
+    "RereadImages",
+    "ReadKnownFiles",
+    "SkipUnchanged",
+    "SkipSameContent",
     "DecodeImages",
     "ResizeImages",
-    "SkipEmbedded",
     "BatchByShape",
     "ExtractLayers",
     "WriteEmbeddings",

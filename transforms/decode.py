@@ -153,7 +153,8 @@ class _DecodeFn(beam.DoFn):
             yield image_error(file.uri, file.image_id, STAGE_DECODE, exc)
             return
         self._decoded.inc()
-        info = ImageInfo(file.uri, file.image_id, decoded.width, decoded.height, decoded.format)
+        info = ImageInfo(file.uri, file.image_id, decoded.width, decoded.height, decoded.format,
+                         file.size_bytes, file.modified_us)
         yield DecodedImage(info=info, pixels=decoded.pixels)
 
 

@@ -11,9 +11,11 @@ from schemas import (
     STAGE_WRITE,
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
+    SKIPPED_SCHEMA,
     BatchEmbeddings,
     ExtractionConfig,
     ImageError,
+    SeenFile,
     assert_shape,
     embeddings_schema,
     layout,
@@ -21,6 +23,7 @@ from schemas import (
 from transforms.errors import METRICS_NAMESPACE
 
 CODEC = "snappy"
+MODIFIED_TYPE = IMAGES_SCHEMA.field("modified").type
 
 
 def images_table(batch: BatchEmbeddings) -> pa.Table:
@@ -33,6 +36,8 @@ def images_table(batch: BatchEmbeddings) -> pa.Table:
             pa.array([i.width for i in infos], pa.int32()),
             pa.array([i.height for i in infos], pa.int32()),
             pa.array([i.format for i in infos], pa.string()),
+            pa.array([i.size_bytes for i in infos], pa.int64()),
+            pa.array([i.modified_us for i in infos], MODIFIED_TYPE),
         ],
         schema=IMAGES_SCHEMA,
     )
@@ -70,6 +75,12 @@ def error_row(error: ImageError) -> dict:
     return error._asdict()
 
 
+def skipped_row(seen: SeenFile) -> dict:
+    """One ``skipped/`` row; ``modified`` stays integer microseconds (the column's unit)."""
+    return {"uri": seen.uri, "image_id": seen.image_id, "size_bytes": seen.size_bytes,
+            "modified": seen.modified_us}
+
+
 class _CountRows(beam.DoFn):
     def __init__(self, counter_name: str):
         self._counter_name = counter_name
@@ -83,14 +94,17 @@ class _CountRows(beam.DoFn):
 
 
 class WriteEmbeddings(beam.PTransform):
-    """{'embeddings': BatchEmbeddings, 'errors': ImageError} -> Parquet files under
-    ``output_dir``:
+    """{'embeddings': BatchEmbeddings, 'errors': ImageError[, 'skipped': SeenFile]} ->
+    Parquet files under ``output_dir``:
 
-    - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image;
+    - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image, with the size
+      and last-updated time of the listing it was read under;
     - ``embeddings/<layer>/part-*.parquet``: ``embeddings_schema(config, layer)``, one row
       per embedded image, with the layer's key-value metadata;
     - ``errors/part-*.parquet``: ERRORS_SCHEMA, one row per rejected input, written (empty)
-      even when there are none.
+      even when there are none;
+    - ``skipped/part-*.parquet`` (only with a ``skipped`` input, incremental runs):
+      SKIPPED_SCHEMA, one row per file skipped for its content, written even when empty.
 
     Every batch becomes one Arrow table (no per-row Python objects for the embeddings).
     Returns the dict of each sink's output (the written file names).
@@ -109,6 +123,15 @@ class WriteEmbeddings(beam.PTransform):
             file_name_suffix=layout.PARQUET_SUFFIX,
         )
 
+    def _rows_sink(self, directory: str, schema: pa.Schema):
+        """Row dicts -> Parquet; writes one empty file when there are no rows."""
+        return beam.io.WriteToParquet(
+            layout.part_prefix(directory),
+            schema=schema,
+            codec=CODEC,
+            file_name_suffix=layout.PARQUET_SUFFIX,
+        )
+
     def expand(self, inputs):
         embeddings, errors = inputs["embeddings"], inputs["errors"]
         root = self._output_dir
@@ -119,12 +142,7 @@ class WriteEmbeddings(beam.PTransform):
             | "WriteImages" >> self._sink(layout.images_dir(root), IMAGES_SCHEMA),
             "errors": errors
             | "ErrorRows" >> beam.Map(error_row)
-            | "WriteErrors" >> beam.io.WriteToParquet(
-                layout.part_prefix(layout.errors_dir(root)),
-                schema=ERRORS_SCHEMA,
-                codec=CODEC,
-                file_name_suffix=layout.PARQUET_SUFFIX,
-            ),
+            | "WriteErrors" >> self._rows_sink(layout.errors_dir(root), ERRORS_SCHEMA),
         }
         for layer in self._config.layers:
             schema = embeddings_schema(self._config, layer)
@@ -133,5 +151,11 @@ class WriteEmbeddings(beam.PTransform):
                 | f"Table[{layer}]" >> beam.Map(layer_table, layer, self._config, schema)
                 | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}"))
                 | f"Write[{layer}]" >> self._sink(layout.layer_dir(root, layer), schema)
+            )
+        if "skipped" in inputs:
+            written["skipped"] = (
+                inputs["skipped"]
+                | "SkippedRows" >> beam.Map(skipped_row)
+                | "WriteSkipped" >> self._rows_sink(layout.skipped_dir(root), SKIPPED_SCHEMA)
             )
         return written

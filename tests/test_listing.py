@@ -1,0 +1,44 @@
+"""transforms/listing.py: ListFiles, the listing step (nothing is opened)."""
+
+import os
+
+import apache_beam as beam
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_helpers import local_test_pipeline
+from schemas import ListedFile
+from transforms import ListFiles
+from transforms.listing import listed_file, modified_micros
+
+
+def test_lists_every_file_with_size_and_time_without_opening_it(tmp_path):
+    contents = {"a.jpg": b"first", "b c é.png": b"second!", "sub/d.gif": b"3"}
+    for name, data in contents.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "unreadable.jpg").write_bytes(b"secret")
+    os.chmod(tmp_path / "unreadable.jpg", 0)  # listed, not opened: no error here
+    os.utime(tmp_path / "a.jpg", (1_700_000_000.25, 1_700_000_000.25))
+    expected = [
+        ListedFile(str(tmp_path / name), len(data), round(os.path.getmtime(tmp_path / name) * 1e6))
+        for name, data in {**contents, "unreadable.jpg": b"secret"}.items()
+    ]
+    with local_test_pipeline() as p:
+        assert_that(p | ListFiles(str(tmp_path / "**")), equal_to(expected))
+    assert expected[0].modified_us == 1_700_000_000_250_000
+
+
+def test_single_star_does_not_descend(tmp_path):
+    (tmp_path / "top.jpg").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep.jpg").write_bytes(b"y")
+    with local_test_pipeline() as p:
+        uris = p | ListFiles(str(tmp_path / "*")) | beam.Map(lambda f: f.uri)
+        assert_that(uris, equal_to([str(tmp_path / "top.jpg")]))
+
+
+def test_unknown_time_is_none_never_zero():
+    assert modified_micros(0.0) is None and modified_micros(None) is None
+    assert listed_file(FileMetadata("gs://b/x.jpg", 12)) == ListedFile("gs://b/x.jpg", 12, None)
+    assert listed_file(FileMetadata("gs://b/x.jpg", 12, 1.5)).modified_us == 1_500_000
