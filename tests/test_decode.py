@@ -99,7 +99,7 @@ def test_first_frame_of_animated_gif():
 def test_transform_splits_good_and_bad(tmp_path):
     good = encode(rgb_pattern(20, 30, seed=3), "JPEG")
     files = [
-        ImageFile("mem://good.jpg", "id-good", good),
+        ImageFile("mem://good.jpg", "id-good", good),  # no listing: size and time unknown
         ImageFile("mem://truncated.jpg", "id-trunc", good[: len(good) // 2]),
         ImageFile("mem://notes.jpg", "id-text", b"this is not an image"),
     ]
@@ -109,7 +109,7 @@ def test_transform_splits_good_and_bad(tmp_path):
             decoded.images,
             check(
                 lambda xs: len(xs) == 1
-                and xs[0].info == ("mem://good.jpg", "id-good", 30, 20, "JPEG")
+                and xs[0].info == ("mem://good.jpg", "id-good", 30, 20, "JPEG", None, None)
                 and xs[0].pixels.shape == (20, 30, 3),
                 "one decoded 30x20 JPEG",
             ),

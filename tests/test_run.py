@@ -57,7 +57,9 @@ def test_mixed_inputs_every_file_accounted_for(mixed_inputs, tmp_path, weights_f
     argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", weights_file,
             "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "3"]
     assert run(argv) == EXIT_OK
-    config = ExtractionConfig(layers=LAYERS, image_size=64, batch_size=3, weights=weights_file)
+    weights_sha256 = hashlib.sha256(open(weights_file, "rb").read()).hexdigest()
+    config = ExtractionConfig(layers=LAYERS, image_size=64, batch_size=3, weights=weights_file,
+                              weights_sha256=weights_sha256)
 
     images = _read(layout.images_dir(str(out)))
     errors = _read(layout.errors_dir(str(out)))
@@ -73,6 +75,8 @@ def test_mixed_inputs_every_file_accounted_for(mixed_inputs, tmp_path, weights_f
         data, (height, width) = made[name]
         assert row["image_id"] == hashlib.sha256(data).hexdigest()
         assert (row["width"], row["height"]) == (width, height)
+        assert row["size_bytes"] == len(data)
+        assert abs(row["modified"].timestamp() - (folder / name).stat().st_mtime) < 1e-5
     assert {r["uri"].rsplit("/", 1)[1]: r["format"] for r in images.to_pylist()}["palette.gif"] == "GIF"
 
     ids = sorted(images["image_id"].to_pylist())
@@ -383,3 +387,39 @@ def test_worker_processes_give_the_single_process_numbers(exact_size_inputs, tmp
         values = [np.stack(t["embedding"].to_numpy(zero_copy_only=False)) for t in tables]
         assert tables[0]["image_id"].to_pylist() == tables[1]["image_id"].to_pylist()
         assert_close(values[0], values[1])
+
+
+def test_the_launcher_lists_the_input_only_for_local_runs(tmp_path, monkeypatch):
+    """Remote runs stop at the first match (the job lists the collection); local runs count
+    every file for the progress line."""
+    import pipeline.run as run_module
+    from apache_beam.io.filesystems import FileSystems
+
+    for i in range(50):
+        (tmp_path / f"f{i}.jpg").write_bytes(b"x")
+    asked, real_match = [], FileSystems.match
+
+    def spy(patterns, limits=None):
+        asked.append(limits)
+        results = real_match(patterns, limits)
+        asked.append(len(results[0].metadata_list))
+        return results
+
+    monkeypatch.setattr(FileSystems, "match", spy)
+    pattern = str(tmp_path / "*.jpg")
+    assert run_module.input_file_count(pattern, count_all=False) is None
+    assert asked == [[1], 1]
+    asked.clear()
+    assert run_module.input_file_count(pattern, count_all=True) == 50
+    assert asked == [None, 50]
+    with pytest.raises(run_module.UsageError, match="matches no file"):
+        run_module.input_file_count(str(tmp_path / "*.png"), count_all=False)
+
+    # preflight asks for the full count only when the runner is local.
+    counted = []
+    monkeypatch.setattr(run_module, "input_file_count", lambda p, count_all: counted.append(count_all))
+    monkeypatch.setattr(run_module.outputs, "is_local", lambda path: False)
+    options = run_module.parse_args(["--input", pattern, "--output", "gs://b/out", "--weights", "random"])
+    for remote in (True, False):
+        run_module.preflight(options[1], options[2], remote=remote, check_paths=True)
+    assert counted == [False, True]
