@@ -1,11 +1,11 @@
 """What incremental runs cost as a folder grows: a first run, a no-op run, and a run after
 1% of the files changed, next to the time it takes only to list the folder.
 
-    python -m bench.incremental [--work DIR] [--sizes 2000,20000] [--repeats 2]
+    python -m bench.incremental [--work DIR] [--sizes 2000,20000] [--repeats 3]
 
 Cheap settings, so that reading, listing and joining show rather than the model:
-``--image_size 32 --layers res2 --weights random --batch_size 64``, the local default of
-two worker processes. Inputs: generated 48x40 JPEGs (about 1.3 KB, each file different).
+``--image_size 32 --layers res2 --weights random --batch_size 64``, two worker processes
+with one TensorFlow thread each (the local default on 2 cores), pinned for every run. Inputs: generated 48x40 JPEGs (about 1.3 KB, each file different).
 Every run is a fresh process (`pipeline.run.run`) that reports its wall time, its peak
 resident set size and its worker processes' (ru_maxrss of children), and the run's counts.
 
@@ -32,7 +32,10 @@ import numpy as np
 from PIL import Image
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SETTINGS = ["--image_size", "32", "--layers", "res2", "--weights", "random", "--batch_size", "64"]
+SETTINGS = ["--image_size", "32", "--layers", "res2", "--weights", "random", "--batch_size", "64",
+            # Two worker processes for every run, the one-file baseline included (the local
+            # default would run a one-batch input in one process, with less start-up).
+            "--direct_num_workers", "2", "--direct_running_mode", "multi_processing", "--tf_threads", "1"]
 _RUN = """
 import json, resource, sys, time
 from pipeline.run import run
@@ -52,8 +55,8 @@ print(json.dumps({"seconds": time.perf_counter() - started, "files": found}))
 """
 
 
-def tiny_jpeg(index: int) -> bytes:
-    pixels = np.full((40, 48, 3), 90, np.uint8)
+def tiny_jpeg(index: int, background: int = 90) -> bytes:
+    pixels = np.full((40, 48, 3), background, np.uint8)
     pixels.reshape(-1)[: 3 * 48 * 40][index % 5760] = 255  # every file differs
     pixels[index // 5760 % 40, :, 1] = (index * 7) % 256
     buffer = io.BytesIO()
@@ -62,8 +65,7 @@ def tiny_jpeg(index: int) -> bytes:
 
 
 def make_folder(folder: pathlib.Path, count: int) -> None:
-    if folder.exists() and len(os.listdir(folder)) == count:
-        return
+    """Written anew each time, so that a rewrite of an earlier bench is gone."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for i in range(count):
@@ -92,7 +94,7 @@ def run_once(folder: pathlib.Path, root: pathlib.Path) -> dict:
 def change_one_percent(folder: pathlib.Path, count: int) -> None:
     """Rewrite 1% of the files with new content (new bytes, a new time)."""
     for i in range(0, count, 100):
-        (folder / f"img{i:06d}.jpg").write_bytes(tiny_jpeg(count + 1_000_000 + i))
+        (folder / f"img{i:06d}.jpg").write_bytes(tiny_jpeg(i, background=200))
 
 
 def show(label: str, row: dict) -> None:
@@ -107,7 +109,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/resnet50-embeddings-bench-incremental")
     parser.add_argument("--sizes", default="2000,20000")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     work = pathlib.Path(args.work)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")

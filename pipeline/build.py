@@ -98,11 +98,10 @@ def build_pipeline(
     and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
     line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
     output), plus ``manifest`` when finalizing."""
-    listed = p | "ListFiles" >> ListFiles(input_pattern)
-    if comparison is not None and comparison.has_earlier_runs:
-        side = read_compared(p, listed, limits, comparison)
-    else:
-        side = read_once(p, listed, limits)
+    compare = comparison is not None and comparison.has_earlier_runs
+    joins_by_uri = compare and comparison.skip_by == "metadata"
+    listed = p | "ListFiles" >> ListFiles(input_pattern, spread=not joins_by_uri)
+    side = read_compared(p, listed, limits, comparison) if compare else read_once(p, listed, limits)
     decoded = side.files | "DecodeImages" >> DecodeImages(
         max_pixels=limits.max_pixels, min_side=limits.min_side,
         target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,

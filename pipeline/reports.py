@@ -54,7 +54,9 @@ def summary(root: str) -> str:
     counts, timings = manifest["counts"], manifest["timings"]
     lines = [
         f"output: {root}",
-        f"images embedded: {counts['embedded']} of {counts['matched']} matched; errors: {counts['errors']}",
+        f"images embedded: {counts['embedded']} of {counts['matched']} matched; errors: {counts['errors']}"
+        + (f"; files read: {counts['read']}, skipped unchanged: {counts['skipped_unchanged']}, "
+           f"skipped same content: {counts['skipped_same_content']}" if "read" in counts else ""),
         f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']}); "
         f"input {manifest['config']['image_size'][0]}x{manifest['config']['image_size'][1]}, "
         f"{manifest['config']['resize_mode']}, pooling {manifest['config']['pooling']}",

@@ -176,14 +176,13 @@ def plan_output(extract_options: ExtractOptions, config: ExtractionConfig, *, ch
     incremental_mode = extract_options.mode == "incremental"
     root = extract_options.output.rstrip("/") if incremental_mode else None
     output_dir = layout.run_partition(root, run_id) if incremental_mode else extract_options.output
+    plan = OutputPlan(output_dir, run_id, root)
     if not check_paths:
-        comparison = (incremental.Comparison(extract_options.skip_by, None, None)
-                      if incremental_mode else None)
-        return OutputPlan(output_dir, run_id, root, comparison)
-    lock_root = root if incremental_mode else extract_options.output
+        return plan._replace(comparison=incremental.Comparison(extract_options.skip_by, None, None)
+                             if incremental_mode else None)
     try:
-        lock_lib.acquire_lock(lock_root, run_id, stale_after_hours=extract_options.lock_stale_hours,
-                              local=not remote)
+        lock_lib.acquire_lock(plan.lock_root, run_id,
+                              stale_after_hours=extract_options.lock_stale_hours, local=not remote)
     except lock_lib.RootLocked as exc:
         raise UsageError(str(exc)) from exc
     try:
@@ -191,9 +190,9 @@ def plan_output(extract_options: ExtractOptions, config: ExtractionConfig, *, ch
         comparison = (incremental.comparison(root, config.embedding_key, extract_options.skip_by)
                       if incremental_mode else None)
     except BaseException:
-        lock_lib.release_lock(lock_root, run_id)
+        lock_lib.release_lock(plan.lock_root, run_id)
         raise
-    return OutputPlan(output_dir, run_id, root, comparison, locked=True)
+    return plan._replace(comparison=comparison, locked=True)
 
 
 def run_record(extract_options: ExtractOptions, config: ExtractionConfig, limits: InputLimits,

@@ -44,20 +44,23 @@ class ListFiles(beam.PTransform):
     side: skipping by metadata sits after it, readers after that.
 
     ``file_pattern`` is anything ``FileSystems.match`` accepts: a local path or glob, or a
-    ``gs://`` (or other Beam filesystem) pattern; directories are never matched. Records are
-    reshuffled so that whatever reads them spreads across workers. A pattern that matches
-    nothing gives an empty collection (the launcher refuses that case before the job)."""
+    ``gs://`` (or other Beam filesystem) pattern; directories are never matched. With
+    ``spread`` (the default) records are reshuffled so that whatever reads them spreads
+    across workers; pass False when a join by key follows, which spreads them anyway. A
+    pattern that matches nothing gives an empty collection (the launcher refuses that case
+    before the job)."""
 
-    def __init__(self, file_pattern: str):
+    def __init__(self, file_pattern: str, *, spread: bool = True):
         super().__init__()
         self._file_pattern = file_pattern
+        self._spread = spread
 
     def expand(self, pbegin):
-        return (
+        listed = (
             pbegin
             | "Match" >> fileio.MatchFiles(
                 self._file_pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
             )
             | "Record" >> beam.ParDo(_ToListedFn())
-            | "Spread" >> beam.Reshuffle()
         )
+        return listed | "Spread" >> beam.Reshuffle() if self._spread else listed

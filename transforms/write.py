@@ -115,17 +115,11 @@ class WriteEmbeddings(beam.PTransform):
         self._output_dir = output_dir
         self._config = config
 
-    def _sink(self, directory: str, schema: pa.Schema):
-        return beam.io.WriteToParquetBatched(
-            layout.part_prefix(directory),
-            schema=schema,
-            codec=CODEC,
-            file_name_suffix=layout.PARQUET_SUFFIX,
-        )
-
-    def _rows_sink(self, directory: str, schema: pa.Schema):
-        """Row dicts -> Parquet; writes one empty file when there are no rows."""
-        return beam.io.WriteToParquet(
+    def _sink(self, directory: str, schema: pa.Schema, *, rows: bool = False):
+        """Arrow tables -> Parquet, or with ``rows`` row dicts -> Parquet (which writes one
+        empty file when there are no rows)."""
+        write = beam.io.WriteToParquet if rows else beam.io.WriteToParquetBatched
+        return write(
             layout.part_prefix(directory),
             schema=schema,
             codec=CODEC,
@@ -142,7 +136,7 @@ class WriteEmbeddings(beam.PTransform):
             | "WriteImages" >> self._sink(layout.images_dir(root), IMAGES_SCHEMA),
             "errors": errors
             | "ErrorRows" >> beam.Map(error_row)
-            | "WriteErrors" >> self._rows_sink(layout.errors_dir(root), ERRORS_SCHEMA),
+            | "WriteErrors" >> self._sink(layout.errors_dir(root), ERRORS_SCHEMA, rows=True),
         }
         for layer in self._config.layers:
             schema = embeddings_schema(self._config, layer)
@@ -156,6 +150,6 @@ class WriteEmbeddings(beam.PTransform):
             written["skipped"] = (
                 inputs["skipped"]
                 | "SkippedRows" >> beam.Map(skipped_row)
-                | "WriteSkipped" >> self._rows_sink(layout.skipped_dir(root), SKIPPED_SCHEMA)
+                | "WriteSkipped" >> self._sink(layout.skipped_dir(root), SKIPPED_SCHEMA, rows=True)
             )
         return written
