@@ -2,9 +2,9 @@
 
 Architecture, one line per module:
   schemas/layers.py     ResNet50 layer catalog, aliases, layer_shape(layer, size)
-  schemas/config.py     ExtractionConfig: the validated settings every stage shares
+  schemas/config.py     ExtractionConfig: the validated settings, their record and embedding key
   schemas/elements.py   element types passed between transforms, stage names
-  schemas/arrow.py      Arrow schemas of images/, errors/ and embeddings/<layer>/
+  schemas/arrow.py      Arrow schemas of images/, errors/, skipped/ and embeddings/<layer>/
   schemas/layout.py     paths of every output under --output
   schemas/contracts.py  ShapeContractError and assert_shape
   schemas/limits.py     InputLimits and the typed rejections (stage 'validate')
@@ -13,13 +13,15 @@ Architecture, one line per module:
   models/extractor.py   one tf.function: preprocess, forward, pool every layer; mixed precision
   models/device.py      GPU memory growth, the device the model runs on
   models/calibrate.py   BatchNorm statistics from real activations
-  transforms/read.py    ReadImages: pattern -> (uri, sha256, bytes), size guards
+  transforms/listing.py ListFiles: pattern -> ListedFile(uri, size_bytes, modified_us), nothing opened
+  transforms/read.py    ReadImages: ListedFile -> ImageFile (uri, sha256, bytes); RereadImages
   transforms/decode.py  DecodeImages: header guards, bytes -> HxWx3 uint8 RGB
   transforms/resize.py  ResizeImages: center_crop / stretch / pad to the input size
   transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches
   transforms/extract.py ExtractLayers: shared model per process -> per-layer arrays
   transforms/write.py   WriteEmbeddings: Parquet images/, embeddings/<layer>/, errors/
-  transforms/skip.py    SkipEmbedded: files whose content is already embedded (incremental)
+  transforms/skip.py    SkipUnchanged (join by uri), SkipSameContent (join by image_id)
+  transforms/known.py   ReadKnownFiles: earlier runs' images/ and skipped/ rows, streamed
   transforms/errors.py  exception -> ImageError row on the error output, counters
   pipeline/options.py   the CLI options (a PipelineOptions subclass)
   pipeline/build.py     composition of the transforms
@@ -27,7 +29,8 @@ Architecture, one line per module:
   pipeline/outputs.py   output folder checks, --overwrite, is_complete, row counts
   pipeline/manifest.py  manifest.json contents
   pipeline/finalize.py  FinalizeRun: the job's last step, accounting check and manifest
-  pipeline/incremental.py --mode incremental: run partitions, index, root lock, done ids
+  pipeline/incremental.py --mode incremental: run partitions, index, what a run compares with
+  pipeline/lock.py      the output's lock: atomic create, stale or dead holders
   pipeline/run.py       CLI entry: validate, plan the output, run, report, exit codes
   pipeline/template.py  the Flex Template's metadata.json from the options parser
   pipeline/results.py   read_layer / layer_dataset across completed outputs

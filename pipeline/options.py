@@ -143,8 +143,8 @@ class ExtractOptions(PipelineOptions):
             default="single",
             choices=("single", "incremental"),
             help="single (default): --output is one run's folder. incremental: --output is a "
-            "root; each run writes its own run=<UTC time>/ partition and skips images whose "
-            "content was embedded by an earlier completed run with the same settings.",
+            "root; each run writes its own run=<UTC time>/ partition and skips files that an "
+            "earlier completed run with the same settings embedded (see --skip_by).",
         )
         parser.add_argument(
             "--skip_by",
