@@ -15,6 +15,7 @@ Architecture, one line per module:
   models/calibrate.py   BatchNorm statistics from real activations
   transforms/listing.py ListFiles: pattern -> ListedFile(uri, size_bytes, modified_us), nothing opened
   transforms/read.py    ReadImages: ListedFile -> ImageFile (uri, sha256, bytes); RereadImages
+  transforms/embed.py   EmbedImages: (key, bytes) -> embeddings and errors, the composite for any pipeline
   transforms/decode.py  DecodeImages: header guards, bytes -> HxWx3 uint8 RGB
   transforms/resize.py  ResizeImages: center_crop / stretch / pad to the input size
   transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches

@@ -17,14 +17,11 @@ from pipeline.progress import (
 )
 from schemas import ExtractionConfig, InputLimits
 from transforms import (
-    BatchByShape,
-    DecodeImages,
-    ExtractLayers,
+    EmbedImages,
     ListFiles,
     ReadImages,
     ReadKnownFiles,
     RereadImages,
-    ResizeImages,
     SkipSameContent,
     SkipUnchanged,
     WriteEmbeddings,
@@ -89,8 +86,8 @@ def build_pipeline(
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
     progress_dir: str | None = None,
 ) -> dict:
-    """Add list -> [skip unchanged] -> read -> [skip same content] -> decode -> resize ->
-    batch -> extract -> write [-> finalize] to ``p``.
+    """Add list -> [skip unchanged] -> read -> [skip same content] -> EmbedImages (decode ->
+    resize -> batch -> extract) -> write [-> finalize] to ``p``.
 
     ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
     with, and the ``skipped/`` output. ``extract`` replaces the ExtractLayers step (tests
@@ -102,19 +99,9 @@ def build_pipeline(
     joins_by_uri = compare and comparison.skip_by == "metadata"
     listed = p | "ListFiles" >> ListFiles(input_pattern, spread=not joins_by_uri)
     side = read_compared(p, listed, limits, comparison) if compare else read_once(p, listed, limits)
-    decoded = side.files | "DecodeImages" >> DecodeImages(
-        max_pixels=limits.max_pixels, min_side=limits.min_side,
-        target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
-    )
-    resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
-    batched = resized.images | "BatchByShape" >> BatchByShape(
-        config.batch_size, image_shape=config.input_shape
-    )
-    extracted = batched.batches | "ExtractLayers" >> (extract or ExtractLayers(config))
-    errors = (
-        *side.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
-    ) | "CollectErrors" >> beam.Flatten()
-    to_write = {"embeddings": extracted.embeddings, "errors": errors}
+    embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, extract=extract)
+    errors = (*side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
+    to_write = {"embeddings": embedded["embeddings"], "errors": errors}
     if comparison is not None:
         # Only --skip_by metadata records them: the next run then skips those files unopened.
         # A content run reads every file anyway, and recording them all would grow the
@@ -123,7 +110,7 @@ def build_pipeline(
                                else p | "NothingRecorded" >> beam.Create([]))
     written = to_write | "WriteEmbeddings" >> WriteEmbeddings(output_dir, config)
     if progress_dir is not None:
-        for pcoll, kind in [(extracted.embeddings, EMBEDDED), (errors, ERRORS), (side.read, READ),
+        for pcoll, kind in [(embedded["embeddings"], EMBEDDED), (errors, ERRORS), (side.read, READ),
                             (side.unchanged, SKIPPED_UNCHANGED),
                             (side.same_content, SKIPPED_SAME_CONTENT)]:
             _ = pcoll | f"Progress[{kind}]" >> beam.ParDo(CountProgress(progress_dir, kind))
@@ -135,6 +122,6 @@ def build_pipeline(
         "read": side.read,
         "skipped_unchanged": side.unchanged,
         "skipped_same_content": side.same_content,
-        "embedded": extracted.embeddings,
+        "embedded": embedded["embeddings"],
     } | "FinalizeRun" >> finalize
     return {**written, "manifest": manifest}

@@ -67,7 +67,9 @@ def test_python_examples_run(block, sample_output):
         assert "(8, 2048)" in text
     if "(8, 1024)" in block:
         assert "(8, 1024)" in text
+    if "EmbedImages(config)" in block:
+        assert text.split()[0] == "8" and "[2048]" in text
 
 
-def test_there_are_five_examples():
-    assert len(PYTHON_BLOCKS) == 5
+def test_there_are_six_examples():
+    assert len(PYTHON_BLOCKS) == 6

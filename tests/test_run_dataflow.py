@@ -60,9 +60,11 @@ def top_level_labels(job) -> set[str]:
 
 def test_dataflow_gpu_job_is_built_with_our_steps_and_gpu_options(capsys):
     job = build_job(dataflow_argv())
-    assert {"ListFiles", "ReadImages", "DecodeImages", "ResizeImages", "BatchByShape", "ExtractLayers",
-            "CollectErrors", "WriteEmbeddings", "FinalizeRun"} <= top_level_labels(job)
+    assert {"ListFiles", "ReadImages", "EmbedImages", "CollectErrors", "WriteEmbeddings",
+            "FinalizeRun"} <= top_level_labels(job)
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    assert {"EmbedImages/DecodeImages", "EmbedImages/ResizeImages", "EmbedImages/BatchByShape",
+            "EmbedImages/ExtractLayers"} <= names
     assert {"WriteEmbeddings/Write[res3]", "WriteEmbeddings/Write[res5]",
             "FinalizeRun/WriteManifest"} <= names
     assert job.proto.name == "resnet50-embeddings-test"

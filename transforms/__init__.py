@@ -2,6 +2,7 @@
 
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
+from transforms.embed import EmbedImages
 from transforms.extract import ExtractLayers
 from transforms.known import ReadKnownFiles
 from transforms.listing import ListFiles
@@ -17,6 +18,7 @@ __all__ = [
     "ReadKnownFiles",
     "SkipUnchanged",
     "SkipSameContent",
+    "EmbedImages",
     "DecodeImages",
     "ResizeImages",
     "BatchByShape",

@@ -1,0 +1,107 @@
+"""EmbedImages: image bytes in hand -> per-layer embeddings and errors, for any pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+
+import apache_beam as beam
+
+from schemas import (
+    ERRORS_TAG,
+    STAGE_READ,
+    EmptyFile,
+    ExtractionConfig,
+    FileTooLarge,
+    ImageFile,
+    InputLimits,
+)
+from transforms.batch import BatchByShape
+from transforms.decode import DecodeImages
+from transforms.errors import image_error
+from transforms.extract import ExtractLayers
+from transforms.resize import ResizeImages
+
+
+class NotKeyedBytes(TypeError):
+    """An element that is neither (key: str, data: bytes) nor an ImageFile."""
+
+
+class _AsImageFileFn(beam.DoFn):
+    def __init__(self, max_file_bytes: int):
+        self._max_file_bytes = max_file_bytes
+
+    def process(self, element):
+        if isinstance(element, ImageFile):
+            yield element
+            return
+        key = None
+        try:
+            key, data = element
+            if not isinstance(key, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+                raise NotKeyedBytes(
+                    f"expected (key: str, data: bytes), got ({type(key).__name__}, {type(data).__name__})")
+            if not data:
+                raise EmptyFile("the image bytes are empty")
+            if len(data) > self._max_file_bytes:
+                raise FileTooLarge(f"{len(data)} bytes is over --max_file_bytes {self._max_file_bytes}")
+        except Exception as exc:  # A malformed element is an error row, not a failed job.
+            label = key if isinstance(key, str) else f"<element of type {type(element).__name__}>"
+            if not isinstance(exc, (NotKeyedBytes, EmptyFile, FileTooLarge)):
+                exc = NotKeyedBytes(f"expected (key: str, data: bytes): {exc}")
+            yield image_error(label, None, STAGE_READ, exc)
+            return
+        data = bytes(data)
+        yield ImageFile(key, hashlib.sha256(data).hexdigest(), data)
+
+
+class EmbedImages(beam.PTransform):
+    """The extraction as one composite, for a PCollection you already have.
+
+    Input: ``(key: str, data: bytes)`` tuples (the encoded image: JPEG, PNG, ...), or
+    ``ImageFile`` elements. ``key`` becomes the ``uri`` of every output row; ``image_id`` is
+    the hex SHA-256 of ``data``, the same as for the same picture read as a file.
+
+    Output: a dict of two PCollections, ready for ``WriteEmbeddings(output_dir, config)``:
+
+    - ``embeddings``: BatchEmbeddings. ``infos[i]`` is image i's ``images/`` row (ImageInfo:
+      uri, image_id, width, height, format); ``layers[name]`` is an array of shape
+      (n, C) when pooled or (n, h, w, c) for ``pooling='none'`` (``config.embedding_shape``)
+      in ``config.output_dtype``, with 1 <= n <= ``config.batch_size``.
+    - ``errors``: ImageError (uri, image_id, stage, error_type, message), one per input
+      that could not be embedded: malformed elements, empty or oversized bytes (``read`` /
+      ``validate``), the header guards of ``limits``, decode, resize, batch and extract
+      failures. Every input comes out exactly once, as an embedded row or an error.
+
+    Steps: DecodeImages -> ResizeImages -> BatchByShape -> ExtractLayers, each with the
+    shape assertions of ``schemas``. ``extract`` replaces ExtractLayers (tests inject
+    faults through it). Example::
+
+        with beam.Pipeline() as p:
+            embedded = (p | beam.Create([("cat.jpg", jpeg_bytes)])
+                          | EmbedImages(ExtractionConfig(layers=("res5",), weights="random")))
+            embedded | WriteEmbeddings("out/", config)
+    """
+
+    def __init__(self, config: ExtractionConfig, limits: InputLimits = InputLimits(), *,
+                 extract: beam.PTransform | None = None):
+        super().__init__()
+        self._config = config
+        self._limits = limits
+        self._extract = extract
+
+    def expand(self, elements):
+        config, limits = self._config, self._limits
+        files = elements | "AsImageFiles" >> beam.ParDo(
+            _AsImageFileFn(limits.max_file_bytes)).with_outputs(ERRORS_TAG, main="files")
+        decoded = files.files | "DecodeImages" >> DecodeImages(
+            max_pixels=limits.max_pixels, min_side=limits.min_side,
+            target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
+        )
+        resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
+        batched = resized.images | "BatchByShape" >> BatchByShape(
+            config.batch_size, image_shape=config.input_shape)
+        extracted = batched.batches | "ExtractLayers" >> (self._extract or ExtractLayers(config))
+        errors = (
+            files.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
+        ) | "Errors" >> beam.Flatten()
+        return {"embeddings": extracted.embeddings, "errors": errors}
