@@ -257,13 +257,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         print(help_text())
         return EXIT_OK
     try:
-        options, extract_options, config, limits = parse_args(argv)
-        remote = not is_local_runner(options.view_as(StandardOptions).runner)
-        dry_run = bool(options.view_as(TestOptions).dry_run)
-        matched, weights_file = preflight(extract_options, config, remote=remote, check_paths=not dry_run)
-        weights = manifest_lib.weights_record(config, weights_file)
-        config = dataclasses.replace(config, weights_sha256=weights.get("sha256"))
-        plan = plan_output(extract_options, config, check_paths=not dry_run, remote=remote)
+        plan = plan_run(argv, launched_at)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -272,31 +266,58 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
 
     still_running = False
     try:
-        code, still_running = _run_job(
-            options, extract_options, config, limits, plan, weights, matched=matched,
-            remote=remote, dry_run=dry_run, extract=extract, launched_at=launched_at,
-            argv=argv, on_result=on_result)
+        code, still_running = _run_job(plan, extract=extract, on_result=on_result)
         return code
     finally:
-        if plan.locked and not still_running:
+        if plan.output.locked and not still_running:
             # The job's last step releases the lock after a success; this covers every
             # ending the launcher saw. A job launched without waiting releases it itself
             # (or it goes stale).
-            lock_lib.release_lock(plan.lock_root, plan.run_id)
+            lock_lib.release_lock(plan.output.lock_root, plan.output.run_id)
 
 
-def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights: dict, *,
-             matched, remote: bool, dry_run: bool, extract, launched_at: float, argv,
-             on_result) -> tuple[int, bool]:
+class RunPlan(NamedTuple):
+    """Everything the launcher decided before the job, carried from parsing to reporting."""
+
+    argv: list[str]
+    options: PipelineOptions
+    extract_options: ExtractOptions
+    config: ExtractionConfig  # with the weights' SHA-256 filled in
+    limits: InputLimits
+    weights: dict  # the manifest's weights record
+    output: OutputPlan
+    matched: int | None  # files matched, counted for local runs only
+    remote: bool
+    dry_run: bool
+    launched_at: float
+
+
+def plan_run(argv: list[str], launched_at: float) -> RunPlan:
+    """Parse, check the inputs and weights, take the output's lock: raises UsageError (or
+    argparse's SystemExit) before any work."""
+    options, extract_options, config, limits = parse_args(argv)
+    remote = not is_local_runner(options.view_as(StandardOptions).runner)
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    matched, weights_file = preflight(extract_options, config, remote=remote, check_paths=not dry_run)
+    weights = manifest_lib.weights_record(config, weights_file)
+    config = dataclasses.replace(config, weights_sha256=weights.get("sha256"))
+    output = plan_output(extract_options, config, check_paths=not dry_run, remote=remote)
+    return RunPlan(argv, options, extract_options, config, limits, weights, output, matched,
+                   remote, dry_run, launched_at)
+
+
+def _run_job(plan: RunPlan, *, extract, on_result) -> tuple[int, bool]:
     """Build, run and report; returns (exit code, whether the job is still running
     because it was launched without waiting)."""
+    options, extract_options, config, matched = plan.options, plan.extract_options, plan.config, plan.matched
+    output = plan.output
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
-        use_local_workers(options, extract_options, argv, matched)
+        use_local_workers(options, extract_options, plan.argv, matched)
     if extract_options.tf_threads:
         set_tensorflow_threads(extract_options.tf_threads)
-    output_dir = plan.output_dir
+    output_dir = output.output_dir
     if extract_options.overwrite:
         removed = outputs.remove_previous_run(output_dir)
         if removed:
@@ -304,17 +325,17 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
 
     _log.info("embedding %s files from %s into %s", "the" if matched is None else matched,
               extract_options.input, output_dir)
-    record = run_record(extract_options, config, limits, standard.runner, weights, plan)
-    on_complete = incremental.CompleteRun(plan.lock_root, plan.run_id, index_root=plan.root,
+    record = run_record(extract_options, config, plan.limits, standard.runner, plan.weights, output)
+    on_complete = incremental.CompleteRun(output.lock_root, output.run_id, index_root=output.root,
                                           key=config.embedding_key)
-    progress_dir = None if remote else tempfile.mkdtemp(prefix="resnet50-progress-")
+    progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
-            config=config, limits=limits, extract=extract,
-            comparison=plan.comparison,
-            finalize=FinalizeRun(output_dir, config, record, launched_at=launched_at,
+            config=config, limits=plan.limits, extract=extract,
+            comparison=output.comparison,
+            finalize=FinalizeRun(output_dir, config, record, launched_at=plan.launched_at,
                                  submitted_at=time.time(), on_complete=on_complete),
             progress_dir=progress_dir,
         )
@@ -324,7 +345,7 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
             result = pipeline.run()
             if on_result is not None:
                 on_result(result)
-            if dry_run:
+            if plan.dry_run:
                 print(f"dry run: built the {standard.runner} job; nothing was submitted")
                 return EXIT_OK, False
             state = result.wait_until_finish()
@@ -338,7 +359,7 @@ def _run_job(options, extract_options, config, limits, plan: OutputPlan, weights
         _log.error("the pipeline ended in state %s; %s is incomplete", state, output_dir)
         return EXIT_FAILED, False
     if not FileSystems.exists(layout.manifest_path(output_dir)):
-        if remote and not getattr(result, "has_job", True):
+        if plan.remote and not getattr(result, "has_job", True):
             print("launched without waiting (template launch): the job's last step writes "
                   f"{layout.manifest_path(output_dir)}")
             return EXIT_OK, True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline import incremental, lock
+from pipeline import incremental
 from pipeline.outputs import is_complete
 from pipeline.results import completed_runs, layer_dataset, read_layer
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run

@@ -1,6 +1,5 @@
 """transforms/known.py: earlier runs' images/ and skipped/ rows read back as SeenFiles."""
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.util import assert_that, equal_to
