@@ -24,8 +24,9 @@ setup(
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # The suite builds Dataflow jobs offline (gcp) and the sdist/wheel (build).
+        # webdataset: tests write shards with its TarWriter, as users do.
         "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2", "build>=1.0",
-                 "apache-beam[gcp]>=2.77,<3"],
+                 "apache-beam[gcp]>=2.77,<3", "webdataset>=0.2"],
         "bench": ["tensorflow-hub==0.16.1"],
     },
     entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main"]},

@@ -47,16 +47,16 @@ def _uris(pcoll, label: str):
     return pcoll | label >> beam.Map(lambda element: element.uri)
 
 
-def read_once(p, listed, limits: InputLimits) -> ReadSide:
+def read_once(p, listed, limits: InputLimits, reading: dict) -> ReadSide:
     """Every listed file read once, nothing compared (single runs, first incremental run)."""
-    read = listed | "ReadImages" >> ReadImages(max_file_bytes=limits.max_file_bytes)
+    read = listed | "ReadImages" >> ReadImages(max_file_bytes=limits.max_file_bytes, **reading)
     uris = _uris(read.files, "ReadUris")
     matched = (uris, _uris(read.errors, "RefusedUris")) | "Matched" >> beam.Flatten()
     nothing = p | "NothingSkipped" >> beam.Create([])
     return ReadSide(read.files, (read.errors,), matched, uris, nothing, nothing)
 
 
-def read_compared(p, listed, limits: InputLimits, comparison: Comparison) -> ReadSide:
+def read_compared(p, listed, limits: InputLimits, comparison: Comparison, reading: dict) -> ReadSide:
     """Incremental runs with earlier runs: skip by listing (``--skip_by metadata``), hash
     what is left, skip by content, then read again only the files to embed. Earlier rows
     meet the input in joins; image bytes never wait in a shuffle."""
@@ -67,7 +67,7 @@ def read_compared(p, listed, limits: InputLimits, comparison: Comparison) -> Rea
         known = (images_rows, skipped_rows) | "EarlierListings" >> beam.Flatten()
         kept = listed | "SkipUnchanged" >> SkipUnchanged(known)
         to_read, unchanged = kept.files, kept.unchanged
-    hashed = to_read | "HashImages" >> ReadImages(max_file_bytes=limits.max_file_bytes)
+    hashed = to_read | "HashImages" >> ReadImages(max_file_bytes=limits.max_file_bytes, **reading)
     seen = hashed.files | "DropBytes" >> beam.Map(drop_bytes)
     done_ids = images_rows | "EarlierIds" >> beam.Map(lambda row: row.image_id)
     new = seen | "SkipSameContent" >> SkipSameContent(done_ids)
@@ -84,13 +84,14 @@ def build_pipeline(
     p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
     limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
-    progress_dir: str | None = None,
+    progress_dir: str | None = None, input_format: str = "auto", image_column: str | None = None,
 ) -> dict:
     """Add list -> [skip unchanged] -> read -> [skip same content] -> EmbedImages (decode ->
     resize -> batch -> extract) -> write [-> finalize] to ``p``.
 
     ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
-    with, and the ``skipped/`` output. ``extract`` replaces the ExtractLayers step (tests
+    with, and the ``skipped/`` output. ``input_format`` and ``image_column`` choose the
+    reader of each listed file (ReadImages); incremental runs read no shards yet. ``extract`` replaces the ExtractLayers step (tests
     inject faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks
     and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
     line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
@@ -98,7 +99,10 @@ def build_pipeline(
     compare = comparison is not None and comparison.has_earlier_runs
     joins_by_uri = compare and comparison.skip_by == "metadata"
     listed = p | "ListFiles" >> ListFiles(input_pattern, spread=not joins_by_uri)
-    side = read_compared(p, listed, limits, comparison) if compare else read_once(p, listed, limits)
+    reading = {"input_format": input_format, "image_column": image_column,
+               "shards": comparison is None}
+    side = (read_compared(p, listed, limits, comparison, reading) if compare
+            else read_once(p, listed, limits, reading))
     embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, extract=extract)
     errors = (*side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
     to_write = {"embeddings": embedded["embeddings"], "errors": errors}

@@ -47,6 +47,22 @@ class ExtractOptions(PipelineOptions):
             help="Output directory (local or gs://...). Must be empty unless --overwrite.",
         )
         parser.add_argument(
+            "--input_format",
+            default="auto",
+            choices=("auto", "files", "webdataset", "parquet", "tfrecord"),
+            help="auto (default): by each matched file's extension: .tar a WebDataset shard, "
+            ".parquet a Parquet table, .tfrecord/.tfrecords/.tfrec TFRecords of "
+            "tf.train.Example, anything else an image file. Or one of files, webdataset, "
+            "parquet, tfrecord for every file.",
+        )
+        parser.add_argument(
+            "--image_column",
+            default=None,
+            help="Parquet: the column with the image bytes (binary, or a struct with a binary "
+            "'bytes' field). Default: the first of jpg, png, webp, image, image_bytes, bytes. "
+            "TFRecord: the tf.train.Example feature. Default: image/encoded.",
+        )
+        parser.add_argument(
             "--layers",
             default=",".join(DEFAULT_LAYERS),
             help="Comma-separated layers: aliases res2..res5, pool1_pool or convN_blockM_out "

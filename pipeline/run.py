@@ -116,6 +116,9 @@ def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remo
     if remote and weights_kind(config.weights) == "file" and "://" not in config.weights:
         raise UsageError(f"--weights {config.weights} is a local file: remote workers cannot read "
                          "it; copy it to gs:// and pass that path")
+    if extract_options.mode == "incremental" and extract_options.input_format not in ("auto", "files"):
+        raise UsageError(f"--input_format {extract_options.input_format} does not apply to --mode "
+                         "incremental yet: shards are not compared with earlier runs; use --mode single")
     if extract_options.mode == "incremental" and extract_options.overwrite:
         raise UsageError("--overwrite does not apply to --mode incremental: each run writes a "
                          "new partition")
@@ -334,7 +337,8 @@ def _run_job(plan: RunPlan, *, extract, on_result) -> tuple[int, bool]:
         build_pipeline(
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
             config=config, limits=plan.limits, extract=extract,
-            comparison=output.comparison,
+            comparison=output.comparison, input_format=extract_options.input_format,
+            image_column=extract_options.image_column,
             finalize=FinalizeRun(output_dir, config, record, launched_at=plan.launched_at,
                                  submitted_at=time.time(), on_complete=on_complete),
             progress_dir=progress_dir,

@@ -20,6 +20,10 @@ IMAGES_SCHEMA = pa.schema(
         # its listing still says the same. Null in rows written before they were recorded.
         pa.field("size_bytes", pa.int64(), nullable=True),
         pa.field("modified", pa.timestamp("us", tz="UTC"), nullable=True),
+        # The listed file the image came from (a shard, or the image file itself) and the
+        # image's key inside a shard (null for a loose file). Null in older rows.
+        pa.field("source", pa.string(), nullable=True),
+        pa.field("key", pa.string(), nullable=True),
     ]
 )
 

@@ -41,19 +41,24 @@ class SeenFile(NamedTuple):
 
 class ImageFile(NamedTuple):
     """An input image's bytes. ``image_id`` is the hex SHA-256 of ``data``; ``size_bytes``
-    and ``modified_us`` are the listing it was read under (None when not from a listing)."""
+    and ``modified_us`` are the listing it was read under (None when not from a listing).
+    ``source`` is the listed file it came from and ``key`` its key inside a shard: a
+    sample of a shard has ``uri`` ``<source>#<key>``; a loose file has no key."""
 
     uri: str
     image_id: str
     data: bytes
     size_bytes: int | None = None
     modified_us: int | None = None
+    source: str | None = None
+    key: str | None = None
 
 
 class ImageInfo(NamedTuple):
     """What is known about a source image once decoded: one row of ``images/``.
     ``width`` and ``height`` are after EXIF orientation; ``format`` is PIL's (JPEG, PNG...);
-    ``size_bytes`` and ``modified_us`` are the listing the file was read under."""
+    ``size_bytes`` and ``modified_us`` are the listing the file was read under; ``source``
+    and ``key`` as in ImageFile."""
 
     uri: str
     image_id: str
@@ -62,6 +67,8 @@ class ImageInfo(NamedTuple):
     format: str
     size_bytes: int | None = None
     modified_us: int | None = None
+    source: str | None = None
+    key: str | None = None
 
 
 class DecodedImage(NamedTuple):

@@ -109,7 +109,7 @@ def test_transform_splits_good_and_bad(tmp_path):
             decoded.images,
             check(
                 lambda xs: len(xs) == 1
-                and xs[0].info == ("mem://good.jpg", "id-good", 30, 20, "JPEG", None, None)
+                and xs[0].info == ("mem://good.jpg", "id-good", 30, 20, "JPEG", None, None, None, None)
                 and xs[0].pixels.shape == (20, 30, 3),
                 "one decoded 30x20 JPEG",
             ),

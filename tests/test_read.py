@@ -21,7 +21,7 @@ def test_reads_every_listed_file_with_its_sha256_and_listing(tmp_path):
         (tmp_path / name).write_bytes(data)
     listed = [ListedFile(str(tmp_path / name), len(data), 1000 + i)
               for i, (name, data) in enumerate(contents.items())]
-    expected = [ImageFile(f.uri, sha(data), data, f.size_bytes, f.modified_us)
+    expected = [ImageFile(f.uri, sha(data), data, f.size_bytes, f.modified_us, source=f.uri)
                 for f, data in zip(listed, contents.values())]
     with local_test_pipeline() as p:
         read = p | beam.Create(listed) | ReadImages()
@@ -74,7 +74,7 @@ def test_reread_checks_the_content_did_not_change(tmp_path):
             SeenFile(str(gone), sha(b"x"), 1, 9)]
     with local_test_pipeline() as p:
         out = p | beam.Create(seen) | RereadImages()
-        assert_that(out.files, equal_to([ImageFile(str(same), sha(b"kept"), b"kept", 4, 7)]), label="files")
+        assert_that(out.files, equal_to([ImageFile(str(same), sha(b"kept"), b"kept", 4, 7, source=str(same))]), label="files")
         assert_that(out.errors | beam.Map(lambda e: (e.uri, e.image_id is not None, e.stage, e.error_type)),
                     equal_to([(str(changed), True, "read", "ContentChanged"),
                               (str(gone), True, "read", "FileNotFoundError")]), label="errors")

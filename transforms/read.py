@@ -18,11 +18,16 @@ from schemas import (
     ListedFile,
     SeenFile,
 )
+from transforms import shards
 from transforms.errors import METRICS_NAMESPACE, image_error
 
 
 class ContentChanged(OSError):
     """A file's bytes changed between the two reads of one run (hash, then embed)."""
+
+
+class ShardsNotIncremental(ValueError):
+    """A shard in an incremental run: its samples are not compared with earlier runs yet."""
 
 
 def check_listed_size(listed: ListedFile, max_file_bytes: int) -> None:
@@ -46,14 +51,22 @@ def read_bytes(uri: str, max_file_bytes: int) -> bytes:
 
 
 class _ReadFileFn(beam.DoFn):
-    def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+    def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
+                 image_column: str | None = None, shards: bool = True):
         self._max_file_bytes = max_file_bytes
+        self._input_format = input_format
+        self._image_column = image_column
+        self._shards = shards
 
     def setup(self):
         self._matched = Metrics.counter(METRICS_NAMESPACE, "matched")
         self._read = Metrics.counter(METRICS_NAMESPACE, "read")
 
     def process(self, listed: ListedFile):
+        kind = shards.shard_format(listed.uri, self._input_format)
+        if kind != "files":
+            yield from self._samples(listed, kind)
+            return
         self._matched.inc()
         try:
             check_listed_size(listed, self._max_file_bytes)
@@ -63,12 +76,35 @@ class _ReadFileFn(beam.DoFn):
             return
         self._read.inc()
         yield ImageFile(listed.uri, hashlib.sha256(data).hexdigest(), data,
-                        listed.size_bytes, listed.modified_us)
+                        listed.size_bytes, listed.modified_us, source=listed.uri)
+
+
+    def _samples(self, listed: ListedFile, kind: str):
+        if not self._shards:
+            self._matched.inc()
+            yield image_error(listed.uri, None, STAGE_READ, ShardsNotIncremental(
+                f"{kind} shards are not compared with earlier runs yet; embed them with --mode single"))
+            return
+        if kind == "webdataset":
+            elements = shards.read_webdataset(listed, self._max_file_bytes)
+        elif kind == "parquet":
+            elements = shards.read_parquet(listed, self._max_file_bytes, self._image_column)
+        else:
+            elements = shards.read_tfrecord(listed, self._max_file_bytes, self._image_column)
+        for element in elements:
+            self._matched.inc()
+            if isinstance(element, ImageFile):
+                self._read.inc()
+            yield element
 
 
 class ReadImages(beam.PTransform):
     """ListedFile -> ``files``: ImageFile(uri, image_id = hex SHA-256 of the bytes, data,
-    size_bytes, modified_us), one per listed file; the reader for loose image files.
+    size_bytes, modified_us, source, key): one per listed image file, or one per sample of
+    a listed shard (``input_format``: auto by extension, or files, webdataset, parquet,
+    tfrecord; see transforms/shards.py), with ``uri`` ``<shard>#<key>``. ``image_column``
+    names the Parquet column or TFRecord feature. With ``shards`` False (incremental runs)
+    a shard is one error row instead.
 
     Files that cannot be read go to ``errors`` (ImageError, stage 'read'); empty files and
     files over ``max_file_bytes`` (by the listed size, so they are never opened) go there
@@ -76,13 +112,13 @@ class ReadImages(beam.PTransform):
     the two outputs. Returns a DoOutputsTuple with ``files`` and ``errors``.
     """
 
-    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
+                 image_column: str | None = None, shards: bool = True):
         super().__init__()
-        self._max_file_bytes = max_file_bytes
+        self._read_fn = _ReadFileFn(max_file_bytes, input_format, image_column, shards)
 
     def expand(self, listed):
-        return listed | "Read" >> beam.ParDo(_ReadFileFn(self._max_file_bytes)).with_outputs(
-            ERRORS_TAG, main="files")
+        return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(ERRORS_TAG, main="files")
 
 
 def drop_bytes(file: ImageFile) -> SeenFile:
@@ -105,7 +141,7 @@ class _RereadFn(beam.DoFn):
         except Exception as exc:
             yield image_error(seen.uri, seen.image_id, STAGE_READ, exc)
             return
-        yield ImageFile(seen.uri, image_id, data, seen.size_bytes, seen.modified_us)
+        yield ImageFile(seen.uri, image_id, data, seen.size_bytes, seen.modified_us, source=seen.uri)
 
 
 class RereadImages(beam.PTransform):

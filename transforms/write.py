@@ -38,6 +38,8 @@ def images_table(batch: BatchEmbeddings) -> pa.Table:
             pa.array([i.format for i in infos], pa.string()),
             pa.array([i.size_bytes for i in infos], pa.int64()),
             pa.array([i.modified_us for i in infos], MODIFIED_TYPE),
+            pa.array([i.source for i in infos], pa.string()),
+            pa.array([i.key for i in infos], pa.string()),
         ],
         schema=IMAGES_SCHEMA,
     )

@@ -1,0 +1,220 @@
+"""transforms/shards.py: WebDataset, Parquet and TFRecord shards, written with the tools users
+have, read sample by sample; hostile shards accounted for."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from images import encode, rgb_pattern, write_image
+from pipeline.results import read_layer
+from pipeline.run import EXIT_OK, EXIT_USAGE, run
+from reference import assert_same_embeddings
+from schemas import ImageFile, ListedFile, layout
+from transforms import shards
+
+PICTURES = {f"{i:09d}": encode(rgb_pattern(40, 48, i), "JPEG" if i % 2 else "PNG") for i in range(4)}
+EXTENSION = {key: ("jpg" if int(key) % 2 else "png") for key in PICTURES}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def outcomes(elements) -> list[tuple]:
+    """(uri tail, 'image' or error type) per element a reader yields."""
+    rows = []
+    for element in elements:
+        if isinstance(element, ImageFile):
+            rows.append((element.uri.rsplit("#", 1)[-1], "image"))
+        else:
+            error = element.value
+            rows.append((error.uri.rsplit("#", 1)[-1] if "#" in error.uri else "<shard>", error.error_type))
+    return rows
+
+
+def write_webdataset(path) -> None:
+    import webdataset
+
+    with webdataset.TarWriter(str(path)) as sink:
+        for key, data in PICTURES.items():
+            sink.write({"__key__": key, EXTENSION[key]: data, "json": b'{"w": 48}', "txt": b"a caption"})
+
+
+def write_img2dataset_parquet(path, column: str = "jpg", with_key: bool = True) -> None:
+    """img2dataset's layout: key, the image bytes in a column named after the format, txt,
+    then url and status; a failed download has a null image."""
+    keys = list(PICTURES) + ["000000099"]
+    columns = {
+        column: pa.array(list(PICTURES.values()) + [None], pa.binary()),
+        "txt": ["a caption"] * len(keys),
+        "url": [f"https://example.com/{k}.jpg" for k in keys],
+        "status": ["success"] * len(PICTURES) + ["failed_to_download"],
+    }
+    if with_key:
+        columns = {"key": keys, **columns}
+    pq.write_table(pa.table(columns), path, row_group_size=2)
+
+
+def write_huggingface_parquet(path) -> None:
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    rows = [{"bytes": data, "path": f"{key}.jpg"} for key, data in PICTURES.items()]
+    pq.write_table(pa.table({"image": pa.array(rows, image), "label": list(range(len(rows)))}), path)
+
+
+def write_tfrecord(path) -> None:
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for data in PICTURES.values():
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+                "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"jpeg"])),
+            }))
+            writer.write(example.SerializeToString())
+
+
+def listed(path) -> ListedFile:
+    return ListedFile(str(path), path.stat().st_size, 1)
+
+
+def test_format_by_extension():
+    assert [shards.shard_format(u) for u in ("a/00000.tar", "b.parquet", "c.TFRecord", "d.tfrecords",
+                                             "e.tfrec", "f.jpg", "g.tar.gz")] == [
+        "webdataset", "parquet", "tfrecord", "tfrecord", "tfrecord", "files", "files"]
+    assert shards.shard_format("x.jpg", "parquet") == "parquet"
+
+
+def test_webdataset_samples_from_tarwriter(tmp_path):
+    path = tmp_path / "00000.tar"
+    write_webdataset(path)
+    got = list(shards.read_webdataset(listed(path), 10_000_000))
+    assert [(f.uri, f.key, f.source, f.image_id) for f in got] == [
+        (f"{path}#{key}", key, str(path), sha(data)) for key, data in PICTURES.items()]
+
+
+@pytest.mark.parametrize("writer,column", [
+    (write_img2dataset_parquet, None), (write_huggingface_parquet, None),
+    (lambda p: write_img2dataset_parquet(p, column="pixels"), "pixels")])
+def test_parquet_samples(tmp_path, writer, column):
+    path = tmp_path / "00000.parquet"
+    writer(path)
+    got = list(shards.read_parquet(listed(path), 10_000_000, column))
+    images = [f for f in got if isinstance(f, ImageFile)]
+    assert [f.image_id for f in images] == [sha(d) for d in PICTURES.values()]
+    if writer is write_huggingface_parquet:
+        assert [f.key for f in images] == ["0", "1", "2", "3"]  # no key column: the row number
+    else:
+        assert [f.key for f in images] == list(PICTURES)
+        assert outcomes(got)[-1] == ("000000099", "NoImageInSample")  # the failed download
+
+
+def test_tfrecord_samples_from_tf_writer(tmp_path):
+    path = tmp_path / "train-00000.tfrecord"
+    write_tfrecord(path)
+    got = list(shards.read_tfrecord(listed(path), 10_000_000))
+    assert [(f.key, f.image_id) for f in got] == [(str(i), sha(d)) for i, d in enumerate(PICTURES.values())]
+
+
+def _tar(path, members) -> bytes:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path.read_bytes()
+
+
+def test_hostile_tars(tmp_path):
+    jpg = PICTURES["000000001"]
+    members = [("a.jpg", jpg), ("a.txt", b"t"), ("b.txt", b"only text"), ("c.jpg", b"not an image"),
+               ("a.jpg", jpg), ("../../etc/evil.png", jpg), ("/abs/d.jpg", jpg), ("big.png", b"x" * 2000)]
+    whole = _tar(tmp_path / "hostile.tar", members)
+    got = outcomes(shards.read_webdataset(listed(tmp_path / "hostile.tar"), 1500))
+    assert got == [("a", "image"), ("b", "NoImageInSample"), ("c", "image"),  # c fails at decode
+                   ("a~2", "image"), ("../../etc/evil", "image"), ("/abs/d", "image"),
+                   ("big", "FileTooLarge")]
+    assert not (tmp_path / "etc").exists() and not (tmp_path.parent / "etc" / "evil.png").exists()
+    # Cut inside c.jpg's data (a.jpg: header + 3 blocks, a.txt, b.txt: header + 1 block each,
+    # c.jpg's header at 4096): samples a and b, then one error naming the offset.
+    (tmp_path / "cut.tar").write_bytes(whole[:4700])
+    got = list(shards.read_webdataset(listed(tmp_path / "cut.tar"), 10_000))
+    assert outcomes(got)[:2] == [("a", "image"), ("b", "NoImageInSample")]
+    assert outcomes(got)[-1] == ("<shard>", "ShardBroken")
+    assert "broken at byte" in got[-1].value.message and str(tmp_path / "cut.tar") == got[-1].value.uri
+
+
+def test_hostile_parquet_and_tfrecord(tmp_path):
+    good = tmp_path / "good.parquet"
+    write_img2dataset_parquet(good)
+    (tmp_path / "footer.parquet").write_bytes(good.read_bytes()[:-20])
+    pq.write_table(pa.table({"key": ["1"], "txt": ["no image here"]}), tmp_path / "noimage.parquet")
+    assert outcomes(shards.read_parquet(listed(tmp_path / "footer.parquet"), 10_000)) == [("<shard>", "ShardBroken")]
+    assert outcomes(shards.read_parquet(listed(tmp_path / "noimage.parquet"), 10_000)) == [("<shard>", "NoImageColumn")]
+
+    records = tmp_path / "r.tfrecord"
+    write_tfrecord(records)
+    data = bytearray(records.read_bytes())
+    second = 16 + int.from_bytes(data[:8], "little")  # start of the second record
+    data[second + 12 + 5] ^= 0xFF  # a byte inside its payload: its data CRC no longer matches
+    (tmp_path / "crc.tfrecord").write_bytes(bytes(data))
+    got = list(shards.read_tfrecord(listed(tmp_path / "crc.tfrecord"), 10_000_000))
+    assert outcomes(got) == [("0", "image"), ("<shard>", "ShardBroken")]
+    assert "checksum" in got[-1].value.message and "1 records read before it" in got[-1].value.message
+
+
+def test_cli_shards_give_the_loose_files_ids_and_embeddings(tmp_path):
+    """One mixed glob: loose files, a WebDataset tar, img2dataset Parquet and a TFRecord, plus
+    a broken tar. The same picture has the same image_id and embedding wherever it is."""
+    loose, mixed = tmp_path / "loose", tmp_path / "mixed"
+    loose.mkdir()
+    mixed.mkdir()
+    for key, data in PICTURES.items():
+        (loose / f"{key}.{EXTENSION[key]}").write_bytes(data)
+    write_webdataset(mixed / "00000.tar")
+    write_img2dataset_parquet(mixed / "00000.parquet")
+    write_tfrecord(mixed / "00000.tfrecord")
+    write_image(mixed / "extra.png", rgb_pattern(40, 48, 50), "PNG")
+    (mixed / "broken.tar").write_bytes((mixed / "00000.tar").read_bytes()[:1500])
+    common = ["--weights", "random", "--image_size", "32", "--layers", "res5"]
+    assert run(["--input", str(loose / "*"), "--output", str(tmp_path / "a"), *common]) == EXIT_OK
+    assert run(["--input", str(mixed / "*"), "--output", str(tmp_path / "b"), *common]) == EXIT_OK
+
+    manifest = __import__("json").loads((tmp_path / "b" / "manifest.json").read_text())
+    counts = manifest["counts"]
+    # 4 samples x 3 shards + extra.png + the Parquet row without an image + what broken.tar gave.
+    errors = pq.read_table(layout.errors_dir(str(tmp_path / "b"))).to_pylist()
+    assert counts["embedded"] == 13 + sum(
+        1 for row in pq.read_table(layout.images_dir(str(tmp_path / "b"))).to_pylist()
+        if row["source"] == str(mixed / "broken.tar"))
+    assert counts["matched"] == counts["embedded"] + counts["errors"]
+    assert {(e["uri"].rsplit("/", 1)[1], e["error_type"]) for e in errors} >= {
+        ("00000.parquet#000000099", "NoImageInSample"), ("broken.tar", "ShardBroken")}
+
+    reference = read_layer(str(tmp_path / "a"), "res5")
+    by_id = dict(zip(reference.image_ids, reference.matrix))
+    rows = read_layer(str(tmp_path / "b"), "res5")
+    for fmt in ("00000.tar#", "00000.parquet#", "00000.tfrecord#"):
+        ids = [i for i, u in zip(rows.image_ids, rows.uris) if fmt in u]
+        assert sorted(ids) == sorted(by_id), fmt
+        mine = dict(zip(rows.image_ids, rows.matrix))
+        assert_same_embeddings(np.stack([mine[i] for i in ids]), np.stack([by_id[i] for i in ids]))
+    images = pq.read_table(layout.images_dir(str(tmp_path / "b"))).to_pylist()
+    tar_rows = [r for r in images if r["source"] == str(mixed / "00000.tar")]
+    assert sorted(r["key"] for r in tar_rows) == sorted(PICTURES)
+    assert all(r["uri"] == f"{r['source']}#{r['key']}" for r in tar_rows)
+    extra = [r for r in images if r["uri"].endswith("extra.png")]
+    assert extra[0]["source"] == extra[0]["uri"] and extra[0]["key"] is None
+
+
+def test_incremental_mode_refuses_shard_formats(tmp_path, capsys):
+    write_webdataset(tmp_path / "00000.tar")
+    assert run(["--input", str(tmp_path / "*.tar"), "--output", str(tmp_path / "root"), "--mode",
+                "incremental", "--input_format", "webdataset", "--weights", "random"]) == EXIT_USAGE
+    assert "not compared with earlier runs" in capsys.readouterr().err

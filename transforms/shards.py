@@ -1,0 +1,262 @@
+"""Readers of shards: WebDataset tars, Parquet tables and TFRecord files of image samples.
+
+Each reader is a generator over one listed shard that streams it (a tar member by member,
+Parquet a record batch at a time, TFRecord a record at a time, all from
+``FileSystems.open``), and yields an ImageFile per sample (``uri`` ``<shard>#<key>``) or an
+error-output element per sample it cannot use. A shard that breaks off yields the samples
+before the break, then one error naming the shard and the byte offset. Nothing is ever
+extracted to disk: member names are only names."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import struct
+import tarfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import STAGE_READ, FileTooLarge, ImageFile, ListedFile
+from transforms.errors import image_error
+
+FORMATS = ("files", "webdataset", "parquet", "tfrecord")
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+#: --image_column's default candidates for Parquet, in order.
+PARQUET_IMAGE_COLUMNS = ("jpg", "png", "webp", "image", "image_bytes", "bytes")
+TFRECORD_IMAGE_FEATURE = "image/encoded"
+_BY_EXTENSION = {".tar": "webdataset", ".parquet": "parquet", ".tfrecord": "tfrecord",
+                 ".tfrecords": "tfrecord", ".tfrec": "tfrecord"}
+
+
+class NoImageInSample(ValueError):
+    """A sample (tar key group, Parquet row, TFRecord example) without image bytes."""
+
+
+class NoImageColumn(ValueError):
+    """A Parquet file with no usable image column."""
+
+
+class ShardBroken(OSError):
+    """A shard that cannot be read to its end (truncated, corrupt)."""
+
+
+def shard_format(uri: str, input_format: str = "auto") -> str:
+    """The reader for ``uri``: ``input_format`` itself, or with ``auto`` its extension's."""
+    if input_format != "auto":
+        return input_format
+    lowered = uri.lower()
+    for extension, name in _BY_EXTENSION.items():
+        if lowered.endswith(extension):
+            return name
+    return "files"
+
+
+def sample(listed: ListedFile, key: str, data: bytes) -> ImageFile:
+    return ImageFile(f"{listed.uri}#{key}", hashlib.sha256(data).hexdigest(), data,
+                     listed.size_bytes, listed.modified_us, source=listed.uri, key=key)
+
+
+def _error(listed: ListedFile, key: str | None, exc: BaseException):
+    uri = listed.uri if key is None else f"{listed.uri}#{key}"
+    return image_error(uri, None, STAGE_READ, exc)
+
+
+class _Keys:
+    """Distinct keys within one shard: a key seen again becomes ``key~2``, ``key~3``..."""
+
+    def __init__(self):
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, key: str) -> str:
+        count = self._seen.get(key, 0) + 1
+        self._seen[key] = count
+        return key if count == 1 else f"{key}~{count}"
+
+
+# --- WebDataset --------------------------------------------------------------------------
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """WebDataset: ``dir/000001.seg.png`` -> (``dir/000001``, ``seg.png``): the key is the
+    name up to the first dot of its last component."""
+    directory, base = posixpath.split(name)
+    stem, _, extension = base.partition(".")
+    return (posixpath.join(directory, stem) if directory else stem), extension.lower()
+
+
+def read_webdataset(listed: ListedFile, max_member_bytes: int):
+    """One ImageFile per sample: the first member of each key group with an image extension.
+    Samples are the runs of consecutive members sharing a key, as WebDataset writes them."""
+    keys = _Keys()
+    with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
+        current, image, refused = None, None, None
+
+        def finish():
+            key = keys(current)
+            if refused is not None:
+                return _error(listed, key, refused)
+            if image is None:
+                return _error(listed, key, NoImageInSample(
+                    "no member with an image extension (" + ", ".join(IMAGE_EXTENSIONS) + ")"))
+            return sample(listed, key, image)
+
+        try:
+            with tarfile.open(fileobj=handle, mode="r|") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    key, extension = split_member_name(member.name)
+                    is_image = extension.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS
+                    if key != current or (is_image and (image is not None or refused is not None)):
+                        if current is not None:
+                            yield finish()
+                        current, image, refused = key, None, None
+                    if not is_image:
+                        continue
+                    if member.size > max_member_bytes:
+                        refused = FileTooLarge(
+                            f"member {member.name} is {member.size} bytes, over --max_file_bytes "
+                            f"{max_member_bytes}; not read")
+                        continue
+                    image = tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            if current is not None and (image is not None or refused is not None):
+                yield finish()
+            offset = _tell(handle)
+            yield _error(listed, None, ShardBroken(
+                f"tar shard broken at byte {offset}: {type(exc).__name__}: {exc}"))
+            return
+        if current is not None:
+            yield finish()
+
+
+def _tell(handle) -> int | str:
+    try:
+        return handle.tell()
+    except Exception:  # Some remote handles cannot say.
+        return "?"
+
+
+# --- Parquet -----------------------------------------------------------------------------
+
+def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
+    """(column, is_struct): ``requested``, else the first of PARQUET_IMAGE_COLUMNS that is
+    binary, or a struct with a binary ``bytes`` field (Hugging Face's image)."""
+    def usable(name):
+        if name not in schema.names:
+            return None
+        kind = schema.field(name).type
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            return False
+        if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0:
+            inner = kind.field("bytes").type
+            if pa.types.is_binary(inner) or pa.types.is_large_binary(inner):
+                return True
+        return None
+
+    for name in ([requested] if requested else PARQUET_IMAGE_COLUMNS):
+        is_struct = usable(name)
+        if is_struct is not None:
+            return name, is_struct
+    wanted = requested or " or ".join(PARQUET_IMAGE_COLUMNS)
+    raise NoImageColumn(f"no binary image column {wanted} (columns: {', '.join(schema.names)}); "
+                        "name it with --image_column")
+
+
+def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str | None = None,
+                 batch_rows: int = 256):
+    """One ImageFile per row. The key is the ``key`` column when there is one, else the row
+    number. A null image is an error row; so is a file that is not Parquet."""
+    keys = _Keys()
+    with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+            column, is_struct = image_column(parquet.schema_arrow, requested_column)
+        except Exception as exc:
+            yield _error(listed, None, exc if isinstance(exc, NoImageColumn) else ShardBroken(
+                f"not a readable Parquet file: {type(exc).__name__}: {exc}"))
+            return
+        has_key = "key" in parquet.schema_arrow.names
+        columns = [column] + (["key"] if has_key and column != "key" else [])
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                images = batch.column(column)
+                if is_struct:
+                    images = images.field("bytes")
+                names = batch.column("key").to_pylist() if has_key else None
+                for i, data in enumerate(images.to_pylist()):
+                    key = keys(str(names[i]) if names and names[i] is not None else str(row))
+                    row += 1
+                    if not data:
+                        yield _error(listed, key, NoImageInSample(f"column {column} is empty in this row"))
+                    elif len(data) > max_image_bytes:
+                        yield _error(listed, key, FileTooLarge(
+                            f"{len(data)} bytes is over --max_file_bytes {max_image_bytes}"))
+                    else:
+                        yield sample(listed, key, data)
+        except Exception as exc:
+            yield _error(listed, None, ShardBroken(
+                f"Parquet shard broken after row {row}: {type(exc).__name__}: {exc}"))
+
+
+# --- TFRecord ----------------------------------------------------------------------------
+
+def _masked_crc32c(data: bytes) -> int:
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+
+    return _TFRecordUtil._masked_crc32c(data)  # pylint: disable=protected-access
+
+
+def tfrecord_records(handle, max_record_bytes: int):
+    """The payload of each record, CRCs checked; ShardBroken at the first bad one."""
+    offset = 0
+    while True:
+        header = handle.read(12)
+        if not header:
+            return
+        if len(header) != 12:
+            raise ShardBroken(f"TFRecord cut off at byte {offset} (record header)")
+        length, length_crc = struct.unpack("<QI", header)
+        if _masked_crc32c(header[:8]) != length_crc:
+            raise ShardBroken(f"TFRecord length checksum wrong at byte {offset}")
+        if length > max_record_bytes:
+            raise ShardBroken(f"TFRecord record at byte {offset} claims {length} bytes, over "
+                              f"--max_file_bytes {max_record_bytes}")
+        body = handle.read(length + 4)
+        if len(body) != length + 4:
+            raise ShardBroken(f"TFRecord cut off at byte {offset} (record of {length} bytes)")
+        payload, payload_crc = body[:length], struct.unpack("<I", body[length:])[0]
+        if _masked_crc32c(payload) != payload_crc:
+            raise ShardBroken(f"TFRecord data checksum wrong in the record at byte {offset}")
+        yield payload
+        offset += 16 + length
+
+
+def read_tfrecord(listed: ListedFile, max_record_bytes: int, feature: str | None = None):
+    """One ImageFile per tf.train.Example record; the key is the record number."""
+    from tensorflow.core.example import example_pb2
+
+    feature = feature or TFRECORD_IMAGE_FEATURE
+    with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
+        number = 0
+        try:
+            for payload in tfrecord_records(handle, max_record_bytes):
+                key = str(number)
+                number += 1
+                try:
+                    example = example_pb2.Example.FromString(payload)
+                    values = example.features.feature[feature].bytes_list.value
+                    if not values or not values[0]:
+                        raise NoImageInSample(f"no bytes in feature {feature!r}")
+                except NoImageInSample as exc:
+                    yield _error(listed, key, exc)
+                    continue
+                except Exception as exc:  # Not a tf.train.Example.
+                    yield _error(listed, key, NoImageInSample(
+                        f"record is not a tf.train.Example: {type(exc).__name__}: {exc}"))
+                    continue
+                yield sample(listed, key, values[0])
+        except ShardBroken as exc:
+            yield _error(listed, None, ShardBroken(f"{exc}; {number} records read before it"))
