@@ -21,6 +21,7 @@ Architecture, one line per module:
   transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches
   transforms/extract.py ExtractLayers: shared model per process -> per-layer arrays
   transforms/write.py   WriteEmbeddings: Parquet images/, embeddings/<layer>/, errors/
+  transforms/shards.py  WebDataset, Parquet, TFRecord shards streamed: one ImageFile per sample
   transforms/skip.py    SkipUnchanged (join by uri), SkipSameContent (join by image_id)
   transforms/known.py   ReadKnownFiles: earlier runs' images/ and skipped/ rows, streamed
   transforms/errors.py  exception -> ImageError row on the error output, counters

@@ -167,3 +167,12 @@ def test_local_paths_are_refused_for_remote_workers(flag, value, message, capsys
     argv[argv.index(flag) + 1] = value
     assert run(argv) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_dataflow_job_with_shard_inputs_is_built():
+    argv = dataflow_argv("--input_format", "webdataset", "--image_column", "jpg")
+    argv[argv.index("--input") + 1] = "gs://my-bucket/shards/*.tar"
+    job = build_job(argv)
+    options = job.options.get_all_options()
+    assert options["input_format"] == "webdataset" and options["image_column"] == "jpg"
+    assert {"ListFiles", "ReadImages", "EmbedImages", "WriteEmbeddings", "FinalizeRun"} <= top_level_labels(job)
