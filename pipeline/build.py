@@ -85,13 +85,15 @@ def build_pipeline(
     limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
     progress_dir: str | None = None, input_format: str = "auto", image_column: str | None = None,
+    keep_columns: tuple[str, ...] = (),
 ) -> dict:
     """Add list -> [skip unchanged] -> read -> [skip same content] -> EmbedImages (decode ->
     resize -> batch -> extract) -> write [-> finalize] to ``p``.
 
     ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
     with, and the ``skipped/`` output. ``input_format`` and ``image_column`` choose the
-    reader of each listed file (ReadImages); incremental runs read no shards yet. ``extract`` replaces the ExtractLayers step (tests
+    reader of each listed file (ReadImages); incremental runs read no shards yet.
+    ``keep_columns`` copies Parquet columns into ``images/``. ``extract`` replaces the ExtractLayers step (tests
     inject faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks
     and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
     line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
@@ -100,7 +102,7 @@ def build_pipeline(
     joins_by_uri = compare and comparison.skip_by == "metadata"
     listed = p | "ListFiles" >> ListFiles(input_pattern, spread=not joins_by_uri)
     reading = {"input_format": input_format, "image_column": image_column,
-               "shards": comparison is None}
+               "shards": comparison is None, "keep_columns": tuple(keep_columns)}
     side = (read_compared(p, listed, limits, comparison, reading) if compare
             else read_once(p, listed, limits, reading))
     embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, extract=extract)
@@ -112,7 +114,8 @@ def build_pipeline(
         # root by the whole collection each run.
         to_write["skipped"] = (side.same_content if comparison.skip_by == "metadata"
                                else p | "NothingRecorded" >> beam.Create([]))
-    written = to_write | "WriteEmbeddings" >> WriteEmbeddings(output_dir, config)
+    written = to_write | "WriteEmbeddings" >> WriteEmbeddings(output_dir, config,
+                                                              kept_columns=tuple(keep_columns))
     if progress_dir is not None:
         for pcoll, kind in [(embedded["embeddings"], EMBEDDED), (errors, ERRORS), (side.read, READ),
                             (side.unchanged, SKIPPED_UNCHANGED),

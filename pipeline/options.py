@@ -18,6 +18,7 @@ from schemas import (
     RESIZE_MODES,
     ExtractionConfig,
     InputLimits,
+    images_schema,
 )
 
 
@@ -61,6 +62,13 @@ class ExtractOptions(PipelineOptions):
             help="Parquet: the column with the image bytes (binary, or a struct with a binary "
             "'bytes' field). Default: the first of jpg, png, webp, image, image_bytes, bytes. "
             "TFRecord: the tf.train.Example feature. Default: image/encoded.",
+        )
+        parser.add_argument(
+            "--keep_columns",
+            default="",
+            help="Parquet inputs: comma-separated columns copied into images/ as text, such "
+            "as url,txt from img2dataset, so results join back to captions and URLs. Null "
+            "for images from other inputs. Default: none.",
         )
         parser.add_argument(
             "--layers",
@@ -203,6 +211,13 @@ def extraction_config(options: ExtractOptions) -> ExtractionConfig:
         mixed_precision=options.mixed_precision,
         jpeg_draft=options.jpeg_draft == "on",
     )
+
+
+def kept_columns(options: ExtractOptions) -> tuple[str, ...]:
+    """--keep_columns as a tuple of names; raises ValueError for names images/ already has."""
+    names = tuple(name.strip() for name in (options.keep_columns or "").split(",") if name.strip())
+    images_schema(names)
+    return names
 
 
 def input_limits(options: ExtractOptions) -> InputLimits:

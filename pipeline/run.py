@@ -43,6 +43,7 @@ from pipeline.options import (
     extraction_config,
     help_text,
     input_limits,
+    kept_columns,
     unknown_arguments,
 )
 from schemas import ExtractionConfig, InputLimits, layout
@@ -74,6 +75,7 @@ def parse_args(
     try:
         config = extraction_config(extract_options)
         limits = input_limits(extract_options)
+        kept_columns(extract_options)  # checked here, before anything is locked
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     fraction = extract_options.max_error_fraction
@@ -293,6 +295,7 @@ class RunPlan(NamedTuple):
     remote: bool
     dry_run: bool
     launched_at: float
+    kept_columns: tuple[str, ...] = ()  # --keep_columns, checked
 
 
 def plan_run(argv: list[str], launched_at: float) -> RunPlan:
@@ -306,7 +309,7 @@ def plan_run(argv: list[str], launched_at: float) -> RunPlan:
     config = dataclasses.replace(config, weights_sha256=weights.get("sha256"))
     output = plan_output(extract_options, config, check_paths=not dry_run, remote=remote)
     return RunPlan(argv, options, extract_options, config, limits, weights, output, matched,
-                   remote, dry_run, launched_at)
+                   remote, dry_run, launched_at, kept_columns(extract_options))
 
 
 def _run_job(plan: RunPlan, *, extract, on_result) -> tuple[int, bool]:
@@ -338,7 +341,7 @@ def _run_job(plan: RunPlan, *, extract, on_result) -> tuple[int, bool]:
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
             config=config, limits=plan.limits, extract=extract,
             comparison=output.comparison, input_format=extract_options.input_format,
-            image_column=extract_options.image_column,
+            image_column=extract_options.image_column, keep_columns=plan.kept_columns,
             finalize=FinalizeRun(output_dir, config, record, launched_at=plan.launched_at,
                                  submitted_at=time.time(), on_complete=on_complete),
             progress_dir=progress_dir,

@@ -9,6 +9,7 @@ from schemas.arrow import (
     embedding_metadata,
     embedding_type,
     embeddings_schema,
+    images_schema,
 )
 from schemas.config import MIXED_PRECISIONS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
 from schemas.contracts import ShapeContractError, assert_shape, shape_matches

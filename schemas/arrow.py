@@ -27,6 +27,20 @@ IMAGES_SCHEMA = pa.schema(
     ]
 )
 
+def images_schema(kept_columns: tuple[str, ...] = ()) -> pa.Schema:
+    """IMAGES_SCHEMA plus one nullable string column per ``--keep_columns`` name (Parquet
+    inputs' columns copied into ``images/``, as text). Raises ValueError for a name that
+    ``images/`` already has."""
+    clashing = [name for name in kept_columns if name in IMAGES_SCHEMA.names]
+    if clashing:
+        raise ValueError(f"--keep_columns {', '.join(clashing)}: images/ has such a column already "
+                         f"({', '.join(IMAGES_SCHEMA.names)})")
+    if len(set(kept_columns)) != len(kept_columns):
+        raise ValueError(f"--keep_columns names a column twice: {', '.join(kept_columns)}")
+    return pa.schema(list(IMAGES_SCHEMA) + [pa.field(name, pa.string(), nullable=True)
+                                            for name in kept_columns])
+
+
 #: ``skipped/`` of an incremental run: files read in this run whose content an earlier run
 #: had embedded (touched, renamed or copied files), so that the next run skips them unopened.
 SKIPPED_SCHEMA = pa.schema(

@@ -43,7 +43,8 @@ class ImageFile(NamedTuple):
     """An input image's bytes. ``image_id`` is the hex SHA-256 of ``data``; ``size_bytes``
     and ``modified_us`` are the listing it was read under (None when not from a listing).
     ``source`` is the listed file it came from and ``key`` its key inside a shard: a
-    sample of a shard has ``uri`` ``<source>#<key>``; a loose file has no key."""
+    sample of a shard has ``uri`` ``<source>#<key>``; a loose file has no key. ``kept``
+    holds the ``--keep_columns`` values of a Parquet row, as text, in the flag's order."""
 
     uri: str
     image_id: str
@@ -52,13 +53,14 @@ class ImageFile(NamedTuple):
     modified_us: int | None = None
     source: str | None = None
     key: str | None = None
+    kept: tuple[str | None, ...] | None = None
 
 
 class ImageInfo(NamedTuple):
     """What is known about a source image once decoded: one row of ``images/``.
     ``width`` and ``height`` are after EXIF orientation; ``format`` is PIL's (JPEG, PNG...);
-    ``size_bytes`` and ``modified_us`` are the listing the file was read under; ``source``
-    and ``key`` as in ImageFile."""
+    ``size_bytes`` and ``modified_us`` are the listing the file was read under; ``source``,
+    ``key`` and ``kept`` as in ImageFile."""
 
     uri: str
     image_id: str
@@ -69,6 +71,7 @@ class ImageInfo(NamedTuple):
     modified_us: int | None = None
     source: str | None = None
     key: str | None = None
+    kept: tuple[str | None, ...] | None = None
 
 
 class DecodedImage(NamedTuple):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from beam_helpers import check, local_test_pipeline
 from images import encode, rgb_pattern
-from schemas import ImageFile
+from schemas import ImageFile, ImageInfo
 from transforms import DecodeImages
 from schemas import ImageTooSmall, TooManyPixels
 from transforms.decode import decode_image, draft_request
@@ -109,7 +109,7 @@ def test_transform_splits_good_and_bad(tmp_path):
             decoded.images,
             check(
                 lambda xs: len(xs) == 1
-                and xs[0].info == ("mem://good.jpg", "id-good", 30, 20, "JPEG", None, None, None, None)
+                and xs[0].info == ImageInfo("mem://good.jpg", "id-good", 30, 20, "JPEG")  # no listing, no shard
                 and xs[0].pixels.shape == (20, 30, 3),
                 "one decoded 30x20 JPEG",
             ),

@@ -182,6 +182,7 @@ def test_cli_shards_give_the_loose_files_ids_and_embeddings(tmp_path):
     write_tfrecord(mixed / "00000.tfrecord")
     write_image(mixed / "extra.png", rgb_pattern(40, 48, 50), "PNG")
     (mixed / "broken.tar").write_bytes((mixed / "00000.tar").read_bytes()[:1500])
+    _tar(mixed / "fake.tar", [("x.jpg", b"not an image"), ("x.txt", b"caption")])
     common = ["--weights", "random", "--image_size", "32", "--layers", "res5"]
     assert run(["--input", str(loose / "*"), "--output", str(tmp_path / "a"), *common]) == EXIT_OK
     assert run(["--input", str(mixed / "*"), "--output", str(tmp_path / "b"), *common]) == EXIT_OK
@@ -194,8 +195,9 @@ def test_cli_shards_give_the_loose_files_ids_and_embeddings(tmp_path):
         1 for row in pq.read_table(layout.images_dir(str(tmp_path / "b"))).to_pylist()
         if row["source"] == str(mixed / "broken.tar"))
     assert counts["matched"] == counts["embedded"] + counts["errors"]
-    assert {(e["uri"].rsplit("/", 1)[1], e["error_type"]) for e in errors} >= {
-        ("00000.parquet#000000099", "NoImageInSample"), ("broken.tar", "ShardBroken")}
+    assert {(e["uri"].rsplit("/", 1)[1], e["stage"], e["error_type"]) for e in errors} >= {
+        ("00000.parquet#000000099", "read", "NoImageInSample"), ("broken.tar", "read", "ShardBroken"),
+        ("fake.tar#x", "decode", "UnidentifiedImageError")}
 
     reference = read_layer(str(tmp_path / "a"), "res5")
     by_id = dict(zip(reference.image_ids, reference.matrix))
@@ -218,3 +220,23 @@ def test_incremental_mode_refuses_shard_formats(tmp_path, capsys):
     assert run(["--input", str(tmp_path / "*.tar"), "--output", str(tmp_path / "root"), "--mode",
                 "incremental", "--input_format", "webdataset", "--weights", "random"]) == EXIT_USAGE
     assert "not compared with earlier runs" in capsys.readouterr().err
+
+
+def test_keep_columns_copies_parquet_columns_into_images(tmp_path, capsys):
+    write_img2dataset_parquet(tmp_path / "00000.parquet")
+    write_image(tmp_path / "loose.png", rgb_pattern(40, 48, 60), "PNG")
+    argv = ["--input", str(tmp_path / "*"), "--output", str(tmp_path / "out"), "--weights", "random",
+            "--image_size", "32", "--layers", "res5", "--keep_columns", "url,txt,status,not_there"]
+    assert run(argv) == EXIT_OK
+    images = pq.read_table(layout.images_dir(str(tmp_path / "out")))
+    assert images.column_names[-4:] == ["url", "txt", "status", "not_there"]
+    rows = {r["key"] or "loose": r for r in images.to_pylist()}
+    assert rows["000000002"]["url"] == "https://example.com/000000002.jpg"
+    assert rows["000000002"]["txt"] == "a caption" and rows["000000002"]["status"] == "success"
+    assert rows["000000002"]["not_there"] is None
+    assert rows["loose"]["url"] is None  # not from Parquet
+    clash = argv[:-1] + ["url,width"]
+    clash[clash.index("--output") + 1] = str(tmp_path / "out2")
+    assert run(clash) == EXIT_USAGE
+    assert "images/ has such a column already" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()  # refused before anything was created or locked

@@ -67,7 +67,7 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
         "tf_threads": "2", "jpeg_draft": "off", "max_pixels": "5000000", "min_side": "8",
         "max_file_bytes": "1000000", "max_error_fraction": "0.05", "mode": "incremental",
         "skip_by": "content", "lock_stale_hours": "6", "input_format": "parquet",
-        "image_column": "png", "overwrite": "false", "progress_seconds": "30",
+        "image_column": "png", "keep_columns": "url,txt", "overwrite": "false", "progress_seconds": "30",
     }
     assert set(values) == {p["name"] for p in committed()["parameters"]}
     for parameter in committed()["parameters"]:
@@ -80,6 +80,6 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
     assert options.mode == "incremental" and options.overwrite is False
     assert options.lock_stale_hours == 6.0 and options.tf_threads == 2
     assert options.skip_by == "content" and options.input_format == "parquet"
-    assert options.image_column == "png"
+    assert options.image_column == "png" and options.keep_columns == "url,txt"
     assert options.progress_seconds == 30.0
     assert template_metadata()["streaming"] is False

@@ -154,7 +154,7 @@ class _DecodeFn(beam.DoFn):
             return
         self._decoded.inc()
         info = ImageInfo(file.uri, file.image_id, decoded.width, decoded.height, decoded.format,
-                         file.size_bytes, file.modified_us, file.source, file.key)
+                         file.size_bytes, file.modified_us, file.source, file.key, file.kept)
         yield DecodedImage(info=info, pixels=decoded.pixels)
 
 

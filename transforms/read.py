@@ -52,11 +52,12 @@ def read_bytes(uri: str, max_file_bytes: int) -> bytes:
 
 class _ReadFileFn(beam.DoFn):
     def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, shards: bool = True):
+                 image_column: str | None = None, shards: bool = True, keep_columns=()):
         self._max_file_bytes = max_file_bytes
         self._input_format = input_format
         self._image_column = image_column
         self._shards = shards
+        self._keep_columns = tuple(keep_columns)
 
     def setup(self):
         self._matched = Metrics.counter(METRICS_NAMESPACE, "matched")
@@ -88,7 +89,8 @@ class _ReadFileFn(beam.DoFn):
         if kind == "webdataset":
             elements = shards.read_webdataset(listed, self._max_file_bytes)
         elif kind == "parquet":
-            elements = shards.read_parquet(listed, self._max_file_bytes, self._image_column)
+            elements = shards.read_parquet(listed, self._max_file_bytes, self._image_column,
+                                           keep_columns=self._keep_columns)
         else:
             elements = shards.read_tfrecord(listed, self._max_file_bytes, self._image_column)
         for element in elements:
@@ -103,8 +105,9 @@ class ReadImages(beam.PTransform):
     size_bytes, modified_us, source, key): one per listed image file, or one per sample of
     a listed shard (``input_format``: auto by extension, or files, webdataset, parquet,
     tfrecord; see transforms/shards.py), with ``uri`` ``<shard>#<key>``. ``image_column``
-    names the Parquet column or TFRecord feature. With ``shards`` False (incremental runs)
-    a shard is one error row instead.
+    names the Parquet column or TFRecord feature; ``keep_columns`` are Parquet columns
+    carried as text into ``kept``. With ``shards`` False (incremental runs) a shard is one
+    error row instead.
 
     Files that cannot be read go to ``errors`` (ImageError, stage 'read'); empty files and
     files over ``max_file_bytes`` (by the listed size, so they are never opened) go there
@@ -113,9 +116,9 @@ class ReadImages(beam.PTransform):
     """
 
     def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, shards: bool = True):
+                 image_column: str | None = None, shards: bool = True, keep_columns=()):
         super().__init__()
-        self._read_fn = _ReadFileFn(max_file_bytes, input_format, image_column, shards)
+        self._read_fn = _ReadFileFn(max_file_bytes, input_format, image_column, shards, keep_columns)
 
     def expand(self, listed):
         return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(ERRORS_TAG, main="files")

@@ -53,9 +53,17 @@ def shard_format(uri: str, input_format: str = "auto") -> str:
     return "files"
 
 
-def sample(listed: ListedFile, key: str, data: bytes) -> ImageFile:
+def sample(listed: ListedFile, key: str, data: bytes, kept=None) -> ImageFile:
     return ImageFile(f"{listed.uri}#{key}", hashlib.sha256(data).hexdigest(), data,
-                     listed.size_bytes, listed.modified_us, source=listed.uri, key=key)
+                     listed.size_bytes, listed.modified_us, source=listed.uri, key=key, kept=kept)
+
+
+def _as_text(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 def _error(listed: ListedFile, key: str | None, exc: BaseException):
@@ -165,9 +173,10 @@ def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
 
 
 def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str | None = None,
-                 batch_rows: int = 256):
+                 batch_rows: int = 256, keep_columns: tuple[str, ...] = ()):
     """One ImageFile per row. The key is the ``key`` column when there is one, else the row
-    number. A null image is an error row; so is a file that is not Parquet."""
+    number. A null image is an error row; so is a file that is not Parquet. The values of
+    ``keep_columns`` that the file has are carried as text in ``kept`` (None where absent)."""
     keys = _Keys()
     with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
         try:
@@ -177,8 +186,10 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
             yield _error(listed, None, exc if isinstance(exc, NoImageColumn) else ShardBroken(
                 f"not a readable Parquet file: {type(exc).__name__}: {exc}"))
             return
-        has_key = "key" in parquet.schema_arrow.names
-        columns = [column] + (["key"] if has_key and column != "key" else [])
+        names_present = parquet.schema_arrow.names
+        has_key = "key" in names_present
+        kept_present = [name for name in keep_columns if name in names_present]
+        columns = list(dict.fromkeys([column] + (["key"] if has_key else []) + kept_present))
         row = 0
         try:
             for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
@@ -186,7 +197,10 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
                 if is_struct:
                     images = images.field("bytes")
                 names = batch.column("key").to_pylist() if has_key else None
+                kept_values = {name: batch.column(name).to_pylist() for name in kept_present}
                 for i, data in enumerate(images.to_pylist()):
+                    kept = (tuple(_as_text(kept_values[n][i]) if n in kept_values else None
+                                  for n in keep_columns) if keep_columns else None)
                     key = keys(str(names[i]) if names and names[i] is not None else str(row))
                     row += 1
                     if not data:
@@ -195,7 +209,7 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
                         yield _error(listed, key, FileTooLarge(
                             f"{len(data)} bytes is over --max_file_bytes {max_image_bytes}"))
                     else:
-                        yield sample(listed, key, data)
+                        yield sample(listed, key, data, kept)
         except Exception as exc:
             yield _error(listed, None, ShardBroken(
                 f"Parquet shard broken after row {row}: {type(exc).__name__}: {exc}"))

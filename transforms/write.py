@@ -18,6 +18,7 @@ from schemas import (
     SeenFile,
     assert_shape,
     embeddings_schema,
+    images_schema,
     layout,
 )
 from transforms.errors import METRICS_NAMESPACE
@@ -26,9 +27,14 @@ CODEC = "snappy"
 MODIFIED_TYPE = IMAGES_SCHEMA.field("modified").type
 
 
-def images_table(batch: BatchEmbeddings) -> pa.Table:
-    """One ``images/`` row per image of the batch."""
+def images_table(batch: BatchEmbeddings, schema: pa.Schema = IMAGES_SCHEMA) -> pa.Table:
+    """One ``images/`` row per image of the batch, in ``schema``: IMAGES_SCHEMA, then the
+    ``--keep_columns`` columns (``images_schema``) filled from each image's ``kept``."""
     infos = batch.infos
+    kept = [
+        pa.array([i.kept[j] if i.kept else None for i in infos], pa.string())
+        for j in range(len(schema) - len(IMAGES_SCHEMA))
+    ]
     return pa.Table.from_arrays(
         [
             pa.array([i.image_id for i in infos], pa.string()),
@@ -40,8 +46,9 @@ def images_table(batch: BatchEmbeddings) -> pa.Table:
             pa.array([i.modified_us for i in infos], MODIFIED_TYPE),
             pa.array([i.source for i in infos], pa.string()),
             pa.array([i.key for i in infos], pa.string()),
+            *kept,
         ],
-        schema=IMAGES_SCHEMA,
+        schema=schema,
     )
 
 
@@ -100,7 +107,8 @@ class WriteEmbeddings(beam.PTransform):
     Parquet files under ``output_dir``:
 
     - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image, with the size
-      and last-updated time of the listing it was read under;
+      and last-updated time of the listing it was read under, plus a text column per
+      ``kept_columns`` name (``images_schema``);
     - ``embeddings/<layer>/part-*.parquet``: ``embeddings_schema(config, layer)``, one row
       per embedded image, with the layer's key-value metadata;
     - ``errors/part-*.parquet``: ERRORS_SCHEMA, one row per rejected input, written (empty)
@@ -112,10 +120,11 @@ class WriteEmbeddings(beam.PTransform):
     Returns the dict of each sink's output (the written file names).
     """
 
-    def __init__(self, output_dir: str, config: ExtractionConfig):
+    def __init__(self, output_dir: str, config: ExtractionConfig, *, kept_columns: tuple[str, ...] = ()):
         super().__init__()
         self._output_dir = output_dir
         self._config = config
+        self._images_schema = images_schema(tuple(kept_columns))
 
     def _sink(self, directory: str, schema: pa.Schema, *, rows: bool = False):
         """Arrow tables -> Parquet, or with ``rows`` row dicts -> Parquet (which writes one
@@ -133,9 +142,9 @@ class WriteEmbeddings(beam.PTransform):
         root = self._output_dir
         written = {
             "images": embeddings
-            | "ImagesTable" >> beam.Map(images_table)
+            | "ImagesTable" >> beam.Map(images_table, self._images_schema)
             | "CountImages" >> beam.ParDo(_CountRows("rows_images"))
-            | "WriteImages" >> self._sink(layout.images_dir(root), IMAGES_SCHEMA),
+            | "WriteImages" >> self._sink(layout.images_dir(root), self._images_schema),
             "errors": errors
             | "ErrorRows" >> beam.Map(error_row)
             | "WriteErrors" >> self._sink(layout.errors_dir(root), ERRORS_SCHEMA, rows=True),
