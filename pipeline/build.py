@@ -21,6 +21,7 @@ from transforms import (
     ListFiles,
     ReadImages,
     ReadKnownFiles,
+    ReadShardRecords,
     RereadImages,
     SkipSameContent,
     SkipUnchanged,
@@ -31,9 +32,10 @@ from transforms.read import drop_bytes
 
 class ReadSide(NamedTuple):
     """What the read side hands on: ``files`` (ImageFile) to decode; ``errors`` (ImageError)
-    of reading; ``matched`` (uri per input image); ``read`` (uri per file whose bytes were
-    read); ``unchanged`` (uri per file skipped by its listing, never opened);
-    ``same_content`` (SeenFile per file read whose content was embedded before)."""
+    of reading; ``matched`` (a uri, or an Unchanged, per input image); ``read`` (uri per
+    image whose bytes were hashed); ``unchanged`` (Unchanged per file, sample or shard
+    skipped by its listing); ``same_content`` (SeenFile per image read whose content was
+    embedded before); ``shards`` (ShardRecord per shard read to its end)."""
 
     files: beam.PCollection
     errors: tuple
@@ -41,6 +43,7 @@ class ReadSide(NamedTuple):
     read: beam.PCollection
     unchanged: beam.PCollection
     same_content: beam.PCollection
+    shards: beam.PCollection
 
 
 def _uris(pcoll, label: str):
@@ -53,31 +56,34 @@ def read_once(p, listed, limits: InputLimits, reading: dict) -> ReadSide:
     uris = _uris(read.files, "ReadUris")
     matched = (uris, _uris(read.errors, "RefusedUris")) | "Matched" >> beam.Flatten()
     nothing = p | "NothingSkipped" >> beam.Create([])
-    return ReadSide(read.files, (read.errors,), matched, uris, nothing, nothing)
+    return ReadSide(read.files, (read.errors,), matched, uris, nothing, nothing, read.shards)
 
 
 def read_compared(p, listed, limits: InputLimits, comparison: Comparison, reading: dict) -> ReadSide:
-    """Incremental runs with earlier runs: skip by listing (``--skip_by metadata``), hash
-    what is left, skip by content, then read again only the files to embed. Earlier rows
-    meet the input in joins; image bytes never wait in a shuffle."""
+    """Incremental runs with earlier runs: skip by listing (``--skip_by metadata``: files,
+    whole shards, and the known samples of shards read again), hash what is left, skip by
+    content, then read again only the images to embed. Earlier rows meet the input in
+    joins; image bytes never wait in a shuffle."""
     images_rows = p | "EarlierImages" >> ReadKnownFiles(comparison.image_parts or ())
     to_read, unchanged = listed, p | "NoneUnchanged" >> beam.Create([])
     if comparison.skip_by == "metadata":
         skipped_rows = p | "EarlierSkipped" >> ReadKnownFiles(comparison.skipped_parts or ())
+        records = p | "EarlierShards" >> ReadShardRecords(comparison.shard_parts or ())
         known = (images_rows, skipped_rows) | "EarlierListings" >> beam.Flatten()
-        kept = listed | "SkipUnchanged" >> SkipUnchanged(known)
+        kept = listed | "SkipUnchanged" >> SkipUnchanged(known, records)
         to_read, unchanged = kept.files, kept.unchanged
     hashed = to_read | "HashImages" >> ReadImages(max_file_bytes=limits.max_file_bytes, **reading)
+    unchanged = (unchanged, hashed.unchanged) | "Unchanged" >> beam.Flatten()
     seen = hashed.files | "DropBytes" >> beam.Map(drop_bytes)
     done_ids = images_rows | "EarlierIds" >> beam.Map(lambda row: row.image_id)
     new = seen | "SkipSameContent" >> SkipSameContent(done_ids)
-    reread = new.files | "ReadNewImages" >> RereadImages(max_file_bytes=limits.max_file_bytes)
+    reread = new.files | "ReadNewImages" >> RereadImages(max_file_bytes=limits.max_file_bytes, **reading)
     read_uris = _uris(seen, "ReadUris")
     matched = (
         read_uris, _uris(hashed.errors, "RefusedUris"), unchanged,
     ) | "Matched" >> beam.Flatten()
-    return ReadSide(reread.files, (hashed.errors, reread.errors), matched, read_uris, unchanged,
-                    new.same_content)
+    return ReadSide(reread["files"], (hashed.errors, reread["errors"]), matched, read_uris, unchanged,
+                    new.same_content, hashed.shards)
 
 
 def build_pipeline(
@@ -91,9 +97,8 @@ def build_pipeline(
     resize -> batch -> extract) -> write [-> finalize] to ``p``.
 
     ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
-    with, and the ``skipped/`` output. ``input_format`` and ``image_column`` choose the
-    reader of each listed file (ReadImages); incremental runs read no shards yet.
-    ``keep_columns`` copies Parquet columns into ``images/``. ``extract`` replaces the ExtractLayers step (tests
+    with, and the ``skipped/`` and ``shards/`` outputs. ``input_format`` and ``image_column`` choose the
+    reader of each listed file (ReadImages). ``keep_columns`` copies Parquet columns into ``images/``. ``extract`` replaces the ExtractLayers step (tests
     inject faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks
     and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
     line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
@@ -102,7 +107,7 @@ def build_pipeline(
     joins_by_uri = compare and comparison.skip_by == "metadata"
     listed = p | "ListFiles" >> ListFiles(input_pattern, spread=not joins_by_uri)
     reading = {"input_format": input_format, "image_column": image_column,
-               "shards": comparison is None, "keep_columns": tuple(keep_columns)}
+               "keep_columns": tuple(keep_columns)}
     side = (read_compared(p, listed, limits, comparison, reading) if compare
             else read_once(p, listed, limits, reading))
     embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, extract=extract)
@@ -114,6 +119,7 @@ def build_pipeline(
         # root by the whole collection each run.
         to_write["skipped"] = (side.same_content if comparison.skip_by == "metadata"
                                else p | "NothingRecorded" >> beam.Create([]))
+        to_write["shards"] = side.shards
     written = to_write | "WriteEmbeddings" >> WriteEmbeddings(output_dir, config,
                                                               kept_columns=tuple(keep_columns))
     if progress_dir is not None:

@@ -14,7 +14,7 @@ import apache_beam as beam
 
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
-from schemas import ExtractionConfig
+from schemas import ExtractionConfig, images_counted
 
 _log = logging.getLogger(__name__)
 
@@ -115,16 +115,19 @@ def _earliest(times) -> float | None:
 
 
 def _count(pcoll, label: str):
-    return pcoll | label >> beam.combiners.Count.Globally()
+    """How many input images ``pcoll`` stands for (an Unchanged shard: its samples)."""
+    return (pcoll | f"{label}Images" >> beam.Map(images_counted)
+            | label >> beam.CombineGlobally(sum))
 
 
 class FinalizeRun(beam.PTransform):
     """Waits for every sink, then writes ``manifest.json`` under ``output_dir``.
 
     Input: a dict with ``written`` (PCollection[str] of finalized file names, all sinks
-    flattened); one element per input image in ``matched``, per file whose bytes were read
-    in ``read``, per file skipped by its listing in ``skipped_unchanged`` and per file
-    skipped for its content in ``skipped_same_content``; and ``embedded`` (BatchEmbeddings:
+    flattened); one element per input image in ``matched``, per image whose bytes were
+    hashed in ``read``, per file or sample skipped by its listing in ``skipped_unchanged``
+    (an Unchanged shard stands for its samples, in ``matched`` too) and per image skipped
+    for its content in ``skipped_same_content``; and ``embedded`` (BatchEmbeddings:
     their arrival time marks the first embedded batch). Only counts of these reach the
     last step, as singleton side inputs. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the

@@ -100,14 +100,16 @@ SKIP_BY = ("metadata", "content")
 
 
 class Comparison(NamedTuple):
-    """What an incremental run compares its input with: globs of the ``images/`` and
-    ``skipped/`` part files of the earlier completed runs under the same embedding key.
-    None for both when they were not looked up (a dry run builds the full graph without
-    reading the root); two empty tuples on a root with no such run (nothing to compare)."""
+    """What an incremental run compares its input with: globs of the ``images/``,
+    ``skipped/`` and ``shards/`` part files of the earlier completed runs under the same
+    embedding key. None for each when they were not looked up (a dry run builds the full
+    graph without reading the root); empty tuples on a root with no such run (nothing to
+    compare)."""
 
     skip_by: str
     image_parts: tuple[str, ...] | None
     skipped_parts: tuple[str, ...] | None
+    shard_parts: tuple[str, ...] | None = None
 
     @property
     def has_earlier_runs(self) -> bool:
@@ -121,4 +123,5 @@ def comparison(root: str, key: str, skip_by: str) -> Comparison:
         skip_by,
         tuple(layout.parts_glob(layout.images_dir(p)) for p in partitions),
         tuple(layout.parts_glob(layout.skipped_dir(p)) for p in partitions),
+        tuple(layout.parts_glob(layout.shards_dir(p)) for p in partitions),
     )

@@ -16,6 +16,8 @@ import time
 
 import apache_beam as beam
 
+from schemas import images_counted
+
 _log = logging.getLogger(__name__)
 _WRITE_EVERY_SECONDS = 1.0
 _lock = threading.Lock()
@@ -43,14 +45,15 @@ class CountProgress(beam.DoFn):
     """Counts elements of one kind for the progress line; passes nothing on.
 
     Input: BatchEmbeddings (counts its images) for ``embedded``; one element per image (an
-    ImageError, a uri, a SeenFile) for the other kinds. Output: none."""
+    ImageError, a uri, a SeenFile, an Unchanged: its ``images``) for the other kinds.
+    Output: none."""
 
     def __init__(self, folder: str, kind: str):
         self._folder = folder
         self._kind = kind
 
     def process(self, element):
-        images = len(element.infos) if self._kind == EMBEDDED else 1
+        images = len(element.infos) if self._kind == EMBEDDED else images_counted(element)
         with _lock:
             _counts[self._folder][self._kind] += images
             _write_counts(self._folder, force=False)

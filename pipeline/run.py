@@ -47,6 +47,7 @@ from pipeline.options import (
     unknown_arguments,
 )
 from schemas import ExtractionConfig, InputLimits, layout
+from transforms.shards import shard_format
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
 _log = logging.getLogger("pipeline.run")
@@ -89,20 +90,23 @@ def absolute_pattern(pattern: str) -> str:
     return os.path.abspath(pattern) if outputs.is_local(pattern) else pattern
 
 
-def input_file_count(pattern: str, *, count_all: bool) -> int | None:
+def input_file_count(pattern: str, *, count_all: bool, input_format: str = "auto") -> int | None:
     """Check that ``pattern`` matches at least one file (UsageError if not). With
     ``count_all`` (local runs, for the progress line and the one-batch heuristic) return how
-    many files it matches; otherwise stop at the first match and return None, so that the
-    launcher never lists the collection: the job lists it."""
+    many images it holds when every file is an image file, or None when shards are among
+    them (their samples are only counted by reading them). Without it, stop at the first
+    match and return None, so that the launcher never lists the collection: the job lists it."""
     try:
         match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
-        found = len(match.metadata_list)
+        paths = [metadata.path for metadata in match.metadata_list]
     except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
         _log.info("matching %s raised %s", pattern, exc)
-        found = 0
-    if found == 0:
+        paths = []
+    if not paths:
         raise UsageError(f"--input {pattern!r} matches no file")
-    return found if count_all else None
+    if not count_all or any(shard_format(path, input_format) != "files" for path in paths):
+        return None
+    return len(paths)
 
 
 def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remote: bool,
@@ -118,15 +122,13 @@ def preflight(extract_options: ExtractOptions, config: ExtractionConfig, *, remo
     if remote and weights_kind(config.weights) == "file" and "://" not in config.weights:
         raise UsageError(f"--weights {config.weights} is a local file: remote workers cannot read "
                          "it; copy it to gs:// and pass that path")
-    if extract_options.mode == "incremental" and extract_options.input_format not in ("auto", "files"):
-        raise UsageError(f"--input_format {extract_options.input_format} does not apply to --mode "
-                         "incremental yet: shards are not compared with earlier runs; use --mode single")
     if extract_options.mode == "incremental" and extract_options.overwrite:
         raise UsageError("--overwrite does not apply to --mode incremental: each run writes a "
                          "new partition")
     matched = None
     if check_paths:
-        matched = input_file_count(extract_options.input, count_all=not remote)
+        matched = input_file_count(extract_options.input, count_all=not remote,
+                                   input_format=extract_options.input_format)
     if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
         return matched, None
     try:
@@ -183,7 +185,7 @@ def plan_output(extract_options: ExtractOptions, config: ExtractionConfig, *, ch
     output_dir = layout.run_partition(root, run_id) if incremental_mode else extract_options.output
     plan = OutputPlan(output_dir, run_id, root)
     if not check_paths:
-        return plan._replace(comparison=incremental.Comparison(extract_options.skip_by, None, None)
+        return plan._replace(comparison=incremental.Comparison(extract_options.skip_by, None, None, None)
                              if incremental_mode else None)
     try:
         lock_lib.acquire_lock(plan.lock_root, run_id,

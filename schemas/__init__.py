@@ -5,6 +5,7 @@ from schemas.arrow import (
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
     METADATA_KEYS,
+    SHARDS_SCHEMA,
     SKIPPED_SCHEMA,
     embedding_metadata,
     embedding_type,
@@ -30,8 +31,12 @@ from schemas.elements import (
     ImageFile,
     ImageInfo,
     ListedFile,
+    ListedShard,
     ResizedImage,
     SeenFile,
+    ShardRecord,
+    Unchanged,
+    images_counted,
 )
 from schemas import layout
 from schemas.limits import (

@@ -49,6 +49,20 @@ SKIPPED_SCHEMA = pa.schema(
         pa.field("image_id", pa.string(), nullable=False),
         pa.field("size_bytes", pa.int64(), nullable=True),
         pa.field("modified", pa.timestamp("us", tz="UTC"), nullable=True),
+        # The shard of a sample, or the file itself; null in rows written before shards.
+        pa.field("source", pa.string(), nullable=True),
+    ]
+)
+
+#: ``shards/`` of an incremental run: each shard read to its end, under the listing it was
+#: read under, with how many samples it held and how many of them its reader refused.
+SHARDS_SCHEMA = pa.schema(
+    [
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("size_bytes", pa.int64(), nullable=True),
+        pa.field("modified", pa.timestamp("us", tz="UTC"), nullable=True),
+        pa.field("samples", pa.int64(), nullable=False),
+        pa.field("refused", pa.int64(), nullable=False),
     ]
 )
 

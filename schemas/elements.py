@@ -28,15 +28,59 @@ class ListedFile(NamedTuple):
 
 
 class SeenFile(NamedTuple):
-    """A file whose bytes were hashed, without the bytes: ``image_id`` is their hex SHA-256,
-    the rest is the listing it was read under. One row of ``skipped/``, and what earlier
-    runs' ``images/`` rows are read back as (their metadata None when written before it was
-    recorded)."""
+    """An image whose bytes were hashed, without the bytes: ``image_id`` is their hex
+    SHA-256, the rest is the listing it was read under and ``source``, the listed file it
+    came from (the shard of a sample; for a loose file its own uri, or None). One row of
+    ``skipped/``, and what earlier runs' ``images/`` rows are read back as (their metadata
+    None when written before it was recorded)."""
 
     uri: str
     image_id: str
     size_bytes: int | None = None
     modified_us: int | None = None
+    source: str | None = None
+
+    @property
+    def in_shard(self) -> bool:
+        """True for a sample of a shard (its uri is ``<source>#<key>``), False for a file."""
+        return self.source is not None and self.source != self.uri
+
+
+class ListedShard(NamedTuple):
+    """A listed shard to read, with the uris of its samples (``known``) that earlier runs
+    embedded or recorded under the same listing: those are skipped as unchanged, the rest
+    hashed and compared."""
+
+    listed: ListedFile
+    known: frozenset
+
+
+class Unchanged(NamedTuple):
+    """An input skipped because its listing is the one an earlier run read: a loose file or
+    one known sample of a shard (``images`` 1), or a whole shard never opened (``images``:
+    its samples, from its ShardRecord)."""
+
+    uri: str
+    images: int = 1
+
+
+class ShardRecord(NamedTuple):
+    """One row of ``shards/``: a shard that was read to its end, under the listing
+    (``size_bytes``, ``modified_us``) it was read under. ``samples`` counts every sample the
+    reader found in it, ``refused`` those it refused for what the shard holds (no image
+    bytes, an oversized member): they will be refused again while the shard is unchanged."""
+
+    uri: str
+    size_bytes: int | None
+    modified_us: int | None
+    samples: int
+    refused: int
+
+
+def images_counted(element) -> int:
+    """How many input images an accounting element stands for: an Unchanged its
+    ``images``, anything else (a uri, a SeenFile, an ImageError) one."""
+    return element.images if isinstance(element, Unchanged) else 1
 
 
 class ImageFile(NamedTuple):

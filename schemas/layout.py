@@ -7,12 +7,13 @@ MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
 ERRORS_DIR = "errors"
 SKIPPED_DIR = "skipped"  # incremental runs only
+SHARDS_DIR = "shards"  # incremental runs only
 EMBEDDINGS_DIR = "embeddings"
 PART_PREFIX = "part"
 PARQUET_SUFFIX = ".parquet"
 
 #: Every top-level entry a run writes; ``--overwrite`` removes exactly these.
-OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, SKIPPED_DIR, EMBEDDINGS_DIR)
+OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, SKIPPED_DIR, SHARDS_DIR, EMBEDDINGS_DIR)
 
 
 def join(root: str, *parts: str) -> str:
@@ -30,6 +31,10 @@ def errors_dir(root: str) -> str:
 
 def skipped_dir(root: str) -> str:
     return join(root, SKIPPED_DIR)
+
+
+def shards_dir(root: str) -> str:
+    return join(root, SHARDS_DIR)
 
 
 def layer_dir(root: str, layer: str) -> str:

@@ -6,8 +6,9 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_helpers import local_test_pipeline
-from schemas import ImageFile, ListedFile, SeenFile
+from schemas import ImageFile, ListedFile, ListedShard, SeenFile, ShardRecord, Unchanged
 from transforms import ListFiles, ReadImages, RereadImages
+from transforms.read import _RereadSamplesFn
 
 
 def sha(data: bytes) -> str:
@@ -74,7 +75,60 @@ def test_reread_checks_the_content_did_not_change(tmp_path):
             SeenFile(str(gone), sha(b"x"), 1, 9)]
     with local_test_pipeline() as p:
         out = p | beam.Create(seen) | RereadImages()
-        assert_that(out.files, equal_to([ImageFile(str(same), sha(b"kept"), b"kept", 4, 7, source=str(same))]), label="files")
-        assert_that(out.errors | beam.Map(lambda e: (e.uri, e.image_id is not None, e.stage, e.error_type)),
+        assert_that(out["files"], equal_to([ImageFile(str(same), sha(b"kept"), b"kept", 4, 7, source=str(same))]), label="files")
+        assert_that(out["errors"] | beam.Map(lambda e: (e.uri, e.image_id is not None, e.stage, e.error_type)),
                     equal_to([(str(changed), True, "read", "ContentChanged"),
                               (str(gone), True, "read", "FileNotFoundError")]), label="errors")
+
+
+def _shard(path, members) -> ListedFile:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return ListedFile(str(path), path.stat().st_size, 5)
+
+
+def test_known_samples_of_a_shard_are_unchanged_and_shards_read_to_the_end_recorded(tmp_path):
+    whole = _shard(tmp_path / "s.tar", [("a.png", b"A"), ("b.png", b"B"), ("c.txt", b"no image")])
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes((tmp_path / "s.tar").read_bytes()[:700])  # a.png, then the cut
+    cut_listed = ListedFile(str(cut), 700, 6)
+    with local_test_pipeline() as p:
+        read = p | beam.Create([ListedShard(whole, frozenset({f"{whole.uri}#a"})), cut_listed]) | ReadImages()
+        assert_that(read.files | beam.Map(lambda f: f.uri), equal_to([f"{whole.uri}#b", f"{cut}#a"]), label="files")
+        assert_that(read.unchanged, equal_to([Unchanged(f"{whole.uri}#a")]), label="unchanged")
+        assert_that(read.errors | beam.Map(lambda e: (e.uri, e.error_type)),
+                    equal_to([(f"{whole.uri}#c", "NoImageInSample"), (str(cut), "ShardBroken")]), label="errors")
+        # Only the shard read to its end is recorded: 3 samples, 1 refused.
+        assert_that(read.shards, equal_to([ShardRecord(whole.uri, whole.size_bytes, 5, 3, 1)]), label="shards")
+
+
+def test_reread_samples_streams_each_shard_once_and_checks_each_sample(tmp_path, monkeypatch):
+    listed = _shard(tmp_path / "s.tar", [("a.png", b"A"), ("b.png", b"B2"), ("c.txt", b"t"), ("d.png", b"D")])
+    seen = lambda key, data: SeenFile(f"{listed.uri}#{key}", sha(data), listed.size_bytes, 5, listed.uri)
+    wanted = [seen("a", b"A"), seen("b", b"B"), seen("c", b"C"), seen("gone", b"G")]
+    with local_test_pipeline() as p:
+        out = p | beam.Create(wanted + [SeenFile(str(tmp_path / "loose"), sha(b"x"), 1, 1)]) | RereadImages()
+        assert_that(out["files"] | beam.Map(lambda f: (f.uri, f.data, f.source, f.key)),
+                    equal_to([(f"{listed.uri}#a", b"A", listed.uri, "a")]), label="files")
+        assert_that(out["errors"] | beam.Map(lambda e: (e.uri.rsplit("/", 1)[1], e.error_type)), equal_to([
+            ("s.tar#b", "ContentChanged"), ("s.tar#c", "NoImageInSample"), ("s.tar#gone", "ContentChanged"),
+            ("loose", "FileNotFoundError")]), label="errors")
+    # It stops reading once the last wanted sample has come by.
+    from transforms import shards
+
+    taken, read_shard = [], shards.read_shard
+
+    def spy(*args):
+        for element in read_shard(*args):
+            taken.append(element.uri)
+            yield element
+
+    monkeypatch.setattr(shards, "read_shard", spy)
+    got = list(_RereadSamplesFn(10_000, "auto", None, ()).process((listed.uri, [seen("a", b"A")])))
+    assert [f.uri for f in got] == [f"{listed.uri}#a"] and taken == [f"{listed.uri}#a"]

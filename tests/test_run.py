@@ -414,10 +414,14 @@ def test_the_launcher_lists_the_input_only_for_local_runs(tmp_path, monkeypatch)
     assert asked == [None, 50]
     with pytest.raises(run_module.UsageError, match="matches no file"):
         run_module.input_file_count(str(tmp_path / "*.png"), count_all=False)
+    # A shard among the files: its samples are not known before it is read.
+    (tmp_path / "s.tar").write_bytes(b"x")
+    assert run_module.input_file_count(str(tmp_path / "*"), count_all=True) is None
+    assert run_module.input_file_count(str(tmp_path / "*"), count_all=True, input_format="files") == 51
 
     # preflight asks for the full count only when the runner is local.
     counted = []
-    monkeypatch.setattr(run_module, "input_file_count", lambda p, count_all: counted.append(count_all))
+    monkeypatch.setattr(run_module, "input_file_count", lambda p, count_all, input_format: counted.append(count_all))
     monkeypatch.setattr(run_module.outputs, "is_local", lambda path: False)
     options = run_module.parse_args(["--input", pattern, "--output", "gs://b/out", "--weights", "random"])
     for remote in (True, False):

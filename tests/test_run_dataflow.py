@@ -88,10 +88,11 @@ def test_dataflow_gpu_job_is_built_with_our_steps_and_gpu_options(capsys):
 def test_incremental_dataflow_job_reads_earlier_runs_and_records_itself():
     job = build_job(dataflow_argv("--mode", "incremental"))
     labels = top_level_labels(job)
-    assert {"ListFiles", "EarlierImages", "EarlierSkipped", "SkipUnchanged", "HashImages",
+    assert {"ListFiles", "EarlierImages", "EarlierSkipped", "EarlierShards", "SkipUnchanged", "HashImages",
             "SkipSameContent", "ReadNewImages", "FinalizeRun"} <= labels
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    assert {"SkipUnchanged/JoinByUri", "SkipSameContent/JoinById", "WriteEmbeddings/WriteSkipped"} <= names
+    assert {"SkipUnchanged/JoinByUri", "SkipSameContent/JoinById", "WriteEmbeddings/WriteSkipped",
+            "WriteEmbeddings/WriteShards", "ReadNewImages/GroupBySource"} <= names
     assert job.options.get_all_options()["skip_by"] == "metadata"
 
 
@@ -130,7 +131,7 @@ class Graph:
 
 
 def from_earlier_runs(names) -> set[str]:
-    return {n for n in names if n.startswith(("EarlierImages/", "EarlierSkipped/"))}
+    return {n for n in names if n.startswith(("EarlierImages/", "EarlierSkipped/", "EarlierShards/"))}
 
 
 def summarises(name: str) -> bool:
@@ -169,10 +170,12 @@ def test_local_paths_are_refused_for_remote_workers(flag, value, message, capsys
     assert message in capsys.readouterr().err
 
 
-def test_dataflow_job_with_shard_inputs_is_built():
-    argv = dataflow_argv("--input_format", "webdataset", "--image_column", "jpg")
+@pytest.mark.parametrize("mode", ["single", "incremental"])
+def test_dataflow_job_with_shard_inputs_is_built(mode):
+    argv = dataflow_argv("--input_format", "webdataset", "--image_column", "jpg", "--mode", mode)
     argv[argv.index("--input") + 1] = "gs://my-bucket/shards/*.tar"
     job = build_job(argv)
     options = job.options.get_all_options()
     assert options["input_format"] == "webdataset" and options["image_column"] == "jpg"
-    assert {"ListFiles", "ReadImages", "EmbedImages", "WriteEmbeddings", "FinalizeRun"} <= top_level_labels(job)
+    reading = {"ReadImages"} if mode == "single" else {"SkipUnchanged", "HashImages", "ReadNewImages"}
+    assert {"ListFiles", "EmbedImages", "WriteEmbeddings", "FinalizeRun"} | reading <= top_level_labels(job)

@@ -4,7 +4,7 @@ from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages
 from transforms.extract import ExtractLayers
-from transforms.known import ReadKnownFiles
+from transforms.known import ReadKnownFiles, ReadShardRecords
 from transforms.listing import ListFiles
 from transforms.read import ReadImages, RereadImages
 from transforms.resize import ResizeImages
@@ -16,6 +16,7 @@ __all__ = [
     "ReadImages",
     "RereadImages",
     "ReadKnownFiles",
+    "ReadShardRecords",
     "SkipUnchanged",
     "SkipSameContent",
     "EmbedImages",

@@ -1,4 +1,5 @@
-"""ReadKnownFiles: earlier runs' images/ or skipped/ rows, streamed, as SeenFiles."""
+"""ReadKnownFiles and ReadShardRecords: earlier runs' rows, streamed (images/ and skipped/
+as SeenFiles, shards/ as ShardRecords)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import SeenFile
+from schemas import SeenFile, ShardRecord
 
 #: Rows read per batch: bounds memory whatever the size of a part file.
 BATCH_ROWS = 65_536
-_COLUMNS = ("uri", "image_id", "size_bytes", "modified")
+_KNOWN_COLUMNS = ("uri", "image_id", "size_bytes", "modified", "source")
+_RECORD_COLUMNS = ("uri", "size_bytes", "modified", "samples", "refused")
 
 
 def _as_micros(column: pa.ChunkedArray | pa.Array) -> list[int | None]:
@@ -21,30 +23,40 @@ def _as_micros(column: pa.ChunkedArray | pa.Array) -> list[int | None]:
     return column.to_pylist()
 
 
-def read_known_rows(path: str):
-    """SeenFile for each row of one images/ or skipped/ part file, a batch at a time. Files
-    written before size_bytes and modified were recorded give None for both."""
+def _batches(path: str, wanted: tuple[str, ...]):
+    """{column: values} per row batch of one part file; a column the file lacks is all None."""
     with FileSystems.open(path) as handle:
         parquet = pq.ParquetFile(handle)
-        present = [name for name in _COLUMNS if name in parquet.schema_arrow.names]
+        present = [name for name in wanted if name in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=present):
-            count = batch.num_rows
-            uris = batch.column("uri").to_pylist()
-            ids = batch.column("image_id").to_pylist()
-            sizes = batch.column("size_bytes").to_pylist() if "size_bytes" in present else [None] * count
-            times = _as_micros(batch.column("modified")) if "modified" in present else [None] * count
-            yield from (SeenFile(*row) for row in zip(uris, ids, sizes, times))
+            yield {
+                name: (_as_micros(batch.column(name)) if name == "modified" else batch.column(name).to_pylist())
+                if name in present else [None] * batch.num_rows
+                for name in wanted
+            }
 
 
-class ReadKnownFiles(beam.PTransform):
-    """PBegin -> SeenFile(uri, image_id, size_bytes, modified_us): every row of the Parquet
-    part files matching ``patterns`` (globs of earlier runs' ``images/`` or ``skipped/``).
-    Part files are spread across workers and read a row batch at a time, so no worker holds
-    more than one batch. No patterns gives an empty collection."""
+def read_known_rows(path: str):
+    """SeenFile for each row of one images/ or skipped/ part file, a batch at a time. Files
+    written before size_bytes and modified were recorded give None for both; rows without a
+    ``source`` (written before shards were read) are loose files: their own uri."""
+    for columns in _batches(path, _KNOWN_COLUMNS):
+        rows = zip(*(columns[name] for name in _KNOWN_COLUMNS))
+        yield from (SeenFile(uri, image_id, size, modified, source or uri)
+                    for uri, image_id, size, modified, source in rows)
 
-    def __init__(self, patterns):
+
+def read_shard_records(path: str):
+    """ShardRecord for each row of one shards/ part file."""
+    for columns in _batches(path, _RECORD_COLUMNS):
+        yield from (ShardRecord(*row) for row in zip(*(columns[name] for name in _RECORD_COLUMNS)))
+
+
+class _ReadParts(beam.PTransform):
+    def __init__(self, patterns, read_rows):
         super().__init__()
         self._patterns = list(patterns)
+        self._read_rows = read_rows
 
     def expand(self, pbegin):
         return (
@@ -53,5 +65,24 @@ class ReadKnownFiles(beam.PTransform):
             | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
             | "Path" >> beam.Map(lambda metadata: metadata.path)
             | "Spread" >> beam.Reshuffle()
-            | "Rows" >> beam.FlatMap(read_known_rows)
+            | "Rows" >> beam.FlatMap(self._read_rows)
         )
+
+
+class ReadKnownFiles(_ReadParts):
+    """PBegin -> SeenFile(uri, image_id, size_bytes, modified_us, source): every row of the
+    Parquet part files matching ``patterns`` (globs of earlier runs' ``images/`` or
+    ``skipped/``). Part files are spread across workers and read a row batch at a time, so
+    no worker holds more than one batch. No patterns gives an empty collection."""
+
+    def __init__(self, patterns):
+        super().__init__(patterns, read_known_rows)
+
+
+class ReadShardRecords(_ReadParts):
+    """PBegin -> ShardRecord(uri, size_bytes, modified_us, samples, refused): every row of
+    the part files matching ``patterns`` (globs of earlier runs' ``shards/``), streamed as
+    in ReadKnownFiles. No patterns gives an empty collection."""
+
+    def __init__(self, patterns):
+        super().__init__(patterns, read_shard_records)

@@ -16,18 +16,20 @@ from schemas import (
     FileTooLarge,
     ImageFile,
     ListedFile,
+    ListedShard,
     SeenFile,
+    ShardRecord,
+    Unchanged,
 )
 from transforms import shards
 from transforms.errors import METRICS_NAMESPACE, image_error
 
+UNCHANGED_TAG = "unchanged"
+SHARDS_TAG = "shards"
+
 
 class ContentChanged(OSError):
     """A file's bytes changed between the two reads of one run (hash, then embed)."""
-
-
-class ShardsNotIncremental(ValueError):
-    """A shard in an incremental run: its samples are not compared with earlier runs yet."""
 
 
 def check_listed_size(listed: ListedFile, max_file_bytes: int) -> None:
@@ -52,21 +54,22 @@ def read_bytes(uri: str, max_file_bytes: int) -> bytes:
 
 class _ReadFileFn(beam.DoFn):
     def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, shards: bool = True, keep_columns=()):
+                 image_column: str | None = None, keep_columns=()):
         self._max_file_bytes = max_file_bytes
         self._input_format = input_format
         self._image_column = image_column
-        self._shards = shards
         self._keep_columns = tuple(keep_columns)
 
     def setup(self):
         self._matched = Metrics.counter(METRICS_NAMESPACE, "matched")
         self._read = Metrics.counter(METRICS_NAMESPACE, "read")
+        self._unchanged = Metrics.counter(METRICS_NAMESPACE, "skipped_unchanged")
 
-    def process(self, listed: ListedFile):
+    def process(self, element: ListedFile | ListedShard):
+        listed, known = (element.listed, element.known) if isinstance(element, ListedShard) else (element, ())
         kind = shards.shard_format(listed.uri, self._input_format)
         if kind != "files":
-            yield from self._samples(listed, kind)
+            yield from self._samples(listed, kind, known)
             return
         self._matched.inc()
         try:
@@ -79,54 +82,66 @@ class _ReadFileFn(beam.DoFn):
         yield ImageFile(listed.uri, hashlib.sha256(data).hexdigest(), data,
                         listed.size_bytes, listed.modified_us, source=listed.uri)
 
-
-    def _samples(self, listed: ListedFile, kind: str):
-        if not self._shards:
+    def _samples(self, listed: ListedFile, kind: str, known):
+        samples = refused = 0
+        whole_shard_refused = False
+        try:
+            elements = shards.read_shard(listed, kind, self._max_file_bytes, self._image_column,
+                                         self._keep_columns)
+            for element in elements:
+                self._matched.inc()
+                if isinstance(element, ImageFile):
+                    samples += 1
+                    if element.uri in known:
+                        self._unchanged.inc()
+                        yield beam.pvalue.TaggedOutput(UNCHANGED_TAG, Unchanged(element.uri))
+                    else:
+                        self._read.inc()
+                        yield element
+                    continue
+                whole_shard_refused |= element.key is None
+                samples += element.key is not None
+                refused += element.key is not None
+                yield image_error(element.uri, None, STAGE_READ, element.error)
+        except Exception as exc:  # The shard could not be opened at all.
             self._matched.inc()
-            yield image_error(listed.uri, None, STAGE_READ, ShardsNotIncremental(
-                f"{kind} shards are not compared with earlier runs yet; embed them with --mode single"))
+            yield image_error(listed.uri, None, STAGE_READ, exc)
             return
-        if kind == "webdataset":
-            elements = shards.read_webdataset(listed, self._max_file_bytes)
-        elif kind == "parquet":
-            elements = shards.read_parquet(listed, self._max_file_bytes, self._image_column,
-                                           keep_columns=self._keep_columns)
-        else:
-            elements = shards.read_tfrecord(listed, self._max_file_bytes, self._image_column)
-        for element in elements:
-            self._matched.inc()
-            if isinstance(element, ImageFile):
-                self._read.inc()
-            yield element
+        if not whole_shard_refused:
+            yield beam.pvalue.TaggedOutput(SHARDS_TAG, ShardRecord(
+                listed.uri, listed.size_bytes, listed.modified_us, samples, refused))
 
 
 class ReadImages(beam.PTransform):
-    """ListedFile -> ``files``: ImageFile(uri, image_id = hex SHA-256 of the bytes, data,
-    size_bytes, modified_us, source, key): one per listed image file, or one per sample of
-    a listed shard (``input_format``: auto by extension, or files, webdataset, parquet,
-    tfrecord; see transforms/shards.py), with ``uri`` ``<shard>#<key>``. ``image_column``
-    names the Parquet column or TFRecord feature; ``keep_columns`` are Parquet columns
-    carried as text into ``kept``. With ``shards`` False (incremental runs) a shard is one
-    error row instead.
+    """ListedFile or ListedShard -> ``files``: ImageFile(uri, image_id = hex SHA-256 of the
+    bytes, data, size_bytes, modified_us, source, key): one per listed image file, or one
+    per sample of a listed shard (``input_format``: auto by extension, or files, webdataset,
+    parquet, tfrecord; see transforms/shards.py), with ``uri`` ``<shard>#<key>``.
+    ``image_column`` names the Parquet column or TFRecord feature; ``keep_columns`` are
+    Parquet columns carried as text into ``kept``.
 
     Files that cannot be read go to ``errors`` (ImageError, stage 'read'); empty files and
     files over ``max_file_bytes`` (by the listed size, so they are never opened) go there
-    with stage 'validate' (EmptyFile, FileTooLarge). Every input comes out once, on one of
-    the two outputs. Returns a DoOutputsTuple with ``files`` and ``errors``.
+    with stage 'validate' (EmptyFile, FileTooLarge). The samples of a ListedShard that are
+    among its ``known`` uris go to ``unchanged`` (Unchanged) instead of ``files``. Every
+    input image comes out once, on one of those outputs. ``shards`` gets a ShardRecord per
+    shard read to its end (none for a shard that broke off or could not be opened).
+    Returns a DoOutputsTuple with ``files``, ``errors``, ``unchanged`` and ``shards``.
     """
 
     def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, shards: bool = True, keep_columns=()):
+                 image_column: str | None = None, keep_columns=()):
         super().__init__()
-        self._read_fn = _ReadFileFn(max_file_bytes, input_format, image_column, shards, keep_columns)
+        self._read_fn = _ReadFileFn(max_file_bytes, input_format, image_column, keep_columns)
 
     def expand(self, listed):
-        return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(ERRORS_TAG, main="files")
+        return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(
+            ERRORS_TAG, UNCHANGED_TAG, SHARDS_TAG, main="files")
 
 
 def drop_bytes(file: ImageFile) -> SeenFile:
     """ImageFile -> SeenFile: what a join needs of a read file, without its bytes."""
-    return SeenFile(file.uri, file.image_id, file.size_bytes, file.modified_us)
+    return SeenFile(file.uri, file.image_id, file.size_bytes, file.modified_us, file.source)
 
 
 class _RereadFn(beam.DoFn):
@@ -138,28 +153,95 @@ class _RereadFn(beam.DoFn):
             data = read_bytes(seen.uri, self._max_file_bytes)
             image_id = hashlib.sha256(data).hexdigest()
             if image_id != seen.image_id:
-                raise ContentChanged(
-                    f"the file changed while this run read it (SHA-256 {seen.image_id[:12]}... "
-                    f"when hashed, {image_id[:12]}... when read to embed); the next run reads it again")
+                raise _changed(seen, image_id)
         except Exception as exc:
             yield image_error(seen.uri, seen.image_id, STAGE_READ, exc)
             return
         yield ImageFile(seen.uri, image_id, data, seen.size_bytes, seen.modified_us, source=seen.uri)
 
 
+def _changed(seen: SeenFile, image_id: str) -> ContentChanged:
+    return ContentChanged(
+        f"the file changed while this run read it (SHA-256 {seen.image_id[:12]}... when hashed, "
+        f"{image_id[:12]}... when read to embed); the next run reads it again")
+
+
+class _RereadSamplesFn(beam.DoFn):
+    """(shard uri, [SeenFile]) -> the wanted samples, streaming the shard once and stopping
+    as soon as the last wanted one has come by."""
+
+    def __init__(self, max_file_bytes: int, input_format: str, image_column: str | None, keep_columns):
+        self._max_file_bytes = max_file_bytes
+        self._input_format = input_format
+        self._image_column = image_column
+        self._keep_columns = tuple(keep_columns)
+
+    def process(self, element):
+        source, seens = element
+        wanted = {seen.uri: seen for seen in seens}
+        first = next(iter(wanted.values()))
+        listed = ListedFile(source, first.size_bytes, first.modified_us)
+        kind = shards.shard_format(source, self._input_format)
+        why_missing = None
+        try:
+            for found in shards.read_shard(listed, kind, self._max_file_bytes, self._image_column,
+                                           self._keep_columns):
+                if isinstance(found, shards.Refused) and found.key is None:
+                    why_missing = found.error
+                seen = wanted.pop(found.uri, None)
+                if seen is None:
+                    if not wanted:
+                        break
+                    continue
+                if isinstance(found, shards.Refused):
+                    yield image_error(seen.uri, seen.image_id, STAGE_READ, found.error)
+                elif found.image_id != seen.image_id:
+                    yield image_error(seen.uri, seen.image_id, STAGE_READ, _changed(seen, found.image_id))
+                else:
+                    yield found
+                if not wanted:
+                    break
+        except Exception as exc:  # The shard could not be opened again.
+            why_missing = exc
+        for seen in wanted.values():
+            yield image_error(seen.uri, seen.image_id, STAGE_READ, ContentChanged(
+                f"the sample was not found when its shard was read again to embed it"
+                + (f" ({type(why_missing).__name__}: {why_missing})" if why_missing else
+                   " (the shard changed while this run read it)") + "; the next run reads it again"))
+
+
 class RereadImages(beam.PTransform):
-    """SeenFile -> ``files``: ImageFile with the bytes of a file hashed earlier in this run.
+    """SeenFile -> ``files``: ImageFile with the bytes of an image hashed earlier in this run.
 
-    Incremental runs hash files first and compare the hashes with earlier runs through a
-    join of small records, so that image bytes never wait in a shuffle; the files left to
-    embed are then read again here. A file whose SHA-256 differs from the first read (it was
-    rewritten meanwhile) or that can no longer be read goes to ``errors`` (stage 'read',
-    ContentChanged or the I/O error). Returns a DoOutputsTuple with ``files`` and ``errors``."""
+    Incremental runs hash images first and compare the hashes with earlier runs through a
+    join of small records, so that image bytes never wait in a shuffle; the images left to
+    embed are then read again here. A loose file is read again by its uri. Samples of shards
+    are grouped by shard (the group holds small records, at most one per sample of that
+    shard), and each shard is streamed once, up to its last wanted sample.
 
-    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+    An image whose SHA-256 differs from the first read (it was rewritten meanwhile), or that
+    can no longer be read or found, goes to ``errors`` (stage 'read', ContentChanged or the
+    I/O error). ``input_format``, ``image_column`` and ``keep_columns`` are the ReadImages
+    settings the samples were first read with. Returns a dict with ``files`` and ``errors``."""
+
+    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
+                 image_column: str | None = None, keep_columns=()):
         super().__init__()
         self._max_file_bytes = max_file_bytes
+        self._samples_fn = _RereadSamplesFn(max_file_bytes, input_format, image_column, keep_columns)
 
     def expand(self, seen):
-        return seen | "Reread" >> beam.ParDo(_RereadFn(self._max_file_bytes)).with_outputs(
+        files, samples = seen | "FilesOrSamples" >> beam.Partition(
+            lambda s, _: int(s.in_shard), 2)
+        loose = files | "Reread" >> beam.ParDo(_RereadFn(self._max_file_bytes)).with_outputs(
             ERRORS_TAG, main="files")
+        from_shards = (
+            samples
+            | "BySource" >> beam.Map(lambda s: (s.source, s))
+            | "GroupBySource" >> beam.GroupByKey()
+            | "RereadSamples" >> beam.ParDo(self._samples_fn).with_outputs(ERRORS_TAG, main="files")
+        )
+        return {
+            "files": (loose.files, from_shards.files) | "Files" >> beam.Flatten(),
+            "errors": (loose[ERRORS_TAG], from_shards[ERRORS_TAG]) | "Errors" >> beam.Flatten(),
+        }

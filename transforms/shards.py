@@ -2,10 +2,10 @@
 
 Each reader is a generator over one listed shard that streams it (a tar member by member,
 Parquet a record batch at a time, TFRecord a record at a time, all from
-``FileSystems.open``), and yields an ImageFile per sample (``uri`` ``<shard>#<key>``) or an
-error-output element per sample it cannot use. A shard that breaks off yields the samples
-before the break, then one error naming the shard and the byte offset. Nothing is ever
-extracted to disk: member names are only names."""
+``FileSystems.open``), and yields an ImageFile per sample (``uri`` ``<shard>#<key>``) or a
+Refused per sample it cannot use. A shard that breaks off yields the samples before the
+break, then one Refused for the whole shard (``key`` None) naming the byte offset. Nothing
+is ever extracted to disk: member names are only names. ``read_shard`` picks the reader."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import hashlib
 import posixpath
 import struct
 import tarfile
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import STAGE_READ, FileTooLarge, ImageFile, ListedFile
-from transforms.errors import image_error
+from schemas import FileTooLarge, ImageFile, ListedFile
 
 FORMATS = ("files", "webdataset", "parquet", "tfrecord")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
@@ -40,6 +40,16 @@ class NoImageColumn(ValueError):
 
 class ShardBroken(OSError):
     """A shard that cannot be read to its end (truncated, corrupt)."""
+
+
+class Refused(NamedTuple):
+    """What a reader could not use: one sample (``key`` set, ``uri`` ``<shard>#<key>``), or
+    the whole shard from some point on (``key`` None, ``uri`` the shard's). ``error`` says
+    why; the caller turns it into an error row (stage 'read')."""
+
+    uri: str
+    key: str | None
+    error: BaseException
 
 
 def shard_format(uri: str, input_format: str = "auto") -> str:
@@ -66,9 +76,8 @@ def _as_text(value) -> str | None:
     return str(value)
 
 
-def _error(listed: ListedFile, key: str | None, exc: BaseException):
-    uri = listed.uri if key is None else f"{listed.uri}#{key}"
-    return image_error(uri, None, STAGE_READ, exc)
+def _error(listed: ListedFile, key: str | None, exc: BaseException) -> Refused:
+    return Refused(listed.uri if key is None else f"{listed.uri}#{key}", key, exc)
 
 
 class _Keys:
@@ -274,3 +283,15 @@ def read_tfrecord(listed: ListedFile, max_record_bytes: int, feature: str | None
                 yield sample(listed, key, values[0])
         except ShardBroken as exc:
             yield _error(listed, None, ShardBroken(f"{exc}; {number} records read before it"))
+
+
+def read_shard(listed: ListedFile, kind: str, max_image_bytes: int, image_column: str | None = None,
+               keep_columns: tuple[str, ...] = ()):
+    """The reader of ``kind`` (webdataset, parquet or tfrecord) over ``listed``."""
+    if kind == "webdataset":
+        return read_webdataset(listed, max_image_bytes)
+    if kind == "parquet":
+        return read_parquet(listed, max_image_bytes, image_column, keep_columns=keep_columns)
+    if kind == "tfrecord":
+        return read_tfrecord(listed, max_image_bytes, image_column)
+    raise ValueError(f"not a shard format: {kind!r} (one of {', '.join(FORMATS[1:])})")

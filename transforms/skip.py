@@ -8,10 +8,10 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas import ListedFile, SeenFile
+from schemas import ListedFile, ListedShard, SeenFile, ShardRecord, Unchanged
 from transforms.errors import METRICS_NAMESPACE
+from transforms.read import UNCHANGED_TAG
 
-UNCHANGED_TAG = "unchanged"
 SAME_CONTENT_TAG = "same_content"
 
 
@@ -25,6 +25,31 @@ def listing_matches(listed: ListedFile, known: list[SeenFile]) -> bool:
     )
 
 
+def judge_listing(listed: ListedFile, known: list[SeenFile], records: list[ShardRecord]):
+    """What to do with one listed file, given the earlier rows whose ``source`` is its uri
+    (``known``: its own row as a loose file, or its samples' rows as a shard) and the
+    earlier ShardRecords of that uri. Only rows and records under the same listing (size
+    and time, both known) count, because then the bytes are the ones they describe:
+
+    - a loose file with such a row: Unchanged(uri), never opened;
+    - a shard with such a record, whose every sample has such a row or was refused by the
+      reader: Unchanged(uri, its samples), never opened;
+    - a shard with some such sample rows: ListedShard(listed, their uris), read, those
+      samples skipped as unchanged and the rest hashed;
+    - anything else: ``listed``, read and hashed."""
+    if listed.size_bytes is None or listed.modified_us is None:
+        return listed
+    listing = (listed.size_bytes, listed.modified_us)
+    same = [row for row in known if (row.size_bytes, row.modified_us) == listing]
+    if any(row.uri == listed.uri for row in same):
+        return Unchanged(listed.uri)
+    samples = frozenset(row.uri for row in same)
+    for record in records:
+        if (record.size_bytes, record.modified_us) == listing and len(samples) + record.refused >= record.samples:
+            return Unchanged(listed.uri, record.samples)
+    return ListedShard(listed, samples) if samples else listed
+
+
 class _SplitUnchangedFn(beam.DoFn):
     def setup(self):
         self._unchanged = Metrics.counter(METRICS_NAMESPACE, "skipped_unchanged")
@@ -32,34 +57,39 @@ class _SplitUnchangedFn(beam.DoFn):
 
     def process(self, element):
         _uri, groups = element
-        known = list(groups["known"])
+        known, records = list(groups["known"]), list(groups["records"])
         for listed in groups["listed"]:
-            if listing_matches(listed, known):
-                self._unchanged.inc()
-                self._matched.inc()
-                yield beam.pvalue.TaggedOutput(UNCHANGED_TAG, listed.uri)
+            judged = judge_listing(listed, known, records)
+            if isinstance(judged, Unchanged):
+                self._unchanged.inc(judged.images)
+                self._matched.inc(judged.images)
+                yield beam.pvalue.TaggedOutput(UNCHANGED_TAG, judged)
             else:
-                yield listed
+                yield judged
 
 
 class SkipUnchanged(beam.PTransform):
-    """ListedFile -> ``files``: the ListedFiles to read, and ``unchanged``: the uri (str) of
-    every file whose (uri, size_bytes, modified_us) equals a row of ``known``, skipped
-    without being opened.
+    """ListedFile -> ``files``: what to read (ListedFile, or ListedShard for a shard some of
+    whose samples are known), and ``unchanged``: an Unchanged per file or shard skipped
+    without being opened (see judge_listing).
 
     ``known`` is a PCollection[SeenFile]: earlier completed runs' ``images/`` and
-    ``skipped/`` rows under the same embedding key. The two are joined by uri with
-    CoGroupByKey. Returns a DoOutputsTuple with ``files`` and ``unchanged``."""
+    ``skipped/`` rows under the same embedding key, joined on their ``source`` (the file
+    itself, or the shard of a sample). ``records`` is a PCollection[ShardRecord]: their
+    ``shards/`` rows, joined on the shard's uri. One CoGroupByKey by uri: a group holds at
+    most one shard's rows. Returns a DoOutputsTuple with ``files`` and ``unchanged``."""
 
-    def __init__(self, known: beam.PCollection):
+    def __init__(self, known: beam.PCollection, records: beam.PCollection):
         super().__init__()
         self._known = known
+        self._records = records
 
     def expand(self, listed):
         return (
             {
                 "listed": listed | "ByUri" >> beam.Map(lambda f: (f.uri, f)),
-                "known": self._known | "KnownByUri" >> beam.Map(lambda row: (row.uri, row)),
+                "known": self._known | "KnownBySource" >> beam.Map(lambda row: (row.source or row.uri, row)),
+                "records": self._records | "RecordsByUri" >> beam.Map(lambda r: (r.uri, r)),
             }
             | "JoinByUri" >> beam.CoGroupByKey()
             | "Split" >> beam.ParDo(_SplitUnchangedFn()).with_outputs(UNCHANGED_TAG, main="files")

@@ -11,11 +11,13 @@ from schemas import (
     STAGE_WRITE,
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
+    SHARDS_SCHEMA,
     SKIPPED_SCHEMA,
     BatchEmbeddings,
     ExtractionConfig,
     ImageError,
     SeenFile,
+    ShardRecord,
     assert_shape,
     embeddings_schema,
     images_schema,
@@ -87,7 +89,13 @@ def error_row(error: ImageError) -> dict:
 def skipped_row(seen: SeenFile) -> dict:
     """One ``skipped/`` row; ``modified`` stays integer microseconds (the column's unit)."""
     return {"uri": seen.uri, "image_id": seen.image_id, "size_bytes": seen.size_bytes,
-            "modified": seen.modified_us}
+            "modified": seen.modified_us, "source": seen.source}
+
+
+def shard_row(record: ShardRecord) -> dict:
+    """One ``shards/`` row; ``modified`` stays integer microseconds."""
+    return {"uri": record.uri, "size_bytes": record.size_bytes, "modified": record.modified_us,
+            "samples": record.samples, "refused": record.refused}
 
 
 class _CountRows(beam.DoFn):
@@ -103,7 +111,8 @@ class _CountRows(beam.DoFn):
 
 
 class WriteEmbeddings(beam.PTransform):
-    """{'embeddings': BatchEmbeddings, 'errors': ImageError[, 'skipped': SeenFile]} ->
+    """{'embeddings': BatchEmbeddings, 'errors': ImageError[, 'skipped': SeenFile,
+    'shards': ShardRecord]} ->
     Parquet files under ``output_dir``:
 
     - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image, with the size
@@ -114,7 +123,9 @@ class WriteEmbeddings(beam.PTransform):
     - ``errors/part-*.parquet``: ERRORS_SCHEMA, one row per rejected input, written (empty)
       even when there are none;
     - ``skipped/part-*.parquet`` (only with a ``skipped`` input, incremental runs):
-      SKIPPED_SCHEMA, one row per file skipped for its content, written even when empty.
+      SKIPPED_SCHEMA, one row per file skipped for its content, written even when empty;
+    - ``shards/part-*.parquet`` (only with a ``shards`` input, incremental runs):
+      SHARDS_SCHEMA, one row per shard read to its end, written even when empty.
 
     Every batch becomes one Arrow table (no per-row Python objects for the embeddings).
     Returns the dict of each sink's output (the written file names).
@@ -162,5 +173,11 @@ class WriteEmbeddings(beam.PTransform):
                 inputs["skipped"]
                 | "SkippedRows" >> beam.Map(skipped_row)
                 | "WriteSkipped" >> self._sink(layout.skipped_dir(root), SKIPPED_SCHEMA, rows=True)
+            )
+        if "shards" in inputs:
+            written["shards"] = (
+                inputs["shards"]
+                | "ShardRows" >> beam.Map(shard_row)
+                | "WriteShards" >> self._sink(layout.shards_dir(root), SHARDS_SCHEMA, rows=True)
             )
         return written
