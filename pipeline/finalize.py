@@ -116,7 +116,7 @@ def _earliest(times) -> float | None:
 
 def _count(pcoll, label: str):
     """How many input images ``pcoll`` stands for (an Unchanged shard: its samples)."""
-    return (pcoll | f"{label}Images" >> beam.Map(images_counted)
+    return (pcoll | label.replace("Count", "Images", 1) >> beam.Map(images_counted)
             | label >> beam.CombineGlobally(sum))
 
 

@@ -26,7 +26,7 @@ def _as_micros(column: pa.ChunkedArray | pa.Array) -> list[int | None]:
 def _batches(path: str, wanted: tuple[str, ...]):
     """{column: values} per row batch of one part file; a column the file lacks is all None."""
     with FileSystems.open(path) as handle:
-        parquet = pq.ParquetFile(handle)
+        parquet = pq.ParquetFile(handle, pre_buffer=False)  # see shards.read_parquet
         present = [name for name in wanted if name in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=present):
             yield {

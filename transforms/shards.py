@@ -189,7 +189,10 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
     keys = _Keys()
     with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
         try:
-            parquet = pq.ParquetFile(handle)
+            # pre_buffer=False: with pyarrow's default (True) iter_batches keeps every row
+            # group it has read cached until the file is closed, so memory grew with the
+            # shard (measured: +55 MB per 58 MB row group; flat without).
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
             column, is_struct = image_column(parquet.schema_arrow, requested_column)
         except Exception as exc:
             yield _error(listed, None, exc if isinstance(exc, NoImageColumn) else ShardBroken(
