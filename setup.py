@@ -17,7 +17,17 @@ setup(
         "tf-keras>=2.21,<2.22",
         "pyarrow>=14,<26",
         "numpy>=1.26",
-        "pillow>=10",
+        # Pillow's release notes (docs/releasenotes in its repository), advisories against
+        # what this pipeline opens or calls:
+        #   10.0.1  CVE-2023-4863   WebP heap buffer overflow (bundled libwebp 1.3.2);
+        #   12.1.1  CVE-2026-25990  OOB write from invalid tile extents, in the tile decoder
+        #   12.2.0  CVE-2026-42311    every format uses (reported with PSD; 12.2.0 fixed the
+        #                             integer overflow left in 12.1.1's check);
+        #   12.3.0  CVE-2026-59199  OOB write in Image.crop/paste/alpha_composite (decode
+        #                             composites images with alpha).
+        # None of 12.3.0's other advisories (PDF, EPS, JPEG 2000, McIdas, TGA saving, fonts)
+        # concerns an allowed format. 12.3.0 is the first release with none of these open.
+        "pillow>=12.3.0",
         "matplotlib>=3.7",  # the viridis colour map of pipeline.inspect featuremaps
     ],
     extras_require={

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from schemas import (
+    ALL_FORMATS,
+    DEFAULT_DECODE_WARN_SECONDS,
+    DEFAULT_IMAGE_FORMATS,
     DEFAULT_LAYERS,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -20,6 +24,7 @@ from schemas import (
     InputLimits,
     images_schema,
 )
+from transforms.formats import check_format_names
 
 
 def parse_bool(value: str) -> bool:
@@ -153,6 +158,18 @@ class ExtractOptions(PipelineOptions):
             "FileTooLarge). Default: %(default)s (256 MiB).",
         )
         parser.add_argument(
+            "--image_formats", default=",".join(DEFAULT_IMAGE_FORMATS),
+            help="Comma-separated Pillow formats that are ever opened; a file whose first bytes "
+            "say another format is refused (stage validate, UnsupportedFormat). 'all' opens "
+            "every format Pillow has. EPS is never opened (Pillow would run Ghostscript). "
+            "Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--decode_warn_seconds", type=float, default=DEFAULT_DECODE_WARN_SECONDS,
+            help="Log the URI of any image whose decode runs longer than this, once, so that "
+            "the file behind a stuck worker can be found. Default: %(default)s.",
+        )
+        parser.add_argument(
             "--max_error_fraction", type=float, default=None,
             help="After writing everything, exit with code 3 when more than this fraction "
             "(0..1) of the matched inputs ended in errors/. Default: no limit.",
@@ -222,11 +239,17 @@ def kept_columns(options: ExtractOptions) -> tuple[str, ...]:
 
 def input_limits(options: ExtractOptions) -> InputLimits:
     """The validated guards of parsed options; raises ValueError naming the flag."""
-    return InputLimits(
+    names = tuple(name.strip() for name in (options.image_formats or "").split(",") if name.strip())
+    if len(names) == 1 and names[0].lower() == ALL_FORMATS:
+        names = (ALL_FORMATS,)
+    limits = InputLimits(
         max_pixels=options.max_pixels,
         min_side=options.min_side,
         max_file_bytes=options.max_file_bytes,
+        image_formats=names,
+        decode_warn_seconds=options.decode_warn_seconds,
     )
+    return dataclasses.replace(limits, image_formats=check_format_names(limits.image_formats))
 
 
 def unknown_arguments(argv: list[str]) -> list[str]:

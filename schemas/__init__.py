@@ -40,6 +40,9 @@ from schemas.elements import (
 )
 from schemas import layout
 from schemas.limits import (
+    ALL_FORMATS,
+    DEFAULT_DECODE_WARN_SECONDS,
+    DEFAULT_IMAGE_FORMATS,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
@@ -48,7 +51,9 @@ from schemas.limits import (
     ImageRejected,
     ImageTooSmall,
     InputLimits,
+    NEVER_OPENED,
     TooManyPixels,
+    UnsupportedFormat,
 )
 from schemas.layers import (
     ALIASES,

@@ -9,22 +9,42 @@ import dataclasses
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: about 300 MB once decoded to RGB
 DEFAULT_MIN_SIDE = 16
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+#: --image_formats' default (Pillow's format names): what photo collections hold.
+DEFAULT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+#: --image_formats all: every format Pillow opens, except those never opened.
+ALL_FORMATS = "all"
+#: Never opened, whatever --image_formats says: Pillow runs Ghostscript on EPS files
+#: (Pillow's security handbook, E-2: block EPS at the input layer).
+NEVER_OPENED = ("EPS",)
+DEFAULT_DECODE_WARN_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
 class InputLimits:
-    """``max_pixels``: width x height from the header, checked before any pixel is decoded.
-    ``min_side``: the shorter side, in pixels, below which an image is refused.
-    ``max_file_bytes``: file size from the listing, checked before the file is read."""
+    """``max_pixels``: width x height from the header, checked before any pixel is decoded,
+    and again once pixels are loaded. ``min_side``: the shorter side, in pixels, below which
+    an image is refused. ``max_file_bytes``: file size from the listing, checked before the
+    file is read. ``image_formats``: Pillow format names ever opened, or ``(ALL_FORMATS,)``.
+    ``decode_warn_seconds``: a decode running longer is logged with its URI."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS
+    decode_warn_seconds: float = DEFAULT_DECODE_WARN_SECONDS
 
     def __post_init__(self):
         for name in ("max_pixels", "min_side", "max_file_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not self.image_formats:
+            raise ValueError("--image_formats names no format")
+        never = [name for name in self.image_formats if name.upper() in NEVER_OPENED]
+        if never:
+            raise ValueError(f"--image_formats {', '.join(never)}: never opened, because Pillow "
+                             "runs Ghostscript on it (see the README, Trust and safety)")
+        if not self.decode_warn_seconds > 0:
+            raise ValueError(f"--decode_warn_seconds must be above 0, got {self.decode_warn_seconds}")
 
 
 class ImageRejected(ValueError):
@@ -41,6 +61,10 @@ class FileTooLarge(ImageRejected):
 
 class TooManyPixels(ImageRejected):
     """A header claiming more than --max_pixels (or over Pillow's own bomb limit)."""
+
+
+class UnsupportedFormat(ImageRejected):
+    """An image whose magic bytes say a format outside --image_formats, or one never opened."""
 
 
 class ImageTooSmall(ImageRejected):

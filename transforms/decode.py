@@ -13,6 +13,8 @@ from apache_beam.metrics import Metrics
 from PIL import Image, ImageOps
 
 from schemas import (
+    DEFAULT_DECODE_WARN_SECONDS,
+    DEFAULT_IMAGE_FORMATS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     ERRORS_TAG,
@@ -23,9 +25,12 @@ from schemas import (
     ImageSize,
     ImageTooSmall,
     TooManyPixels,
+    UnsupportedFormat,
     assert_shape,
 )
 from transforms.errors import METRICS_NAMESPACE, image_error
+from transforms.formats import allowed_for_open, check_format, check_opened
+from transforms.slow import SlowDecodes
 
 #: Background that transparent pixels are composited onto.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -56,13 +61,21 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def open_checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
-    """Open ``data`` and check its header size; no pixel is decoded or allocated here.
-    Raises TooManyPixels or ImageTooSmall (stage 'validate'), or PIL's own errors."""
+def open_checked(data: bytes, *, max_pixels: int, min_side: int,
+                 image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS) -> Image.Image:
+    """Check the format by the first bytes, open ``data`` with the allowed plugins only, and
+    check its header size; no pixel is decoded or allocated here. Raises UnsupportedFormat,
+    TooManyPixels or ImageTooSmall (stage 'validate'), or PIL's own errors."""
+    check_format(data, image_formats)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=allowed_for_open(image_formats))
     except Image.DecompressionBombError as exc:  # Beyond twice Pillow's own limit.
         raise TooManyPixels(str(exc)) from exc
+    try:
+        check_opened(image.format, image_formats)
+    except UnsupportedFormat:
+        image.close()
+        raise
     width, height = image.size
     if width * height > max_pixels:
         image.close()
@@ -101,23 +114,39 @@ def draft_request(width: int, height: int, sideways: bool, target: ImageSize, re
     return math.ceil(round(width * scale, 6)), math.ceil(round(height * scale, 6))
 
 
+def _load(image: Image.Image, max_pixels: int) -> None:
+    """Load the pixels. Some files only say their true size now (an icon's embedded PNG, a
+    GIF frame beyond the screen): Pillow's bomb error here, or a loaded size over
+    ``max_pixels``, is TooManyPixels like the header check."""
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"found when its pixels were loaded: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise TooManyPixels(f"found when its pixels were loaded: {width}x{height} = {width * height} "
+                            f"pixels, over --max_pixels {max_pixels}")
+
+
 def decode_image(
     data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
     target: ImageSize | None = None, resize_mode: str = "center_crop",
+    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS,
 ) -> Decoded:
-    """Decode the first frame of ``data`` with EXIF orientation applied, after checking the
-    header against ``max_pixels`` and ``min_side``. With ``target``, a JPEG at least twice
-    the size ``resize_mode`` needs is decoded at a reduced scale in the DCT (draft mode).
+    """Decode the first frame of ``data`` with EXIF orientation applied, after checking its
+    format against ``image_formats`` and its header against ``max_pixels`` and
+    ``min_side``. With ``target``, a JPEG at least twice the size ``resize_mode`` needs is
+    decoded at a reduced scale in the DCT (draft mode).
 
     Raises whatever PIL raises for data it cannot decode, truncated files included (pixels
     are loaded here)."""
-    with open_checked(data, max_pixels=max_pixels, min_side=min_side) as image:
+    with open_checked(data, max_pixels=max_pixels, min_side=min_side, image_formats=image_formats) as image:
         image_format = image.format or "unknown"
         width, height = image.size
         sideways = image.getexif().get(EXIF_ORIENTATION, 1) in _SIDEWAYS
         if target is not None and image_format == "JPEG":
             image.draft(image.mode, draft_request(width, height, sideways, target, resize_mode))
-        image.load()
+        _load(image, max_pixels)
         upright = ImageOps.exif_transpose(image)
         if sideways:
             width, height = height, width
@@ -125,11 +154,14 @@ def decode_image(
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self, max_pixels: int, min_side: int, target: ImageSize | None, resize_mode: str):
+    def __init__(self, max_pixels: int, min_side: int, target: ImageSize | None, resize_mode: str,
+                 image_formats: tuple[str, ...], decode_warn_seconds: float):
         self._max_pixels = max_pixels
         self._min_side = min_side
         self._target = target
         self._resize_mode = resize_mode
+        self._image_formats = tuple(image_formats)
+        self._decode_warn_seconds = decode_warn_seconds
         self._decoded = Metrics.counter(METRICS_NAMESPACE, "decoded")
 
     def setup(self):
@@ -138,12 +170,14 @@ class _DecodeFn(beam.DoFn):
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         if Image.MAX_IMAGE_PIXELS is not None and self._max_pixels > Image.MAX_IMAGE_PIXELS:
             Image.MAX_IMAGE_PIXELS = self._max_pixels
+        self._slow = SlowDecodes.for_threshold(self._decode_warn_seconds)
 
     def process(self, file: ImageFile):
+        decoding = self._slow.begin(file.uri)
         try:
             decoded = decode_image(
                 file.data, max_pixels=self._max_pixels, min_side=self._min_side,
-                target=self._target, resize_mode=self._resize_mode,
+                target=self._target, resize_mode=self._resize_mode, image_formats=self._image_formats,
             )
             assert_shape(
                 decoded.pixels, (None, None, 3), stage=STAGE_DECODE, uri=file.uri,
@@ -152,6 +186,8 @@ class _DecodeFn(beam.DoFn):
         except Exception as exc:
             yield image_error(file.uri, file.image_id, STAGE_DECODE, exc)
             return
+        finally:
+            self._slow.end(decoding)
         self._decoded.inc()
         info = ImageInfo(file.uri, file.image_id, decoded.width, decoded.height, decoded.format,
                          file.size_bytes, file.modified_us, file.source, file.key, file.kept)
@@ -163,9 +199,14 @@ class DecodeImages(beam.PTransform):
 
     Greyscale, palette, RGBA (composited onto white), CMYK and 16-bit sources all come out
     as 8-bit RGB; EXIF orientation is applied, so (w, h) in ImageInfo is the upright size.
+    Before Pillow sees a file, its first bytes are checked against ``image_formats``
+    (Pillow names, or ``("all",)``; EPS never): another format goes to ``errors`` with stage
+    'validate' (UnsupportedFormat), and Pillow opens the rest with the allowed plugins only.
     Before any pixel is decoded, the header size is checked: over ``max_pixels`` or with a
     side under ``min_side`` goes to ``errors`` with stage 'validate' (TooManyPixels,
-    ImageTooSmall). Anything PIL cannot decode goes to ``errors`` with stage 'decode'.
+    ImageTooSmall); so does a size over ``max_pixels`` found only when pixels load. Anything
+    PIL cannot decode goes to ``errors`` with stage 'decode'. A decode running longer than
+    ``decode_warn_seconds`` is logged once with its URI.
 
     With ``target`` (the model input size) and ``resize_mode``, JPEGs at least twice as
     large as the resize needs are decoded at 1/2, 1/4 or 1/8 scale in the DCT (draft mode):
@@ -175,14 +216,12 @@ class DecodeImages(beam.PTransform):
     """
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE,
-                 target: ImageSize | None = None, resize_mode: str = "center_crop"):
+                 target: ImageSize | None = None, resize_mode: str = "center_crop",
+                 image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS,
+                 decode_warn_seconds: float = DEFAULT_DECODE_WARN_SECONDS):
         super().__init__()
-        self._max_pixels = max_pixels
-        self._min_side = min_side
-        self._target = target
-        self._resize_mode = resize_mode
+        self._decode_fn = _DecodeFn(max_pixels, min_side, target, resize_mode, image_formats,
+                                    decode_warn_seconds)
 
     def expand(self, files):
-        return files | "Decode" >> beam.ParDo(
-            _DecodeFn(self._max_pixels, self._min_side, self._target, self._resize_mode)
-        ).with_outputs(ERRORS_TAG, main="images")
+        return files | "Decode" >> beam.ParDo(self._decode_fn).with_outputs(ERRORS_TAG, main="images")

@@ -96,6 +96,7 @@ class EmbedImages(beam.PTransform):
         decoded = files.files | "DecodeImages" >> DecodeImages(
             max_pixels=limits.max_pixels, min_side=limits.min_side,
             target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
+            image_formats=limits.image_formats, decode_warn_seconds=limits.decode_warn_seconds,
         )
         resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
         batched = resized.images | "BatchByShape" >> BatchByShape(
