@@ -37,7 +37,9 @@ setup(
         # webdataset: tests write shards with its TarWriter, as users do.
         "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2", "build>=1.0",
                  "apache-beam[gcp]>=2.77,<3", "webdataset>=0.2"],
-        "bench": ["tensorflow-hub==0.16.1"],
+        # tensorflow-hub: Beam's TF model handler imports it (bench/beam_documented.py);
+        # simplejpeg: one of bench/feed.py's decode loops.
+        "bench": ["tensorflow-hub==0.16.1", "simplejpeg>=1.8"],
     },
     entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main"]},
 )

@@ -6,7 +6,9 @@
 MatchFiles -> ReadMatches -> PIL decode + resize + preprocess_input in a Map ->
 RunInference(KeyedModelHandler(TFModelHandlerNumpy(SavedModel with dict outputs))) ->
 one WriteToParquet of row dicts per layer. Also: --save_model WEIGHTS.h5 writes the
-SavedModel (global average pooling of each layer, dict outputs) from a weights file."""
+SavedModel (global average pooling of each layer, dict outputs) from a weights file, and
+--save_model zero a model of the same outputs that costs next to nothing (each layer's
+output is a zero-initialised Dense on the input's global average), for bench/feed.py."""
 
 from __future__ import annotations
 
@@ -18,10 +20,28 @@ import argparse  # noqa: E402
 import io  # noqa: E402
 
 
+def save_zero_model(model_dir: str, image_size: int, layers: list[str]) -> None:
+    """Same inputs and dict outputs as save_model's, computed from a 3-number average."""
+    import tensorflow as tf
+
+    from schemas import ImageSize, layer_shape
+
+    inputs = tf.keras.Input((image_size, image_size, 3))
+    mean = tf.keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = {name: tf.keras.layers.Dense(layer_shape(name, ImageSize(image_size, image_size)).channels,
+                                           use_bias=False, kernel_initializer="zeros", name=f"{name}_zero")(mean)
+               for name in layers}
+    tf.keras.Model(inputs, outputs).save(model_dir)
+
+
 def save_model(weights_file: str, model_dir: str, image_size: int, layers: list[str]) -> None:
     import tensorflow as tf
 
     from schemas import canonical_layer
+
+    if weights_file == "zero":
+        save_zero_model(model_dir, image_size, layers)
+        return
 
     base = tf.keras.applications.ResNet50(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
     base.load_weights(weights_file)

@@ -1,0 +1,234 @@
+"""Per-core feed rate for GPU workers: how many images one CPU core reads, hashes, decodes,
+resizes, batches and writes per second when the model costs nothing.
+
+    python -m bench.feed [--work DIR] [--core 0] [--repeats 3] [--kinds web,camera]
+
+All in one run, every process pinned to one core (``taskset -c CORE``), one Beam worker
+(``--direct_num_workers 1 --direct_running_mode in_memory``):
+
+  (a) this pipeline (``python -m pipeline.run``) with its model replaced by one that
+      returns zeros of the right shapes (``zero_extractor``);
+  (b) the same job written the way Beam documents it (bench/beam_documented.py:
+      RunInference + TFModelHandlerNumpy + WriteToParquet) with a SavedModel whose outputs
+      cost next to nothing (zero Dense layers on the input's average);
+  (c) bare decode loops on the same files: our decode_image + resize_pixels; Pillow
+      open + convert + resize (the documented job's decode); simplejpeg + Pillow resize
+      (when simplejpeg is installed); tf.io.decode_jpeg + tf.image.resize.
+
+(a) and (b) are marginal rates, (N2 - N1) / (t2 - t1), so start-up cancels out; each t is
+the fastest of ``repeats`` runs, and the runs are interleaved (a N1, b N1, a N2, b N2, ...)
+so that drift on a shared machine hits both alike. Inputs: 500x375 web photos and 3000x2000
+camera photos (JPEG quality 90), made from the photos in samples/images with a unique patch
+each (camera photos are upscaled, with noise added so that they do not compress like a
+smooth upscale). Settings: --image_size 224 --layers res2,res3,res4,res5 --batch_size 32.
+Prints a table and one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pathlib
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SIZES = {"web": (500, 375), "camera": (3000, 2000)}
+COUNTS = {"web": (64, 448), "camera": (8, 56)}
+IMAGE_SIZE = 224
+LAYERS = "res2,res3,res4,res5"
+BATCH = 32
+ONE_WORKER = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
+
+_RUN_OURS = """
+import sys
+from bench.feed import zero_extractor
+from pipeline.run import parse_args, run
+from transforms.extract import ExtractLayers
+argv = sys.argv[1:]
+config = parse_args(argv)[2]
+sys.exit(run(argv, extract=ExtractLayers(config, extractor_factory=zero_extractor)))
+"""
+
+
+class ZeroExtractor:
+    """The model's contract at no cost: each layer's (n, C) zeros in the output dtype."""
+
+    def __init__(self, config):
+        self._shapes = {layer: config.embedding_shape(layer) for layer in config.layers}
+        self._dtype = np.dtype(config.output_dtype)
+
+    def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        return {layer: np.zeros((len(pixels),) + shape, self._dtype) for layer, shape in self._shapes.items()}
+
+
+def zero_extractor(config) -> ZeroExtractor:
+    return ZeroExtractor(config)
+
+
+def make_photos(folder: pathlib.Path, kind: str, count: int) -> pathlib.Path:
+    """``count`` JPEGs of the ``kind`` size from samples/images, each with a unique patch."""
+    from PIL import Image, ImageOps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(list(folder.glob("*.jpg"))) >= count:
+        return folder
+    width, height = SIZES[kind]
+    rng = np.random.default_rng(7)
+    sources = []
+    for path in sorted((REPO_ROOT / "samples" / "images").iterdir()):
+        with Image.open(path) as image:
+            sources.append(np.asarray(ImageOps.fit(image.convert("RGB"), (width, height), Image.BICUBIC)))
+    for i in range(count):
+        pixels = sources[i % len(sources)].copy()
+        if kind == "camera":
+            pixels = np.clip(pixels.astype(np.int16) + rng.normal(0, 3, pixels.shape), 0, 255).astype(np.uint8)
+        pixels[: 8 + i % 32, : 8 + i % 48] = (i * 37) % 256
+        Image.fromarray(pixels).save(folder / f"{kind}{i:05d}.jpg", "JPEG", quality=90)
+    return folder
+
+
+def subset(folder: pathlib.Path, n: int) -> str:
+    """A glob of the first ``n`` files (they are numbered)."""
+    files = sorted(folder.glob("*.jpg"))[:n]
+    target = folder.parent / f"{folder.name}-{n}"
+    if not target.exists():
+        target.mkdir()
+        for f in files:
+            (target / f.name).symlink_to(f)
+    return str(target / "*")
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {shlex.join(cmd)}\n{result.stderr[-4000:]}")
+    return seconds
+
+
+def job_commands(core: int, work: pathlib.Path, model_dir: pathlib.Path):
+    pin = ["taskset", "-c", str(core), sys.executable]
+
+    def ours(pattern: str, out: str) -> list[str]:
+        return pin + ["-c", _RUN_OURS, "--input", pattern, "--output", out, "--overwrite",
+                      "--weights", "random", "--image_size", str(IMAGE_SIZE), "--layers", LAYERS,
+                      "--batch_size", str(BATCH), "--progress_seconds", "3600", *ONE_WORKER]
+
+    def documented(pattern: str, out: str) -> list[str]:
+        return pin + ["-m", "bench.beam_documented", "--input", pattern, "--output", out,
+                      "--model_dir", str(model_dir), "--image_size", str(IMAGE_SIZE), "--layers", LAYERS,
+                      "--batch_size", str(BATCH), "--runner",
+                      "apache_beam.runners.portability.fn_api_runner.FnApiRunner", *ONE_WORKER]
+
+    return {"ours": ours, "documented": documented}
+
+
+def marginal_rates(kind: str, folder: pathlib.Path, jobs: dict, work: pathlib.Path, repeats: int) -> dict:
+    n1, n2 = COUNTS[kind]
+    times: dict = {(job, n): [] for job in jobs for n in (n1, n2)}
+    for _ in range(repeats):
+        for n in (n1, n2):
+            for job, command in jobs.items():
+                out = work / f"out-{kind}-{job}-{n}"
+                times[(job, n)].append(timed(command(subset(folder, n), str(out))))
+    return {job: {"t1": min(times[(job, n1)]), "t2": min(times[(job, n2)]),
+                  "images_per_s": (n2 - n1) / (min(times[(job, n2)]) - min(times[(job, n1)]))}
+            for job in jobs}
+
+
+# --- (c): bare decode loops, run in a pinned process of their own ----------------------
+
+def _loops(folder: pathlib.Path, repeats: int) -> dict:
+    from PIL import Image
+
+    from schemas import ImageSize
+    from transforms.decode import decode_image
+    from transforms.resize import resize_pixels
+
+    datas = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))]
+    size = ImageSize(IMAGE_SIZE, IMAGE_SIZE)
+
+    def ours(data):
+        resize_pixels(decode_image(data, target=size).pixels, size, "center_crop")
+
+    def pillow(data):
+        Image.open(io.BytesIO(data)).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE))
+
+    loops = {"decode_image + resize_pixels": ours, "Pillow open + convert + resize": pillow}
+    try:
+        import simplejpeg
+
+        loops["simplejpeg + Pillow resize"] = lambda data: Image.fromarray(
+            simplejpeg.decode_jpeg(data, colorspace="RGB")).resize((IMAGE_SIZE, IMAGE_SIZE))
+    except ImportError:
+        pass
+    import tensorflow as tf
+
+    loops["tf.io.decode_jpeg + tf.image.resize"] = lambda data: tf.image.resize(
+        tf.io.decode_jpeg(data, channels=3), (IMAGE_SIZE, IMAGE_SIZE)).numpy()
+    rates: dict = {name: [] for name in loops}
+    for _ in range(repeats):  # interleaved: each loop once per round
+        for name, loop in loops.items():
+            loop(datas[0])
+            started = time.perf_counter()
+            for data in datas:
+                loop(data)
+            rates[name].append(len(datas) / (time.perf_counter() - started))
+    return {name: max(values) for name, values in rates.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default="/tmp/resnet50-embeddings-bench-feed")
+    parser.add_argument("--core", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kinds", default="web,camera")
+    parser.add_argument("--_loops", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._loops:
+        print(json.dumps(_loops(pathlib.Path(args._loops), args.repeats)))
+        return 0
+    work = pathlib.Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = work / f"zero-model-{IMAGE_SIZE}"
+    if not model_dir.exists():
+        timed([sys.executable, "-m", "bench.beam_documented", "--save_model", "zero",
+               "--model_dir", str(model_dir), "--image_size", str(IMAGE_SIZE), "--layers", LAYERS])
+    jobs = job_commands(args.core, work, model_dir)
+    cpu = re.search(r"model name\s*:\s*(.*)", pathlib.Path("/proc/cpuinfo").read_text())
+    print(f"machine: {cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores; "
+          f"pinned to core {args.core}; Python {platform.python_version()}")
+    results = {}
+    for kind in args.kinds.split(","):
+        folder = make_photos(work / kind, kind, COUNTS[kind][1])
+        rates = marginal_rates(kind, folder, jobs, work, args.repeats)
+        loops = subprocess.run(
+            ["taskset", "-c", str(args.core), sys.executable, "-m", "bench.feed", "--_loops", str(folder),
+             "--repeats", str(args.repeats)], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+        decode = json.loads(loops.stdout.strip().splitlines()[-1])
+        ours, documented = rates["ours"]["images_per_s"], rates["documented"]["images_per_s"]
+        results[kind] = {"ours": rates["ours"], "documented": rates["documented"], "decode_loops": decode,
+                         "ours/documented": ours / documented}
+        width, height = SIZES[kind]
+        print(f"\n{kind} photos ({width}x{height}, JPEG q90), images/s on one core:")
+        print(f"  (a) this pipeline, zero model          {ours:8.1f}")
+        print(f"  (b) Beam-documented job, zero model    {documented:8.1f}   a/b = {ours / documented:.2f}")
+        for name, rate in decode.items():
+            print(f"  (c) {name:<36} {rate:8.1f}   a/c = {ours / rate:.2f}")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
