@@ -9,6 +9,7 @@ from beam_helpers import local_test_pipeline
 from schemas import ImageFile, ListedFile, ListedShard, SeenFile, ShardRecord, Unchanged
 from transforms import ListFiles, ReadImages, RereadImages
 from transforms.read import _RereadSamplesFn
+from test_shards import _tar
 
 
 def sha(data: bytes) -> str:
@@ -82,14 +83,7 @@ def test_reread_checks_the_content_did_not_change(tmp_path):
 
 
 def _shard(path, members) -> ListedFile:
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    _tar(path, members)
     return ListedFile(str(path), path.stat().st_size, 5)
 
 
@@ -124,8 +118,8 @@ def test_reread_samples_streams_each_shard_once_and_checks_each_sample(tmp_path,
 
     taken, read_shard = [], shards.read_shard
 
-    def spy(*args):
-        for element in read_shard(*args):
+    def spy(*args, **kwargs):
+        for element in read_shard(*args, **kwargs):
             taken.append(element.uri)
             yield element
 

@@ -87,17 +87,18 @@ class _ReadFileFn(beam.DoFn):
         whole_shard_refused = False
         try:
             elements = shards.read_shard(listed, kind, self._max_file_bytes, self._image_column,
-                                         self._keep_columns)
+                                         self._keep_columns, hashing=lambda uri: uri not in known)
             for element in elements:
                 self._matched.inc()
+                if isinstance(element, shards.Unhashed):  # known: skipped, never hashed
+                    samples += 1
+                    self._unchanged.inc()
+                    yield beam.pvalue.TaggedOutput(UNCHANGED_TAG, Unchanged(element.uri))
+                    continue
                 if isinstance(element, ImageFile):
                     samples += 1
-                    if element.uri in known:
-                        self._unchanged.inc()
-                        yield beam.pvalue.TaggedOutput(UNCHANGED_TAG, Unchanged(element.uri))
-                    else:
-                        self._read.inc()
-                        yield element
+                    self._read.inc()
+                    yield element
                     continue
                 whole_shard_refused |= element.key is None
                 samples += element.key is not None
@@ -185,7 +186,7 @@ class _RereadSamplesFn(beam.DoFn):
         why_missing = None
         try:
             for found in shards.read_shard(listed, kind, self._max_file_bytes, self._image_column,
-                                           self._keep_columns):
+                                           self._keep_columns, hashing=wanted.__contains__):
                 if isinstance(found, shards.Refused) and found.key is None:
                     why_missing = found.error
                 seen = wanted.pop(found.uri, None)

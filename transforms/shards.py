@@ -63,8 +63,19 @@ def shard_format(uri: str, input_format: str = "auto") -> str:
     return "files"
 
 
-def sample(listed: ListedFile, key: str, data: bytes, kept=None) -> ImageFile:
-    return ImageFile(f"{listed.uri}#{key}", hashlib.sha256(data).hexdigest(), data,
+class Unhashed(NamedTuple):
+    """A sample passed over without hashing (``hashing`` said no): only its uri and key."""
+
+    uri: str
+    key: str
+
+
+def sample(listed: ListedFile, key: str, data: bytes, kept=None, hashing=None) -> ImageFile | Unhashed:
+    """The ImageFile of one sample, or Unhashed when ``hashing(uri)`` is false."""
+    uri = f"{listed.uri}#{key}"
+    if hashing is not None and not hashing(uri):
+        return Unhashed(uri, key)
+    return ImageFile(uri, hashlib.sha256(data).hexdigest(), data,
                      listed.size_bytes, listed.modified_us, source=listed.uri, key=key, kept=kept)
 
 
@@ -102,7 +113,7 @@ def split_member_name(name: str) -> tuple[str, str]:
     return (posixpath.join(directory, stem) if directory else stem), extension.lower()
 
 
-def read_webdataset(listed: ListedFile, max_member_bytes: int):
+def read_webdataset(listed: ListedFile, max_member_bytes: int, hashing=None):
     """One ImageFile per sample: the first member of each key group with an image extension.
     Samples are the runs of consecutive members sharing a key, as WebDataset writes them."""
     keys = _Keys()
@@ -116,7 +127,7 @@ def read_webdataset(listed: ListedFile, max_member_bytes: int):
             if image is None:
                 return _error(listed, key, NoImageInSample(
                     "no member with an image extension (" + ", ".join(IMAGE_EXTENSIONS) + ")"))
-            return sample(listed, key, image)
+            return sample(listed, key, image, hashing=hashing)
 
         try:
             with tarfile.open(fileobj=handle, mode="r|") as tar:
@@ -182,7 +193,7 @@ def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
 
 
 def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str | None = None,
-                 batch_rows: int = 256, keep_columns: tuple[str, ...] = ()):
+                 batch_rows: int = 256, keep_columns: tuple[str, ...] = (), hashing=None):
     """One ImageFile per row. The key is the ``key`` column when there is one, else the row
     number. A null image is an error row; so is a file that is not Parquet. The values of
     ``keep_columns`` that the file has are carried as text in ``kept`` (None where absent)."""
@@ -221,7 +232,7 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
                         yield _error(listed, key, FileTooLarge(
                             f"{len(data)} bytes is over --max_file_bytes {max_image_bytes}"))
                     else:
-                        yield sample(listed, key, data, kept)
+                        yield sample(listed, key, data, kept, hashing)
         except Exception as exc:
             yield _error(listed, None, ShardBroken(
                 f"Parquet shard broken after row {row}: {type(exc).__name__}: {exc}"))
@@ -260,7 +271,7 @@ def tfrecord_records(handle, max_record_bytes: int):
         offset += 16 + length
 
 
-def read_tfrecord(listed: ListedFile, max_record_bytes: int, feature: str | None = None):
+def read_tfrecord(listed: ListedFile, max_record_bytes: int, feature: str | None = None, hashing=None):
     """One ImageFile per tf.train.Example record; the key is the record number."""
     from tensorflow.core.example import example_pb2
 
@@ -283,18 +294,20 @@ def read_tfrecord(listed: ListedFile, max_record_bytes: int, feature: str | None
                     yield _error(listed, key, NoImageInSample(
                         f"record is not a tf.train.Example: {type(exc).__name__}: {exc}"))
                     continue
-                yield sample(listed, key, values[0])
+                yield sample(listed, key, values[0], hashing=hashing)
         except ShardBroken as exc:
             yield _error(listed, None, ShardBroken(f"{exc}; {number} records read before it"))
 
 
 def read_shard(listed: ListedFile, kind: str, max_image_bytes: int, image_column: str | None = None,
-               keep_columns: tuple[str, ...] = ()):
-    """The reader of ``kind`` (webdataset, parquet or tfrecord) over ``listed``."""
+               keep_columns: tuple[str, ...] = (), hashing=None):
+    """The reader of ``kind`` (webdataset, parquet or tfrecord) over ``listed``. With
+    ``hashing``, a sample whose uri it says no to comes out Unhashed: the SHA-256 is taken
+    only of samples the caller will use."""
     if kind == "webdataset":
-        return read_webdataset(listed, max_image_bytes)
+        return read_webdataset(listed, max_image_bytes, hashing)
     if kind == "parquet":
-        return read_parquet(listed, max_image_bytes, image_column, keep_columns=keep_columns)
+        return read_parquet(listed, max_image_bytes, image_column, keep_columns=keep_columns, hashing=hashing)
     if kind == "tfrecord":
-        return read_tfrecord(listed, max_image_bytes, image_column)
+        return read_tfrecord(listed, max_image_bytes, image_column, hashing)
     raise ValueError(f"not a shard format: {kind!r} (one of {', '.join(FORMATS[1:])})")
