@@ -28,6 +28,9 @@ setup(
         # None of 12.3.0's other advisories (PDF, EPS, JPEG 2000, McIdas, TGA saving, fonts)
         # concerns an allowed format. 12.3.0 is the first release with none of these open.
         "pillow>=12.3.0",
+        # libjpeg-turbo straight into numpy, for JPEGs (transforms/turbojpeg.py); 1.9.0
+        # bundles libjpeg-turbo 3.1.2 (the release measured in BENCHMARKS.md).
+        "simplejpeg>=1.9.0",
         "matplotlib>=3.7",  # the viridis colour map of pipeline.inspect featuremaps
     ],
     extras_require={
@@ -38,8 +41,7 @@ setup(
         "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2", "build>=1.0",
                  "apache-beam[gcp]>=2.77,<3", "webdataset>=0.2"],
         # tensorflow-hub: Beam's TF model handler imports it (bench/beam_documented.py);
-        # simplejpeg: one of bench/feed.py's decode loops.
-        "bench": ["tensorflow-hub==0.16.1", "simplejpeg>=1.8"],
+        "bench": ["tensorflow-hub==0.16.1"],
     },
     entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main"]},
 )

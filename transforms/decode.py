@@ -31,6 +31,7 @@ from schemas import (
 from transforms.errors import METRICS_NAMESPACE, image_error
 from transforms.formats import allowed_for_open, check_format, check_opened
 from transforms.slow import SlowDecodes
+from transforms.turbojpeg import JPEG_FORMATS, decode_turbo, orient, takes_fast_path
 
 #: Background that transparent pixels are composited onto.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -58,7 +59,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def open_checked(data: bytes, *, max_pixels: int, min_side: int,
@@ -131,26 +132,36 @@ def _load(image: Image.Image, max_pixels: int) -> None:
 def decode_image(
     data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
     target: ImageSize | None = None, resize_mode: str = "center_crop",
-    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS,
+    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS, turbo: bool = True,
 ) -> Decoded:
     """Decode the first frame of ``data`` with EXIF orientation applied, after checking its
     format against ``image_formats`` and its header against ``max_pixels`` and
-    ``min_side``. With ``target``, a JPEG at least twice the size ``resize_mode`` needs is
-    decoded at a reduced scale in the DCT (draft mode).
+    ``min_side``. With ``target``, a JPEG (or MPO) at least twice the size ``resize_mode``
+    needs is decoded at a reduced scale in the DCT (draft mode).
+
+    JPEGs in RGB or greyscale are decoded by libjpeg-turbo through simplejpeg
+    (transforms/turbojpeg.py) unless ``turbo`` is False; everything else, and any JPEG
+    libjpeg-turbo reports a problem with, by Pillow. Both give the same pixels.
 
     Raises whatever PIL raises for data it cannot decode, truncated files included (pixels
     are loaded here)."""
     with open_checked(data, max_pixels=max_pixels, min_side=min_side, image_formats=image_formats) as image:
         image_format = image.format or "unknown"
         width, height = image.size
-        sideways = image.getexif().get(EXIF_ORIENTATION, 1) in _SIDEWAYS
-        if target is not None and image_format == "JPEG":
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        sideways = orientation in _SIDEWAYS
+        if target is not None and image_format in JPEG_FORMATS:
             image.draft(image.mode, draft_request(width, height, sideways, target, resize_mode))
-        _load(image, max_pixels)
-        upright = ImageOps.exif_transpose(image)
+        pixels = decode_turbo(data, image.size) if turbo and takes_fast_path(image) else None
+        if pixels is not None:
+            pixels = orient(pixels, orientation)
+        else:
+            _load(image, max_pixels)
+            ImageOps.exif_transpose(image, in_place=True)
+            pixels = to_rgb(image)
         if sideways:
             width, height = height, width
-        return Decoded(to_rgb(upright), image_format, width, height)
+        return Decoded(pixels, image_format, width, height)
 
 
 class _DecodeFn(beam.DoFn):
