@@ -2,22 +2,31 @@
 resizes, batches and writes per second when the model costs nothing.
 
     python -m bench.feed [--work DIR] [--core 0] [--repeats 3] [--kinds web,camera]
+                         [--baseline REF]
 
 All in one run, every process pinned to one core (``taskset -c CORE``), one Beam worker
 (``--direct_num_workers 1 --direct_running_mode in_memory``):
 
   (a) this pipeline (``python -m pipeline.run``) with its model replaced by one that
       returns zeros of the right shapes (``zero_extractor``);
+  (a0) the same, at git ``--baseline`` (default: the last commit before issue 12's decode
+      work), run from a worktree of it under ``--work``: today against before, in one run;
   (b) the same job written the way Beam documents it (bench/beam_documented.py:
       RunInference + TFModelHandlerNumpy + WriteToParquet) with a SavedModel whose outputs
       cost next to nothing (zero Dense layers on the input's average);
   (c) bare decode loops on the same files: our decode_image + resize_pixels; Pillow
-      open + convert + resize (the documented job's decode); simplejpeg + Pillow resize
-      (when simplejpeg is installed); tf.io.decode_jpeg + tf.image.resize.
+      open + convert + resize (the documented job's decode); simplejpeg + Pillow resize;
+      tf.io.decode_jpeg + tf.image.resize.
+      Ours twice: as the pipeline runs it (JPEGs through libjpeg-turbo, transforms/turbojpeg.py)
+      and with ``turbo=False`` (Pillow only).
 
-(a) and (b) are marginal rates, (N2 - N1) / (t2 - t1), so start-up cancels out; each t is
-the fastest of ``repeats`` runs, and the runs are interleaved (a N1, b N1, a N2, b N2, ...)
-so that drift on a shared machine hits both alike. Inputs: 500x375 web photos and 3000x2000
+All are marginal rates, (N2 - N1) / (t2 - t1), so start-up cancels out, given by wall time
+and by the CPU time (user + system) the process used, which is what sizes vCPUs. (a) and
+(a0) run in-process pairs (a warm-up run, then ``--pairs`` pairs of N1 and N2 images in the
+same process: imports and TensorFlow's start, whose time varies by a second here, are paid
+once); ``--repeats`` such processes per checkout, interleaved; the median pair rate is
+reported with the range. (b) is timed per process: each t is the fastest of ``repeats``
+runs, interleaved with the others. Inputs: 500x375 web photos and 3000x2000
 camera photos (JPEG quality 90), made from the photos in samples/images with a unique patch
 each (camera photos are upscaled, with noise added so that they do not compress like a
 smooth upscale). Settings: --image_size 224 --layers res2,res3,res4,res5 --batch_size 32.
@@ -32,6 +41,7 @@ import os
 import pathlib
 import platform
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -41,20 +51,35 @@ import numpy as np
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZES = {"web": (500, 375), "camera": (3000, 2000)}
-COUNTS = {"web": (64, 448), "camera": (8, 56)}
+COUNTS = {"web": (64, 2048), "camera": (8, 200)}
+#: The last commit before issue 12's decode work (simplejpeg, fewer copies).
+BASELINE_REF = "43146cd"
 IMAGE_SIZE = 224
 LAYERS = "res2,res3,res4,res5"
 BATCH = 32
 ONE_WORKER = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 
-_RUN_OURS = """
-import sys
+# Ours in one process: a warm-up run, then PAIRS pairs of runs (SMALL, BIG), each timed by
+# wall and CPU time (all threads; the in-memory runner works in this process). Imports and
+# TensorFlow's start are paid once, so a pair's difference is the images' cost. Runs from
+# a checkout's root, so that the code measured is that checkout's (baseline worktrees too).
+_PAIRED_OURS = """
+import json, sys, time
 from bench.feed import zero_extractor
 from pipeline.run import parse_args, run
 from transforms.extract import ExtractLayers
-argv = sys.argv[1:]
-config = parse_args(argv)[2]
-sys.exit(run(argv, extract=ExtractLayers(config, extractor_factory=zero_extractor)))
+pairs, small, big, out, *settings = sys.argv[1:]
+
+def once(pattern):
+    argv = ["--input", pattern, "--output", out, "--overwrite", *settings]
+    extract = ExtractLayers(parse_args(argv)[2], extractor_factory=zero_extractor)
+    wall, cpu = time.perf_counter(), time.process_time()
+    if run(argv, extract=extract) != 0:
+        sys.exit(1)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+once(small)
+print("PAIRS " + json.dumps([[once(small), once(big)] for _ in range(int(pairs))]))
 """
 
 
@@ -106,21 +131,38 @@ def subset(folder: pathlib.Path, n: int) -> str:
     return str(target / "*")
 
 
-def timed(cmd: list[str]) -> float:
-    started = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, CPU seconds of the process and its children)."""
+    started, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"failed: {shlex.join(cmd)}\n{result.stderr[-4000:]}")
-    return seconds
+    return seconds, _children_cpu() - cpu
+
+
+def baseline_tree(work: pathlib.Path, ref: str) -> pathlib.Path:
+    """A detached git worktree of ``ref`` under ``work`` (made once). Run from there, its
+    modules come first on sys.path, ahead of this checkout's editable install."""
+    tree = work / f"baseline-{ref}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(tree), ref],
+                       check=True, capture_output=True)
+    return tree
 
 
 def job_commands(core: int, work: pathlib.Path, model_dir: pathlib.Path):
+    """Each job: (pattern, output) -> command; run from REPO_ROOT."""
     pin = ["taskset", "-c", str(core), sys.executable]
 
-    def ours(pattern: str, out: str) -> list[str]:
-        return pin + ["-c", _RUN_OURS, "--input", pattern, "--output", out, "--overwrite",
+    def ours(pairs: int, small: str, big: str, out: str) -> list[str]:
+        return pin + ["-c", _PAIRED_OURS, str(pairs), small, big, out,
                       "--weights", "random", "--image_size", str(IMAGE_SIZE), "--layers", LAYERS,
                       "--batch_size", str(BATCH), "--progress_seconds", "3600", *ONE_WORKER]
 
@@ -141,14 +183,43 @@ def marginal_rates(kind: str, folder: pathlib.Path, jobs: dict, work: pathlib.Pa
             for job, command in jobs.items():
                 out = work / f"out-{kind}-{job}-{n}"
                 times[(job, n)].append(timed(command(subset(folder, n), str(out))))
-    return {job: {"t1": min(times[(job, n1)]), "t2": min(times[(job, n2)]),
-                  "images_per_s": (n2 - n1) / (min(times[(job, n2)]) - min(times[(job, n1)]))}
-            for job in jobs}
+    rates = {}
+    for job in jobs:
+        (wall1, cpu1), (wall2, cpu2) = (
+            [min(t[i] for t in times[(job, n)]) for i in (0, 1)] for n in (n1, n2))
+        rates[job] = {"t1": wall1, "t2": wall2, "images_per_s": (n2 - n1) / (wall2 - wall1),
+                      "cpu1": cpu1, "cpu2": cpu2, "images_per_cpu_s": (n2 - n1) / (cpu2 - cpu1)}
+    return rates
+
+
+def paired_rates(kind: str, folder: pathlib.Path, command, trees: dict, work: pathlib.Path,
+                 repeats: int, pairs: int) -> dict:
+    """(a) and (a0): each checkout in ``trees`` (job -> root) runs ``repeats`` processes of
+    ``pairs`` in-process pairs, interleaved; the rate of a pair is (N2 - N1) / (t2 - t1).
+    Returns the median pair rate by wall and CPU time, with the range of the wall rates."""
+    n1, n2 = COUNTS[kind]
+    samples: dict = {job: [] for job in trees}
+    for _ in range(repeats):
+        for job, tree in trees.items():
+            cmd = command(pairs, subset(folder, n1), subset(folder, n2), str(work / f"out-{kind}-{job}"))
+            result = subprocess.run(cmd, cwd=tree, capture_output=True, text=True,
+                                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+            lines = [line for line in result.stdout.splitlines() if line.startswith("PAIRS ")]
+            if result.returncode != 0 or not lines:
+                raise SystemExit(f"failed: {shlex.join(cmd)}\n{result.stderr[-4000:]}")
+            for (wall1, cpu1), (wall2, cpu2) in json.loads(lines[-1][len("PAIRS "):]):
+                samples[job].append(((n2 - n1) / (wall2 - wall1), (n2 - n1) / (cpu2 - cpu1)))
+    return {job: {"images_per_s": float(np.median([wall for wall, _ in rates])),
+                  "images_per_cpu_s": float(np.median([cpu for _, cpu in rates])),
+                  "wall_range": [min(w for w, _ in rates), max(w for w, _ in rates)], "pairs": len(rates)}
+            for job, rates in samples.items()}
 
 
 # --- (c): bare decode loops, run in a pinned process of their own ----------------------
 
 def _loops(folder: pathlib.Path, repeats: int) -> dict:
+    import simplejpeg
+    import tensorflow as tf
     from PIL import Image
 
     from schemas import ImageSize
@@ -161,18 +232,16 @@ def _loops(folder: pathlib.Path, repeats: int) -> dict:
     def ours(data):
         resize_pixels(decode_image(data, target=size).pixels, size, "center_crop")
 
+    def ours_pillow(data):
+        resize_pixels(decode_image(data, target=size, turbo=False).pixels, size, "center_crop")
+
     def pillow(data):
         Image.open(io.BytesIO(data)).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE))
 
-    loops = {"decode_image + resize_pixels": ours, "Pillow open + convert + resize": pillow}
-    try:
-        import simplejpeg
-
-        loops["simplejpeg + Pillow resize"] = lambda data: Image.fromarray(
-            simplejpeg.decode_jpeg(data, colorspace="RGB")).resize((IMAGE_SIZE, IMAGE_SIZE))
-    except ImportError:
-        pass
-    import tensorflow as tf
+    loops = {"decode_image + resize_pixels": ours, "the same, turbo=False (Pillow only)": ours_pillow,
+             "Pillow open + convert + resize": pillow}
+    loops["simplejpeg + Pillow resize"] = lambda data: Image.fromarray(
+        simplejpeg.decode_jpeg(data, colorspace="RGB")).resize((IMAGE_SIZE, IMAGE_SIZE))
 
     loops["tf.io.decode_jpeg + tf.image.resize"] = lambda data: tf.image.resize(
         tf.io.decode_jpeg(data, channels=3), (IMAGE_SIZE, IMAGE_SIZE)).numpy()
@@ -192,7 +261,10 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/resnet50-embeddings-bench-feed")
     parser.add_argument("--core", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3, help="in-process pairs per run of ours")
     parser.add_argument("--kinds", default="web,camera")
+    parser.add_argument("--baseline", default=BASELINE_REF,
+                        help="git ref run as (a0) from a worktree; '' to leave it out")
     parser.add_argument("--_loops", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._loops:
@@ -205,25 +277,44 @@ def main() -> int:
         timed([sys.executable, "-m", "bench.beam_documented", "--save_model", "zero",
                "--model_dir", str(model_dir), "--image_size", str(IMAGE_SIZE), "--layers", LAYERS])
     jobs = job_commands(args.core, work, model_dir)
+    trees = {"ours": REPO_ROOT}
+    if args.baseline:
+        trees["baseline"] = baseline_tree(work, args.baseline)
     cpu = re.search(r"model name\s*:\s*(.*)", pathlib.Path("/proc/cpuinfo").read_text())
     print(f"machine: {cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores; "
           f"pinned to core {args.core}; Python {platform.python_version()}")
     results = {}
     for kind in args.kinds.split(","):
         folder = make_photos(work / kind, kind, COUNTS[kind][1])
-        rates = marginal_rates(kind, folder, jobs, work, args.repeats)
+        rates = paired_rates(kind, folder, jobs["ours"], trees, work, args.repeats, args.pairs)
+        rates.update(marginal_rates(kind, folder, {"documented": jobs["documented"]}, work, args.repeats))
         loops = subprocess.run(
             ["taskset", "-c", str(args.core), sys.executable, "-m", "bench.feed", "--_loops", str(folder),
              "--repeats", str(args.repeats)], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
         decode = json.loads(loops.stdout.strip().splitlines()[-1])
         ours, documented = rates["ours"]["images_per_s"], rates["documented"]["images_per_s"]
-        results[kind] = {"ours": rates["ours"], "documented": rates["documented"], "decode_loops": decode,
-                         "ours/documented": ours / documented}
+        results[kind] = {**rates, "decode_loops": decode, "ours/documented": ours / documented,
+                         "ours/documented by CPU time": rates["ours"]["images_per_cpu_s"]
+                         / rates["documented"]["images_per_cpu_s"]}
         width, height = SIZES[kind]
-        print(f"\n{kind} photos ({width}x{height}, JPEG q90), images/s on one core:")
-        print(f"  (a) this pipeline, zero model          {ours:8.1f}")
-        print(f"  (b) Beam-documented job, zero model    {documented:8.1f}   a/b = {ours / documented:.2f}")
+        print(f"\n{kind} photos ({width}x{height}, JPEG q90), images/s on one core, by wall time "
+              f"and by CPU time:")
+        named = [("(a) this pipeline, zero model", "ours"), (f"(a0) the same at {args.baseline}", "baseline"),
+                 ("(b) Beam-documented job, zero model", "documented")]
+        for label, job in named:
+            if job in rates:
+                wall, cpu = rates[job]["images_per_s"], rates[job]["images_per_cpu_s"]
+                ratio = "" if job == "ours" else (
+                    f"   a/{label[1:label.index(')')]} = {ours / wall:.2f} (CPU time: "
+                    f"{rates['ours']['images_per_cpu_s'] / cpu:.2f})")
+                spread = ("   wall range {:.0f}-{:.0f} over {} pairs".format(*rates[job]["wall_range"], rates[job]["pairs"])
+                          if "wall_range" in rates[job] else "")
+                print(f"  {label:<40} {wall:8.1f} {cpu:8.1f}{ratio}{spread}")
+        if "baseline" in rates:
+            results[kind]["ours/baseline"] = ours / rates["baseline"]["images_per_s"]
+            results[kind]["ours/baseline by CPU time"] = (rates["ours"]["images_per_cpu_s"]
+                                                          / rates["baseline"]["images_per_cpu_s"])
         for name, rate in decode.items():
             print(f"  (c) {name:<36} {rate:8.1f}   a/c = {ours / rate:.2f}")
     print(json.dumps(results))
