@@ -1,8 +1,8 @@
 """Per-core feed rate for GPU workers: how many images one CPU core reads, hashes, decodes,
 resizes, batches and writes per second when the model costs nothing.
 
-    python -m bench.feed [--work DIR] [--core 0] [--repeats 3] [--kinds web,camera]
-                         [--baseline REF]
+    python -m bench.feed [--work DIR] [--core 0] [--repeats 3] [--pairs 3]
+                         [--kinds web,camera] [--baseline REF]
 
 All in one run, every process pinned to one core (``taskset -c CORE``), one Beam worker
 (``--direct_num_workers 1 --direct_running_mode in_memory``):
@@ -18,7 +18,8 @@ All in one run, every process pinned to one core (``taskset -c CORE``), one Beam
       open + convert + resize (the documented job's decode); simplejpeg + Pillow resize;
       tf.io.decode_jpeg + tf.image.resize.
       Ours twice: as the pipeline runs it (JPEGs through libjpeg-turbo, transforms/turbojpeg.py)
-      and with ``turbo=False`` (Pillow only).
+      and with ``turbo=False`` (Pillow only). TensorFlow is imported, as in a worker: it
+      changes how fast Pillow decodes (BENCHMARKS.md, the block pool).
 
 All are marginal rates, (N2 - N1) / (t2 - t1), so start-up cancels out, given by wall time
 and by the CPU time (user + system) the process used, which is what sizes vCPUs. (a) and
