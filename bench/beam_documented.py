@@ -8,7 +8,10 @@ RunInference(KeyedModelHandler(TFModelHandlerNumpy(SavedModel with dict outputs)
 one WriteToParquet of row dicts per layer. Also: --save_model WEIGHTS.h5 writes the
 SavedModel (global average pooling of each layer, dict outputs) from a weights file, and
 --save_model zero a model of the same outputs that costs next to nothing (each layer's
-output is a zero-initialised Dense on the input's global average), for bench/feed.py."""
+output is a zero-initialised Dense on the input's global average). --zero_inference runs no
+model at all: the handler's inference_fn returns each layer's zeros (Beam's handlers take
+an inference_fn), the zero-cost model of bench/feed.py, which runs no TensorFlow graph on
+our side either."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Beam's TF handlers load wit
 
 import argparse  # noqa: E402
 import io  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 
 def save_zero_model(model_dir: str, image_size: int, layers: list[str]) -> None:
@@ -50,6 +55,23 @@ def save_model(weights_file: str, model_dir: str, image_size: int, layers: list[
     tf.keras.Model(base.input, outputs).save(model_dir)
 
 
+def zero_inference_fn(layers: list[str], image_size: int):
+    """TFModelHandlerNumpy's inference_fn, as its default is written (stack the batch, call
+    the model, split the dict per example), with the model call replaced by zeros."""
+    from apache_beam.ml.inference import utils
+
+    from schemas import ImageSize, layer_shape
+
+    channels = {name: layer_shape(name, ImageSize(image_size, image_size)).channels for name in layers}
+
+    def inference_fn(model, batch, inference_args, model_id=None):
+        n = len(np.stack(batch, axis=0))
+        predictions = {name: np.zeros((n, c), np.float32) for name, c in channels.items()}
+        return utils._convert_to_result(batch, predictions, model_id)  # pylint: disable=protected-access
+
+    return inference_fn
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input")
@@ -59,6 +81,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--layers", default="res2,res3,res4,res5")
     parser.add_argument("--save_model", help="weights .h5 to turn into --model_dir, then exit")
+    parser.add_argument("--zero_inference", action="store_true",
+                        help="an inference_fn returning zeros of each layer's shape: no graph runs")
     args, beam_args = parser.parse_known_args()
     layers = args.layers.split(",")
     if args.save_model:
@@ -66,7 +90,6 @@ def main() -> None:
         return
 
     import apache_beam as beam
-    import numpy as np
     import pyarrow as pa
     from apache_beam.io import fileio
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -82,8 +105,11 @@ def main() -> None:
         image = Image.open(io.BytesIO(readable.read())).convert("RGB").resize((size, size))
         return readable.metadata.path, preprocess_input(np.asarray(image, dtype=np.float32))
 
+    handler_kwargs = {}
+    if args.zero_inference:
+        handler_kwargs["inference_fn"] = zero_inference_fn(layers, size)
     handler = KeyedModelHandler(TFModelHandlerNumpy(
-        args.model_dir, min_batch_size=args.batch_size, max_batch_size=args.batch_size))
+        args.model_dir, min_batch_size=args.batch_size, max_batch_size=args.batch_size, **handler_kwargs))
     options = PipelineOptions(beam_args or ["--runner", "apache_beam.runners.portability.fn_api_runner.FnApiRunner"])
     with beam.Pipeline(options=options) as p:
         predictions = (

@@ -1,19 +1,16 @@
 """Per-core feed rate for GPU workers: how many images one CPU core reads, hashes, decodes,
 resizes, batches and writes per second when the model costs nothing.
 
-    python -m bench.feed [--work DIR] [--core 0] [--repeats 3] [--pairs 3]
-                         [--kinds web,camera] [--baseline REF]
+    python -m bench.feed [--work DIR] [--core 0] [--repeats 3] [--pairs 3] [--kinds web,camera]
 
 All in one run, every process pinned to one core (``taskset -c CORE``), one Beam worker
 (``--direct_num_workers 1 --direct_running_mode in_memory``):
 
   (a) this pipeline (``python -m pipeline.run``) with its model replaced by one that
       returns zeros of the right shapes (``zero_extractor``);
-  (a0) the same, at git ``--baseline`` (default: the last commit before issue 12's decode
-      work), run from a worktree of it under ``--work``: today against before, in one run;
   (b) the same job written the way Beam documents it (bench/beam_documented.py:
-      RunInference + TFModelHandlerNumpy + WriteToParquet) with a SavedModel whose outputs
-      cost next to nothing (zero Dense layers on the input's average);
+      RunInference + TFModelHandlerNumpy + WriteToParquet) with an ``inference_fn`` that
+      returns the same zeros without running the model (``--zero_inference``);
   (c) bare decode loops on the same files: our decode_image + resize_pixels; Pillow
       open + convert + resize (the documented job's decode); simplejpeg + Pillow resize;
       tf.io.decode_jpeg + tf.image.resize.
@@ -21,17 +18,24 @@ All in one run, every process pinned to one core (``taskset -c CORE``), one Beam
       and with ``turbo=False`` (Pillow only). TensorFlow is imported, as in a worker: it
       changes how fast Pillow decodes (BENCHMARKS.md, the block pool).
 
+(a) and (b) are zero-cost the same way: neither runs a TensorFlow graph per batch, and both
+import TensorFlow in the process that would hold the model (the documented job's handler
+loads its SavedModel; our zero model imports TensorFlow where the real one would be built).
+What still differs is each job's own work: ours hashes, decodes with libjpeg-turbo at draft
+scale, center-crops and writes a row group per batch; the documented job decodes in full
+with Pillow, stretches, runs ``preprocess_input`` in numpy, splits each batch into one
+PredictionResult per image and writes rows as Python lists.
+
 All are marginal rates, (N2 - N1) / (t2 - t1), so start-up cancels out, given by wall time
-and by the CPU time (user + system) the process used, which is what sizes vCPUs. (a) and
-(a0) run in-process pairs (a warm-up run, then ``--pairs`` pairs of N1 and N2 images in the
-same process: imports and TensorFlow's start, whose time varies by a second here, are paid
-once); ``--repeats`` such processes per checkout, interleaved; the median pair rate is
-reported with the range. (b) is timed per process: each t is the fastest of ``repeats``
-runs, interleaved with the others. Inputs: 500x375 web photos and 3000x2000
-camera photos (JPEG quality 90), made from the photos in samples/images with a unique patch
-each (camera photos are upscaled, with noise added so that they do not compress like a
-smooth upscale). Settings: --image_size 224 --layers res2,res3,res4,res5 --batch_size 32.
-Prints a table and one JSON line."""
+and by the CPU time (user + system) the process used, which is what sizes vCPUs. (a) runs
+in-process pairs (a warm-up run, then ``--pairs`` pairs of N1 and N2 images in the same
+process: imports and TensorFlow's start, whose time varies by a second here, are paid
+once); ``--repeats`` such processes, interleaved with (b); the median pair rate is reported
+with the range. (b) is timed per process: each t is the fastest of ``repeats`` runs. Inputs:
+500x375 web photos and 3000x2000 camera photos (JPEG quality 90), made from the photos in
+samples/images with a unique patch each (camera photos are upscaled, with noise added so
+that they do not compress like a smooth upscale). Settings: --image_size 224 --layers
+res2,res3,res4,res5 --batch_size 32. Prints a table and one JSON line."""
 
 from __future__ import annotations
 
@@ -53,8 +57,6 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZES = {"web": (500, 375), "camera": (3000, 2000)}
 COUNTS = {"web": (64, 2048), "camera": (8, 200)}
-#: The last commit before issue 12's decode work (simplejpeg, fewer copies).
-BASELINE_REF = "43146cd"
 IMAGE_SIZE = 224
 LAYERS = "res2,res3,res4,res5"
 BATCH = 32
@@ -62,20 +64,17 @@ ONE_WORKER = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 
 # Ours in one process: a warm-up run, then PAIRS pairs of runs (SMALL, BIG), each timed by
 # wall and CPU time (all threads; the in-memory runner works in this process). Imports and
-# TensorFlow's start are paid once, so a pair's difference is the images' cost. Runs from
-# a checkout's root, so that the code measured is that checkout's (baseline worktrees too).
+# TensorFlow's start are paid once, so a pair's difference is the images' cost.
 _PAIRED_OURS = """
 import json, sys, time
 from bench.feed import zero_extractor
-from pipeline.run import parse_args, run
-from transforms.extract import ExtractLayers
+from pipeline.run import run
 pairs, small, big, out, *settings = sys.argv[1:]
 
 def once(pattern):
     argv = ["--input", pattern, "--output", out, "--overwrite", *settings]
-    extract = ExtractLayers(parse_args(argv)[2], extractor_factory=zero_extractor)
     wall, cpu = time.perf_counter(), time.process_time()
-    if run(argv, extract=extract) != 0:
+    if run(argv, model_factory=zero_extractor) != 0:
         sys.exit(1)
     return time.perf_counter() - wall, time.process_time() - cpu
 
@@ -85,9 +84,13 @@ print("PAIRS " + json.dumps([[once(small), once(big)] for _ in range(int(pairs))
 
 
 class ZeroExtractor:
-    """The model's contract at no cost: each layer's (n, C) zeros in the output dtype."""
+    """The model's contract at no cost: each layer's (n, C) zeros in the output dtype.
+    Built where the real model would be, it imports TensorFlow as the real one does: a
+    process that has imported it decodes at another speed (BENCHMARKS.md)."""
 
     def __init__(self, config):
+        import tensorflow  # noqa: F401  # pylint: disable=unused-import,import-outside-toplevel
+
         self._shapes = {layer: config.embedding_shape(layer) for layer in config.layers}
         self._dtype = np.dtype(config.output_dtype)
 
@@ -148,16 +151,6 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return seconds, _children_cpu() - cpu
 
 
-def baseline_tree(work: pathlib.Path, ref: str) -> pathlib.Path:
-    """A detached git worktree of ``ref`` under ``work`` (made once). Run from there, its
-    modules come first on sys.path, ahead of this checkout's editable install."""
-    tree = work / f"baseline-{ref}"
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(tree), ref],
-                       check=True, capture_output=True)
-    return tree
-
-
 def job_commands(core: int, work: pathlib.Path, model_dir: pathlib.Path):
     """Each job: (pattern, output) -> command; run from REPO_ROOT."""
     pin = ["taskset", "-c", str(core), sys.executable]
@@ -170,7 +163,7 @@ def job_commands(core: int, work: pathlib.Path, model_dir: pathlib.Path):
     def documented(pattern: str, out: str) -> list[str]:
         return pin + ["-m", "bench.beam_documented", "--input", pattern, "--output", out,
                       "--model_dir", str(model_dir), "--image_size", str(IMAGE_SIZE), "--layers", LAYERS,
-                      "--batch_size", str(BATCH), "--runner",
+                      "--batch_size", str(BATCH), "--zero_inference", "--runner",
                       "apache_beam.runners.portability.fn_api_runner.FnApiRunner", *ONE_WORKER]
 
     return {"ours": ours, "documented": documented}
@@ -195,8 +188,8 @@ def marginal_rates(kind: str, folder: pathlib.Path, jobs: dict, work: pathlib.Pa
 
 def paired_rates(kind: str, folder: pathlib.Path, command, trees: dict, work: pathlib.Path,
                  repeats: int, pairs: int) -> dict:
-    """(a) and (a0): each checkout in ``trees`` (job -> root) runs ``repeats`` processes of
-    ``pairs`` in-process pairs, interleaved; the rate of a pair is (N2 - N1) / (t2 - t1).
+    """(a): each checkout in ``trees`` (job -> root) runs ``repeats`` processes of ``pairs``
+    in-process pairs, interleaved; the rate of a pair is (N2 - N1) / (t2 - t1).
     Returns the median pair rate by wall and CPU time, with the range of the wall rates."""
     n1, n2 = COUNTS[kind]
     samples: dict = {job: [] for job in trees}
@@ -264,8 +257,6 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=3, help="in-process pairs per run of ours")
     parser.add_argument("--kinds", default="web,camera")
-    parser.add_argument("--baseline", default=BASELINE_REF,
-                        help="git ref run as (a0) from a worktree; '' to leave it out")
     parser.add_argument("--_loops", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._loops:
@@ -279,8 +270,6 @@ def main() -> int:
                "--model_dir", str(model_dir), "--image_size", str(IMAGE_SIZE), "--layers", LAYERS])
     jobs = job_commands(args.core, work, model_dir)
     trees = {"ours": REPO_ROOT}
-    if args.baseline:
-        trees["baseline"] = baseline_tree(work, args.baseline)
     cpu = re.search(r"model name\s*:\s*(.*)", pathlib.Path("/proc/cpuinfo").read_text())
     print(f"machine: {cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores; "
           f"pinned to core {args.core}; Python {platform.python_version()}")
@@ -301,8 +290,8 @@ def main() -> int:
         width, height = SIZES[kind]
         print(f"\n{kind} photos ({width}x{height}, JPEG q90), images/s on one core, by wall time "
               f"and by CPU time:")
-        named = [("(a) this pipeline, zero model", "ours"), (f"(a0) the same at {args.baseline}", "baseline"),
-                 ("(b) Beam-documented job, zero model", "documented")]
+        named = [("(a) this pipeline, zero model", "ours"),
+                 ("(b) Beam-documented job, zero inference_fn", "documented")]
         for label, job in named:
             if job in rates:
                 wall, cpu = rates[job]["images_per_s"], rates[job]["images_per_cpu_s"]
@@ -312,10 +301,6 @@ def main() -> int:
                 spread = ("   wall range {:.0f}-{:.0f} over {} pairs".format(*rates[job]["wall_range"], rates[job]["pairs"])
                           if "wall_range" in rates[job] else "")
                 print(f"  {label:<40} {wall:8.1f} {cpu:8.1f}{ratio}{spread}")
-        if "baseline" in rates:
-            results[kind]["ours/baseline"] = ours / rates["baseline"]["images_per_s"]
-            results[kind]["ours/baseline by CPU time"] = (rates["ours"]["images_per_cpu_s"]
-                                                          / rates["baseline"]["images_per_cpu_s"])
         for name, rate in decode.items():
             print(f"  (c) {name:<36} {rate:8.1f}   a/c = {ours / rate:.2f}")
     print(json.dumps(results))

@@ -50,13 +50,15 @@ with DAG(
                     "mixed_precision": "float16",
                     "batch_size": "128",
                     "max_error_fraction": "0.05",
+                    # One SDK process per vCPU (Dataflow's default) decoding, one model on the GPU.
+                    "model_copies": "1",
                 },
                 "environment": {
                     "machineType": "g2-standard-8",
                     "sdkContainerImage": IMAGE,
                     "tempLocation": f"{BUCKET}/tmp",
                     "maxWorkers": 4,
-                    "additionalExperiments": ["no_use_multiple_sdk_containers", GPU],
+                    "additionalExperiments": [GPU],
                 },
             }
         },

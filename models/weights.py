@@ -142,6 +142,32 @@ def resolve_weights_file(spec: str) -> str | None:
     return local_weights_file(spec)
 
 
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file on any Beam filesystem, read in 1 MiB chunks."""
+    from apache_beam.io.filesystems import FileSystems
+
+    digest = hashlib.sha256()
+    with FileSystems.open(path) as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_weights_identity(spec: str, path: str | None, expected_sha256: str | None) -> None:
+    """Raise WeightsError unless the file at ``path`` (resolved from ``spec`` on this
+    machine) has the SHA-256 the run was planned with. Nothing to check for random weights
+    (``path`` None) or when no hash was pinned (``expected_sha256`` None)."""
+    if path is None or expected_sha256 is None:
+        return
+    actual = file_sha256(path)
+    if actual != expected_sha256:
+        raise WeightsError(
+            f"weights {spec} read here ({path}) have SHA-256 {actual}, but the run was planned "
+            f"with {expected_sha256} (the manifest's): the file changed after the launch. "
+            "Refusing to embed with other weights than the manifest names."
+        )
+
+
 def load_weights_file(model, path: str, *, label: str) -> None:
     """Load HDF5 weights into ``model`` (the bare ResNet50), with a clear error on mismatch."""
     try:

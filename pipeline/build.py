@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from models.handler import ResNet50Handler
 from pipeline.incremental import Comparison
 from pipeline.progress import (
     EMBEDDED,
@@ -88,7 +89,8 @@ def read_compared(p, listed, limits: InputLimits, comparison: Comparison, readin
 
 def build_pipeline(
     p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
-    limits: InputLimits = InputLimits(), extract: beam.PTransform | None = None,
+    limits: InputLimits = InputLimits(), handler: ResNet50Handler | None = None,
+    extract: beam.PTransform | None = None,
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
     progress_dir: str | None = None, input_format: str = "auto", image_column: str | None = None,
     keep_columns: tuple[str, ...] = (),
@@ -98,7 +100,8 @@ def build_pipeline(
 
     ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
     with, and the ``skipped/`` and ``shards/`` outputs. ``input_format`` and ``image_column`` choose the
-    reader of each listed file (ReadImages). ``keep_columns`` copies Parquet columns into ``images/``. ``extract`` replaces the ExtractLayers step (tests
+    reader of each listed file (ReadImages). ``keep_columns`` copies Parquet columns into ``images/``.
+    ``handler`` (a ResNet50Handler of ``config``) says where the model runs; ``extract`` replaces the ExtractLayers step (tests
     inject faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks
     and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
     line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
@@ -110,7 +113,8 @@ def build_pipeline(
                "keep_columns": tuple(keep_columns)}
     side = (read_compared(p, listed, limits, comparison, reading) if compare
             else read_once(p, listed, limits, reading))
-    embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, extract=extract)
+    embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, handler=handler,
+                                                                extract=extract)
     errors = (*side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
     to_write = {"embeddings": embedded["embeddings"], "errors": errors}
     if comparison is not None:

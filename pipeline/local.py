@@ -24,10 +24,13 @@ def is_local_runner(runner: str | None) -> bool:
 def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str],
                       matched: int | None = None) -> None:
     """Local default, measured on 2 cores (BENCHMARKS.md): min(2, cores) worker processes,
-    each with its own model and cores / workers TensorFlow threads, so decoding in one
+    each with its own model and cores / workers TensorFlow threads (threads of one process
+    share its model and all cores), so decoding in one
     process overlaps inference in the other without stalling a parallel op. When all
     ``matched`` inputs fit in one batch, a second model would only add start-up: one
-    process. An explicit --direct_num_workers, --direct_running_mode or --tf_threads wins."""
+    process. With --model_copies the models run in model processes of their own instead, each
+    with cores / copies TensorFlow threads, while the worker processes decode. An explicit
+    --direct_num_workers, --direct_running_mode or --tf_threads wins."""
     direct = options.view_as(DirectOptions)
     cores = os.cpu_count() or 1
     given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
@@ -35,9 +38,14 @@ def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions,
     if not given & {"--direct_num_workers", "--direct_running_mode"} and cores > 1 and not one_batch:
         direct.direct_num_workers = min(2, cores)
         direct.direct_running_mode = "multi_processing"
-    workers = max(1, direct.direct_num_workers or 1)
-    if not extract_options.tf_threads and workers > 1 and direct.direct_running_mode != "in_memory":
-        extract_options.tf_threads = max(1, cores // workers)
+    if extract_options.tf_threads:
+        return
+    processes = (max(1, direct.direct_num_workers or 1)
+                 if direct.direct_running_mode == "multi_processing" else 1)
+    if extract_options.model_copies:
+        extract_options.tf_threads = max(1, cores // extract_options.model_copies)
+    elif processes > 1:
+        extract_options.tf_threads = max(1, cores // processes)
 
 
 def set_tensorflow_threads(threads: int) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import platform
 
 from apache_beam.io.filesystems import FileSystems
 
-from models.weights import WEIGHTS_RANDOM, weights_kind
+from models.weights import WEIGHTS_RANDOM, file_sha256, weights_kind
 from schemas import ExtractionConfig, alias_of, canonical_layer, layout
 
 PACKAGE_NAME = "resnet50-embeddings"
@@ -28,14 +27,6 @@ def library_versions() -> dict[str, str | None]:
     versions = {"python": platform.python_version(), PACKAGE_NAME: _version(PACKAGE_NAME)}
     versions.update({name: _version(name) for name in _LIBRARIES})
     return versions
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with FileSystems.open(path) as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_record(config: ExtractionConfig, weights_file: str | None) -> dict:

@@ -8,6 +8,7 @@ import difflib
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
+from models.handler import ResNet50Handler
 from schemas import (
     ALL_FORMATS,
     DEFAULT_DECODE_WARN_SECONDS,
@@ -135,6 +136,21 @@ class ExtractOptions(PipelineOptions):
             "choice, except for local runs (see the README), which use cores / workers.",
         )
         parser.add_argument(
+            "--model_copies", type=int, default=None,
+            help="Load exactly N models per machine, each in a model process of its own, shared "
+            "by all of the machine's SDK processes (Beam's multi_process_shared, as "
+            "RunInference's model_copies), so every vCPU decodes while one model per GPU "
+            "infers. Use 1 on a one-GPU worker. Default: one model in each SDK process.",
+        )
+        parser.add_argument(
+            "--accelerator_hint", default=None,
+            help="Dataflow right fitting: put this accelerator resource hint on the model step "
+            "alone, e.g. 'type:nvidia-l4;count:1;install-nvidia-driver', so that reading and "
+            "decoding run on the job's default (CPU) workers and the decoded batches are handed "
+            "to GPU workers. Do not combine with the worker_accelerator service option. "
+            "Default: none.",
+        )
+        parser.add_argument(
             "--jpeg_draft",
             default="on",
             choices=("on", "off"),
@@ -228,6 +244,15 @@ def extraction_config(options: ExtractOptions) -> ExtractionConfig:
         mixed_precision=options.mixed_precision,
         jpeg_draft=options.jpeg_draft == "on",
     )
+
+
+def model_handler(options: ExtractOptions, config: ExtractionConfig, model_factory=None) -> ResNet50Handler:
+    """The ResNet50Handler of parsed options for ``config`` (its weights' SHA-256 filled in);
+    raises ValueError for a --model_copies under 1. ``model_factory`` replaces the model
+    (benchmarks and tests)."""
+    return ResNet50Handler(config, model_copies=options.model_copies,
+                           accelerator=(options.accelerator_hint or "").strip() or None,
+                           model_factory=model_factory)
 
 
 def kept_columns(options: ExtractOptions) -> tuple[str, ...]:

@@ -21,7 +21,13 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
 
 from models.weights import (
     WEIGHTS_RANDOM,
@@ -44,6 +50,7 @@ from pipeline.options import (
     help_text,
     input_limits,
     kept_columns,
+    model_handler,
     unknown_arguments,
 )
 from schemas import ExtractionConfig, InputLimits, layout
@@ -82,7 +89,28 @@ def parse_args(
     fraction = extract_options.max_error_fraction
     if fraction is not None and not 0 <= fraction <= 1:
         raise UsageError(f"--max_error_fraction must be between 0 and 1, got {fraction}")
+    check_model_placement(options, extract_options)
     return options, extract_options, config, limits
+
+
+def check_model_placement(options: PipelineOptions, extract_options: ExtractOptions) -> None:
+    """--model_copies is at least 1; --accelerator_hint (right fitting) is not combined with
+    the worker_accelerator service option, which Dataflow's right fitting does not allow."""
+    copies = extract_options.model_copies
+    if copies is not None and copies < 1:
+        raise UsageError(f"--model_copies must be at least 1, got {copies}")
+    if extract_options.accelerator_hint is not None and not extract_options.accelerator_hint.strip():
+        raise UsageError("--accelerator_hint is empty; give e.g. 'type:nvidia-l4;count:1;install-nvidia-driver'")
+    settings = ((options.view_as(GoogleCloudOptions).dataflow_service_options or [])
+                + (options.view_as(DebugOptions).experiments or []))
+    gpu_workers = any(setting.startswith("worker_accelerator") for setting in settings)
+    if extract_options.accelerator_hint and gpu_workers:
+        raise UsageError("--accelerator_hint puts the GPU on the model step alone (right fitting), "
+                         "which Dataflow does not combine with worker_accelerator; drop the "
+                         "worker_accelerator service option, or --accelerator_hint")
+    if gpu_workers and copies is None:
+        _log.warning("GPU workers without --model_copies: each SDK process (one per vCPU) loads "
+                     "its own model onto the GPU; --model_copies 1 shares one per GPU")
 
 
 def absolute_pattern(pattern: str) -> str:
@@ -252,9 +280,10 @@ def print_summary(manifest: dict, output_dir: str) -> None:
 
 
 def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None,
-        launched_at: float | None = None, on_result=None) -> int:
+        model_factory=None, launched_at: float | None = None, on_result=None) -> int:
     """Run the CLI with ``argv`` and return the exit code. ``extract`` replaces the
-    ExtractLayers step (fault-injection tests). Start-up is counted from ``launched_at``
+    ExtractLayers step (fault-injection tests); ``model_factory(config)`` replaces only the
+    model, wherever the options place it (benchmarks' zero-cost model, injected faults). Start-up is counted from ``launched_at``
     (unix time; the CLI passes when it began importing), else from this call.
     ``on_result(result)`` receives Beam's PipelineResult once the job is submitted (with
     --dry_run, the built Dataflow job is ``result.job``)."""
@@ -273,7 +302,8 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
 
     still_running = False
     try:
-        code, still_running = _run_job(plan, extract=extract, on_result=on_result)
+        code, still_running = _run_job(plan, extract=extract, model_factory=model_factory,
+                                       on_result=on_result)
         return code
     finally:
         if plan.output.locked and not still_running:
@@ -314,7 +344,7 @@ def plan_run(argv: list[str], launched_at: float) -> RunPlan:
                    remote, dry_run, launched_at, kept_columns(extract_options))
 
 
-def _run_job(plan: RunPlan, *, extract, on_result) -> tuple[int, bool]:
+def _run_job(plan: RunPlan, *, extract, model_factory, on_result) -> tuple[int, bool]:
     """Build, run and report; returns (exit code, whether the job is still running
     because it was launched without waiting)."""
     options, extract_options, config, matched = plan.options, plan.extract_options, plan.config, plan.matched
@@ -342,6 +372,7 @@ def _run_job(plan: RunPlan, *, extract, on_result) -> tuple[int, bool]:
         build_pipeline(
             pipeline, input_pattern=extract_options.input, output_dir=output_dir,
             config=config, limits=plan.limits, extract=extract,
+            handler=model_handler(extract_options, config, model_factory),
             comparison=output.comparison, input_format=extract_options.input_format,
             image_column=extract_options.image_column, keep_columns=plan.kept_columns,
             finalize=FinalizeRun(output_dir, config, record, launched_at=plan.launched_at,

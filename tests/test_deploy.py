@@ -93,7 +93,9 @@ def test_airflow_dag_launches_the_template_with_valid_parameters():
         json.dumps(launch), ignore_unknown_fields=False)
     assert message.environment.machine_type == "g2-standard-8"
     assert any(e.startswith("worker_accelerator=type:nvidia-l4") for e in message.environment.additional_experiments)
-    assert "no_use_multiple_sdk_containers" in message.environment.additional_experiments
+    # The shipped layout: one SDK process per vCPU (Dataflow's default), one model per GPU.
+    assert "no_use_multiple_sdk_containers" not in message.environment.additional_experiments
+    assert launch["parameters"]["model_copies"] == "1"
 
 
 DAGBAG_CHECK = """
@@ -137,10 +139,19 @@ def gcloud_parameters() -> dict[str, str]:
 
 
 def test_gcloud_script_parameters_are_template_parameters():
-    check_template_parameters(gcloud_parameters())
+    parameters = gcloud_parameters()
+    check_template_parameters(parameters)
+    assert parameters["model_copies"] == "1"
     script = (DEPLOY / "dataflow.sh").read_text()
     assert "--metadata-file deploy/metadata.json" in script
     assert "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in script
+    assert "no_use_multiple_sdk_containers" not in script
+    # run_split: the same parameters plus the hint, and no worker_accelerator on that launch.
+    (hint,) = [l.split("=", 1)[1].strip('"') for l in script.splitlines() if l.startswith("SPLIT_HINT=")]
+    check_template_parameters({**parameters, "accelerator_hint": hint})
+    split = script[script.index("run_split()"):]
+    split = split[:split.index("\n}")]
+    assert "accelerator_hint=${SPLIT_HINT}" in split and "GPU" not in split
     subprocess.run(["bash", "-n", str(DEPLOY / "dataflow.sh")], check=True)
 
 

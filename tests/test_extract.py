@@ -5,6 +5,7 @@ import numpy as np
 from apache_beam.testing.util import assert_that
 
 from beam_helpers import check, local_test_pipeline
+from models.handler import ResNet50Handler
 from schemas import ExtractionConfig, ImageBatch, ImageInfo
 from transforms import ExtractLayers
 
@@ -70,9 +71,7 @@ def _rows_match_fill_values(outputs):
 
 def test_outputs_stay_with_their_images():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2, 3, 4]), _batch([5, 6])]) | ExtractLayers(
-            CONFIG, extractor_factory=fill_value_extractor
-        )
+        out = p | beam.Create([_batch([1, 2, 3, 4]), _batch([5, 6])]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=fill_value_extractor))
         assert_that(out.embeddings, check(lambda xs: _rows_match_fill_values(xs) == [1, 2, 3, 4, 5, 6],
                                           "every image once with its own values"), label="emb")
         assert_that(out.errors, check(lambda xs: xs == [], "no errors"), label="err")
@@ -80,9 +79,7 @@ def test_outputs_stay_with_their_images():
 
 def test_a_failing_image_is_isolated_by_halving():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2, POISON, 4]), _batch([5, 6, 7])]) | ExtractLayers(
-            CONFIG, extractor_factory=faulty_extractor
-        )
+        out = p | beam.Create([_batch([1, 2, POISON, 4]), _batch([5, 6, 7])]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=faulty_extractor))
         assert_that(out.embeddings, check(lambda xs: _rows_match_fill_values(xs) == [1, 2, 4, 5, 6, 7],
                                           "all but the poisoned image embedded"), label="emb")
         assert_that(
@@ -97,7 +94,7 @@ def test_a_failing_image_is_isolated_by_halving():
 
 def test_wrong_output_shape_is_a_contract_error_per_image():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2])]) | ExtractLayers(CONFIG, extractor_factory=wrong_shape_extractor)
+        out = p | beam.Create([_batch([1, 2])]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=wrong_shape_extractor))
         assert_that(out.embeddings, check(lambda xs: xs == [], "nothing embedded"), label="emb")
         assert_that(
             out.errors,
@@ -110,9 +107,7 @@ def test_wrong_output_shape_is_a_contract_error_per_image():
 
 def test_batch_of_another_input_size_never_reaches_the_model():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2], shape=(64, 64, 3))]) | ExtractLayers(
-            CONFIG, extractor_factory=faulty_extractor
-        )
+        out = p | beam.Create([_batch([1, 2], shape=(64, 64, 3))]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=faulty_extractor))
         assert_that(
             out.errors,
             check(lambda es: len(es) == 2 and all(
@@ -157,7 +152,7 @@ def test_overlapped_inference_gives_the_plain_paths_numbers():
         branches = {}
         for in_flight in (0, 1):
             out = source | f"Extract{in_flight}" >> ExtractLayers(
-                config, extractor_factory=real_extractor, in_flight_batches=in_flight)
+                ResNet50Handler(config, model_factory=real_extractor), in_flight_batches=in_flight)
             branches[in_flight] = out.embeddings | f"PerImage{in_flight}" >> beam.FlatMap(per_image)
         joined = (branches[0], branches[1]) | beam.CoGroupByKey()
         assert_that(joined, check(_equal_per_image, "same values per image on both paths"))

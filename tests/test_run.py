@@ -273,6 +273,7 @@ def poisoned_extractor(config):
 
 
 def test_injected_inference_fault_costs_one_image(exact_size_inputs, tmp_path):
+    from models.handler import ResNet50Handler
     from transforms import ExtractLayers
 
     folder, _ = exact_size_inputs
@@ -283,7 +284,7 @@ def test_injected_inference_fault_costs_one_image(exact_size_inputs, tmp_path):
     argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
             "--image_size", "64", "--layers", "res2,res4", "--batch_size", "4"]
     config = ExtractionConfig(layers=("res2", "res4"), image_size=64, batch_size=4, weights="random")
-    assert run(argv, extract=ExtractLayers(config, extractor_factory=poisoned_extractor)) == EXIT_OK
+    assert run(argv, extract=ExtractLayers(ResNet50Handler(config, model_factory=poisoned_extractor))) == EXIT_OK
     errors = _read(layout.errors_dir(str(out))).to_pylist()
     assert [(e["uri"], e["stage"], e["error_type"]) for e in errors] == [
         (str(folder / "poisoned.png"), "extract", "RuntimeError")]
@@ -357,6 +358,12 @@ def test_a_lost_image_breaks_the_accounting_and_exits_1(exact_size_inputs, tmp_p
     (2, ["--tf_threads", "2"], 1000, (2, "multi_processing", 2)),
     (2, [], 32, (1, "in_memory", None)),  # one batch: a second model only adds start-up
     (2, [], 33, (2, "multi_processing", 1)),
+    # Threads of one process share its model: all cores for TensorFlow.
+    (2, ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"], 1000,
+     (2, "multi_threading", None)),
+    # --model_copies: the workers decode, each model process has cores / copies threads.
+    (2, ["--model_copies", "1"], 1000, (2, "multi_processing", 2)),
+    (8, ["--model_copies", "2"], 1000, (2, "multi_processing", 4)),
 ])
 def test_local_default_is_two_worker_processes(monkeypatch, cores, argv, matched, expected):
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions

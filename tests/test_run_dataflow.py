@@ -17,7 +17,8 @@ GPU_SERVICE_OPTION = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-d
 
 
 def dataflow_argv(*extra: str) -> list[str]:
-    """The README's GPU submission, plus Beam's offline dry-run switches."""
+    """The README's GPU submission (one SDK process per vCPU, Dataflow's default, and one
+    model per GPU: --model_copies 1), plus Beam's offline dry-run switches."""
     return [
         "--runner", "DataflowRunner",
         "--project", "my-project", "--region", "us-central1",
@@ -28,7 +29,7 @@ def dataflow_argv(*extra: str) -> list[str]:
         "--mixed_precision", "float16",
         f"--dataflow_service_options={GPU_SERVICE_OPTION}",
         "--machine_type", "g2-standard-4",
-        "--experiments=no_use_multiple_sdk_containers",
+        "--model_copies", "1",
         "--sdk_container_image", IMAGE,
         "--disk_size_gb", "50",
         "--dry_run=True", "--no_auth", "--sdk_location=container",
@@ -72,8 +73,8 @@ def test_dataflow_gpu_job_is_built_with_our_steps_and_gpu_options(capsys):
 
     environment = dataflow_environment(job)
     assert list(environment.service_options) == [GPU_SERVICE_OPTION]
-    assert "no_use_multiple_sdk_containers" in environment.experiments
-    assert "use_multiple_sdk_containers" not in environment.experiments
+    # One SDK process per vCPU (Dataflow's default): every core decodes.
+    assert "no_use_multiple_sdk_containers" not in environment.experiments
     (pool,) = environment.worker_pools
     assert pool.machine_type == "g2-standard-4" and pool.disk_size_gb == 50
     images = [e.payload for e in job.proto_pipeline.components.environments.values()]
@@ -83,6 +84,70 @@ def test_dataflow_gpu_job_is_built_with_our_steps_and_gpu_options(capsys):
     options = job.options.get_all_options()
     assert options["layers"] == "res3,res5" and options["mixed_precision"] == "float16"
     assert "dry run: built the DataflowRunner job" in capsys.readouterr().out
+    # ... and the model step carries one model per machine, shared by its SDK processes.
+    handler = extract_handler(job)
+    assert handler.share_model_across_processes() and handler.model_copies() == 1
+    assert handler.config.layers == ("res3", "res5") and handler.get_resource_hints() == {}
+    assert accelerator_hints(job) == {}
+
+
+def _leaf_named(job, prefix: str):
+    (transform,) = [t for t in job.proto_pipeline.components.transforms.values()
+                    if t.unique_name.startswith(prefix) and not t.subtransforms]
+    return transform
+
+
+def extract_handler(job):
+    """The ResNet50Handler inside the job's model step, unpickled as a worker would."""
+    from apache_beam.internal import pickler
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    transform = _leaf_named(job, "EmbedImages/ExtractLayers/Extract/")
+    payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+    do_fn = pickler.loads(payload.do_fn.payload)[0]
+    return do_fn._handler  # pylint: disable=protected-access
+
+
+def accelerator_hints(job) -> dict[str, bytes]:
+    """Leaf step name -> its accelerator resource hint, for every step that has one."""
+    components = job.proto_pipeline.components
+    hints = {}
+    for transform in components.transforms.values():
+        environment = components.environments.get(transform.environment_id)
+        if environment is not None and "beam:resources:accelerator:v1" in environment.resource_hints:
+            hints[transform.unique_name] = environment.resource_hints["beam:resources:accelerator:v1"]
+    return hints
+
+
+RIGHT_FITTING = "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"
+
+
+def test_accelerator_hint_sits_on_the_model_step_alone():
+    """Right fitting: decoding on the default (CPU) workers, the model on GPU workers."""
+    argv = [a for a in dataflow_argv("--accelerator_hint", RIGHT_FITTING)
+            if not a.startswith("--dataflow_service_options")]
+    argv[argv.index("--machine_type") + 1] = "n2-standard-8"
+    job = build_job(argv)
+    assert accelerator_hints(job) == {
+        "EmbedImages/ExtractLayers/Extract/ParDo(_ExtractFn)": RIGHT_FITTING.encode()}
+    # The batches reach the GPU workers through a shuffle placed just before the model step.
+    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    assert any(n.startswith("EmbedImages/ExtractLayers/ToModelWorkers/") for n in names)
+    assert not accelerator_hints(build_job(dataflow_argv()))
+    assert extract_handler(job).get_resource_hints() == {"accelerator": RIGHT_FITTING}
+
+
+def test_accelerator_hint_is_refused_with_worker_accelerator(capsys):
+    assert run(dataflow_argv("--accelerator_hint", RIGHT_FITTING)) == EXIT_USAGE
+    assert "does not combine with worker_accelerator" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("copies", ["0", "-2"])
+def test_model_copies_under_one_are_refused(copies, capsys):
+    argv = dataflow_argv()
+    argv[argv.index("--model_copies") + 1] = copies
+    assert run(argv) == EXIT_USAGE
+    assert "--model_copies must be at least 1" in capsys.readouterr().err
 
 
 def test_incremental_dataflow_job_reads_earlier_runs_and_records_itself():

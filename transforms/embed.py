@@ -6,6 +6,7 @@ import hashlib
 
 import apache_beam as beam
 
+from models.handler import ResNet50Handler
 from schemas import (
     ERRORS_TAG,
     STAGE_READ,
@@ -73,8 +74,9 @@ class EmbedImages(beam.PTransform):
       failures. Every input comes out exactly once, as an embedded row or an error.
 
     Steps: DecodeImages -> ResizeImages -> BatchByShape -> ExtractLayers, each with the
-    shape assertions of ``schemas``. ``extract`` replaces ExtractLayers (tests inject
-    faults through it). Example::
+    shape assertions of ``schemas``. ``handler`` (a ResNet50Handler of the same ``config``)
+    chooses where the model runs (``model_copies``, ``accelerator``); ``extract`` replaces
+    ExtractLayers (tests inject faults through it). Example::
 
         with beam.Pipeline() as p:
             embedded = (p | beam.Create([("cat.jpg", jpeg_bytes)])
@@ -83,9 +85,12 @@ class EmbedImages(beam.PTransform):
     """
 
     def __init__(self, config: ExtractionConfig, limits: InputLimits = InputLimits(), *,
-                 extract: beam.PTransform | None = None):
+                 handler: ResNet50Handler | None = None, extract: beam.PTransform | None = None):
         super().__init__()
+        if handler is not None and handler.config != config:
+            raise ValueError("the handler's ExtractionConfig differs from EmbedImages' config")
         self._config = config
+        self._handler = handler
         self._limits = limits
         self._extract = extract
 
@@ -101,7 +106,8 @@ class EmbedImages(beam.PTransform):
         resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
         batched = resized.images | "BatchByShape" >> BatchByShape(
             config.batch_size, image_shape=config.input_shape)
-        extracted = batched.batches | "ExtractLayers" >> (self._extract or ExtractLayers(config))
+        extracted = batched.batches | "ExtractLayers" >> (
+            self._extract or ExtractLayers(self._handler or config))
         errors = (
             files.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
         ) | "Errors" >> beam.Flatten()

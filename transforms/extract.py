@@ -1,4 +1,4 @@
-"""ExtractLayers: uniform uint8 batches -> per-layer ResNet50 outputs, one model per process."""
+"""ExtractLayers: uniform uint8 batches -> per-layer ResNet50 outputs, through a ResNet50Handler."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import time
 from typing import NamedTuple
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
+from models.handler import ResNet50Handler
+from models.serving import ModelProcessLost, SharedModel
 from schemas import (
     ERRORS_TAG,
     STAGE_EXTRACT,
@@ -23,7 +23,6 @@ from schemas import (
     ImageBatch,
     ImageInfo,
     ShapeContractError,
-    assert_shape,
 )
 from transforms.errors import METRICS_NAMESPACE, image_error
 
@@ -50,25 +49,23 @@ def _in_global_window(output):
 
 class _ExtractFn(beam.DoFn):
     """Inference runs on one background thread per DoFn instance, so the Beam thread goes on
-    decoding and resizing the next batch meanwhile (TensorFlow releases the GIL while it
-    computes). ``in_flight_batches`` waiting batches are allowed; 0 is synchronous. Metrics
-    and outputs are produced on the Beam thread only (Beam metrics are per thread)."""
+    decoding and resizing the next batch meanwhile (TensorFlow, and a socket to a model
+    process, release the GIL while they wait). ``in_flight_batches`` waiting batches are
+    allowed; 0 is synchronous. Metrics and outputs are produced on the Beam thread only
+    (Beam metrics are per thread)."""
 
-    def __init__(self, config: ExtractionConfig, model_handle: shared.Shared, extractor_factory,
-                 in_flight_batches: int):
-        self._config = config
-        self._model_handle = model_handle
-        self._extractor_factory = extractor_factory
+    def __init__(self, handler: ResNet50Handler, in_flight_batches: int):
+        self._handler = handler
         self._in_flight = in_flight_batches
 
     def setup(self):
         self._embedded = Metrics.counter(METRICS_NAMESPACE, "images_embedded")
+        self._reloads = Metrics.counter(METRICS_NAMESPACE, "model_process_reloads")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "inference_batch_latency_ms")
         self._first_batch = Metrics.distribution(METRICS_NAMESPACE, "first_batch_unix_ms")
         self._seen_a_batch = False
-        config, factory = self._config, self._extractor_factory
-        # One model per process and configuration, shared by every DoFn instance in it.
-        self._extractor = self._model_handle.acquire(lambda: factory(config), tag=repr(config))
+        self._model = SharedModel(self._handler)
+        self._reloads_counted = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._pending: collections.deque = collections.deque()
 
@@ -76,34 +73,21 @@ class _ExtractFn(beam.DoFn):
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=True)
-
-    def _check_input(self, batch: ImageBatch) -> None:
-        expected = (len(batch.infos),) + self._config.input_shape
-        first = batch.infos[0]
-        assert_shape(
-            batch.pixels, expected, stage=STAGE_EXTRACT, uri=first.uri,
-            image_id=first.image_id, dtype=np.uint8,
-        )
-
-    def _check_outputs(self, batch: ImageBatch, outputs: dict[str, np.ndarray]) -> None:
-        first = batch.infos[0]
-        if set(outputs) != set(self._config.layers):
-            raise ValueError(f"model returned layers {sorted(outputs)}, expected {self._config.layers}")
-        for layer in self._config.layers:
-            expected = (len(batch.infos),) + self._config.embedding_shape(layer)
-            assert_shape(
-                outputs[layer], expected, stage=STAGE_EXTRACT, uri=first.uri,
-                image_id=first.image_id, dtype=np.dtype(self._config.output_dtype),
-            )
+        model = getattr(self, "_model", None)
+        if model is not None:
+            model.close()
 
     def _compute(self, batch: ImageBatch) -> list:
         """Run one batch (on the inference thread); when inference raises, retry in halves
-        down to single images. Returns _Done and _Failed outcomes."""
+        down to single images. Returns _Done and _Failed outcomes. A lost model process is
+        SharedModel's to retry; when it gives up, ModelProcessLost fails the bundle."""
+        first = batch.infos[0]
         try:
             started = time.perf_counter()
-            outputs = self._extractor(batch.pixels)
+            outputs = self._handler.infer(batch.pixels, self._model, uri=first.uri, image_id=first.image_id)
             millis = int((time.perf_counter() - started) * 1000)
-            self._check_outputs(batch, outputs)
+        except ModelProcessLost:
+            raise
         except ShapeContractError as exc:  # Deterministic: retrying smaller batches cannot help.
             return [_Failed(info, exc) for info in batch.infos]
         except Exception as exc:
@@ -117,6 +101,9 @@ class _ExtractFn(beam.DoFn):
         return [_Done(BatchEmbeddings(infos=batch.infos, layers=outputs), millis)]
 
     def _emit(self, outcomes: list):
+        if self._model.reloaded > self._reloads_counted:
+            self._reloads.inc(self._model.reloaded - self._reloads_counted)
+            self._reloads_counted = self._model.reloaded
         for outcome in outcomes:
             if isinstance(outcome, _Failed):
                 yield image_error(outcome.info.uri, outcome.info.image_id, STAGE_EXTRACT, outcome.error)
@@ -133,8 +120,9 @@ class _ExtractFn(beam.DoFn):
         self._pending.clear()
 
     def process(self, batch: ImageBatch):
+        first = batch.infos[0]
         try:
-            self._check_input(batch)
+            self._handler.check_input(batch.pixels, uri=first.uri, image_id=first.image_id)
         except ShapeContractError as exc:
             for info in batch.infos:
                 yield image_error(info.uri, info.image_id, STAGE_EXTRACT, exc)
@@ -149,34 +137,33 @@ class _ExtractFn(beam.DoFn):
                 yield _in_global_window(output)
 
 
-def _default_extractor(config: ExtractionConfig):
-    from models.extractor import LayerExtractor
-
-    return LayerExtractor(config)
-
-
 class ExtractLayers(beam.PTransform):
     """ImageBatch (n, H, W, 3) uint8 -> ``embeddings``: BatchEmbeddings whose
     ``layers[name]`` is (n, C) when pooled or (n, h, w, c) for ``pooling='none'``, in
     ``config.output_dtype``, every array asserted against ``schemas.layer_shape``.
 
-    The model is built once per worker process for ``config.image_size`` (``shared.Shared``).
-    A batch whose inference raises is retried in halves; an image failing alone goes to
-    ``errors`` (ImageError, stage 'extract'), as do batches not of the configured shape.
-    ``extractor_factory(config)`` may replace the ResNet50 extractor (tests inject faults).
-    Inference overlaps with decoding: up to ``in_flight_batches`` batches wait behind the
-    one being computed (0: synchronous, the plain path).
+    ``model`` is a ResNet50Handler (models/handler.py), or an ExtractionConfig for
+    ``ResNet50Handler(config)``. Its model is loaded once per worker process, or, with the
+    handler's ``model_copies``, N times per machine in model processes that every SDK
+    process of the machine shares (models/serving.py). A batch whose inference raises is
+    retried in halves; an image failing alone goes to ``errors`` (ImageError, stage
+    'extract'), as do batches not of the configured shape. Inference overlaps with
+    decoding: up to ``in_flight_batches`` batches wait behind the one being computed (0:
+    synchronous, the plain path). The handler's resource hints (``accelerator``) go on this
+    step alone, after a Reshuffle (``ToModelWorkers``) that hands the batches over to the
+    workers that have the accelerator.
     Returns a DoOutputsTuple with ``embeddings`` and ``errors``.
     """
 
-    def __init__(self, config: ExtractionConfig, *, extractor_factory=_default_extractor,
-                 in_flight_batches: int = 1):
+    def __init__(self, model: ResNet50Handler | ExtractionConfig, *, in_flight_batches: int = 1):
         super().__init__()
-        self._config = config
-        self._extractor_factory = extractor_factory
+        self.handler = model if isinstance(model, ResNet50Handler) else ResNet50Handler(model)
         self._in_flight_batches = in_flight_batches
 
     def expand(self, batches):
-        return batches | "Extract" >> beam.ParDo(
-            _ExtractFn(self._config, shared.Shared(), self._extractor_factory, self._in_flight_batches)
-        ).with_outputs(ERRORS_TAG, main="embeddings")
+        extract = beam.ParDo(_ExtractFn(self.handler, self._in_flight_batches))
+        hints = self.handler.get_resource_hints()
+        if hints:
+            batches = batches | "ToModelWorkers" >> beam.Reshuffle()
+            extract = extract.with_resource_hints(**hints)
+        return batches | "Extract" >> extract.with_outputs(ERRORS_TAG, main="embeddings")

@@ -11,11 +11,14 @@ from schemas import (
     RESIZE_MODES,
     STAGE_RESIZE,
     DecodedImage,
+    ExtractionConfig,
     ImageSize,
+    InputLimits,
     ResizedImage,
     assert_shape,
     parse_image_size,
 )
+from transforms.decode import decode_image
 from transforms.errors import image_error
 
 #: ImageNet mean colour: letterbox bars become zeros after caffe preprocessing.
@@ -64,6 +67,18 @@ def resize_pixels(pixels: np.ndarray, size: ImageSize, mode: str) -> np.ndarray:
     else:
         raise ValueError(f"resize mode {mode!r} is not one of {', '.join(RESIZE_MODES)}")
     return np.asarray(result)
+
+
+def model_input(data: bytes, config: ExtractionConfig, limits: InputLimits = InputLimits()) -> np.ndarray:
+    """Encoded image bytes -> the (H, W, 3) uint8 example a ResNet50Handler takes: the same
+    format and header guards, draft decoding and resize as DecodeImages -> ResizeImages, so
+    RunInference on it gives the pipeline's numbers. Raises what decoding raises."""
+    decoded = decode_image(
+        data, max_pixels=limits.max_pixels, min_side=limits.min_side,
+        target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
+        image_formats=limits.image_formats,
+    )
+    return resize_pixels(decoded.pixels, config.image_size, config.resize_mode)
 
 
 class _ResizeFn(beam.DoFn):

@@ -1,0 +1,123 @@
+"""ResNet50Handler: the multi-layer extractor as a Beam ModelHandler.
+
+The one place the model is built and its weights checked (``load_model``), for this
+pipeline's ExtractLayers and for a user's own ``RunInference``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.utils import shared
+
+from models.weights import check_weights_identity, resolve_weights_file
+from schemas import STAGE_EXTRACT, ExtractionConfig, ShapeContractError, assert_shape
+
+_log = logging.getLogger(__name__)
+
+#: A model: uint8 pixels (n, H, W, 3) -> {layer: (n, *config.embedding_shape(layer))}.
+LayerModel = Callable[[np.ndarray], dict]
+
+
+class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
+    """Examples are (H, W, 3) uint8 RGB images of ``config.input_shape`` (decoded and
+    resized, e.g. by ``transforms.decode.decode_image`` and ``transforms.resize.resize_pixels``);
+    each prediction is a ``PredictionResult(example, inference={layer: array}, model_id)``
+    with ``array`` of ``config.embedding_shape(layer)`` in ``config.output_dtype`` and
+    ``model_id`` the config's embedding key. The model returns named per-layer outputs, so
+    row i of every layer belongs to example i by construction; shapes are asserted on the
+    way in and out (ShapeContractError, stage 'extract').
+
+    ``load_model`` resolves ``config.weights`` on the machine it runs on and, when
+    ``config.weights_sha256`` is set (the launcher sets it to what the manifest records),
+    refuses a file with another SHA-256 (WeightsError).
+
+    Keyword-only options, named as Beam names them:
+
+    - ``model_copies``: load exactly this many models per machine and share them among all
+      of its SDK processes (``share_model_across_processes()`` is then True). ExtractLayers
+      serves each copy from a model process of its own; Beam's RunInference hosts it in one
+      of the SDK processes. None (default): one model per process.
+    - ``accelerator``: a Dataflow accelerator resource hint (``get_resource_hints()``), e.g.
+      ``"type:nvidia-l4;count:1;install-nvidia-driver"``, for the inference step only.
+    - ``min_batch_size`` / ``max_batch_size``: RunInference's batching (default: up to
+      ``config.batch_size``).
+    - ``model_factory(config) -> model``: replaces the ResNet50 extractor (a zero-cost
+      model in benchmarks, injected faults in tests); the weights are still checked.
+
+    Example::
+
+        from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+        handler = KeyedModelHandler(ResNet50Handler(ExtractionConfig(layers=("res5",))))
+        keyed_pixels | RunInference(handler)   # -> (key, PredictionResult)
+    """
+
+    def __init__(self, config: ExtractionConfig, *, model_copies: int | None = None,
+                 accelerator: str | None = None, min_batch_size: int | None = None,
+                 max_batch_size: int | None = None,
+                 model_factory: Callable[[ExtractionConfig], LayerModel] | None = None):
+        if model_copies is not None and model_copies < 1:
+            raise ValueError(f"model_copies must be at least 1, got {model_copies}")
+        super().__init__(min_batch_size=min_batch_size,
+                         max_batch_size=max_batch_size or config.batch_size,
+                         model_copies=model_copies)
+        self.config = config
+        self.accelerator = accelerator or None
+        self._model_factory = model_factory
+        #: Names this handler's models on every worker of one job and in no other job: the
+        #: settings' key plus a token drawn once, when the pipeline is built.
+        self.model_tag = f"resnet50-{config.embedding_key}-{uuid.uuid4().hex[:12]}"
+        #: One model per process for every DoFn holding a copy of this handler.
+        self.per_process = shared.Shared()
+
+    def load_model(self) -> LayerModel:
+        weights_file = resolve_weights_file(self.config.weights)
+        check_weights_identity(self.config.weights, weights_file, self.config.weights_sha256)
+        if self._model_factory is not None:
+            return self._model_factory(self.config)
+        from models.extractor import LayerExtractor
+
+        return LayerExtractor(self.config, weights_file)
+
+    def run_inference(self, batch: Sequence[np.ndarray], model: LayerModel,
+                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        for index, example in enumerate(batch):
+            assert_shape(np.asarray(example), self.config.input_shape, stage=STAGE_EXTRACT,
+                         uri=f"<example {index} of the batch>", image_id=None, dtype=np.uint8)
+        outputs = self.infer(np.stack(batch), model)
+        return [PredictionResult(example, {layer: outputs[layer][row] for layer in self.config.layers},
+                                 self.config.embedding_key)
+                for row, example in enumerate(batch)]
+
+    def infer(self, pixels: np.ndarray, model: LayerModel, *, uri: str = "<batch>",
+              image_id: str | None = None) -> dict[str, np.ndarray]:
+        """One forward pass with both contracts checked: (n, H, W, 3) uint8 in, and exactly
+        the configured layers out, each (n, *embedding_shape) in the output dtype. ``uri``
+        and ``image_id`` name the batch (its first image) in a ShapeContractError."""
+        self.check_input(pixels, uri=uri, image_id=image_id)
+        outputs = model(pixels)
+        self.check_outputs(outputs, len(pixels), uri=uri, image_id=image_id)
+        return outputs
+
+    def check_input(self, pixels: np.ndarray, *, uri: str, image_id: str | None) -> None:
+        assert_shape(pixels, (len(pixels),) + self.config.input_shape, stage=STAGE_EXTRACT,
+                     uri=uri, image_id=image_id, dtype=np.uint8)
+
+    def check_outputs(self, outputs: dict, n: int, *, uri: str, image_id: str | None) -> None:
+        if not isinstance(outputs, dict) or set(outputs) != set(self.config.layers):
+            found = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+            raise ShapeContractError(stage=STAGE_EXTRACT, uri=uri, image_id=image_id,
+                                     expected=self.config.layers, actual=tuple(found))
+        for layer in self.config.layers:
+            assert_shape(outputs[layer], (n,) + self.config.embedding_shape(layer), stage=STAGE_EXTRACT,
+                         uri=uri, image_id=image_id, dtype=np.dtype(self.config.output_dtype))
+
+    def get_resource_hints(self) -> dict:
+        return {"accelerator": self.accelerator} if self.accelerator else {}
+
+    def __repr__(self) -> str:
+        return (f"ResNet50Handler(layers={list(self.config.layers)}, key={self.config.embedding_key}, "
+                f"model_copies={self._model_copies}, accelerator={self.accelerator!r})")

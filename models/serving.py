@@ -1,0 +1,161 @@
+"""Where a ResNet50Handler's model runs for ExtractLayers: in this process, or in model
+processes shared by every SDK process of the machine (Beam's multi_process_shared)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import tempfile
+
+import numpy as np
+from apache_beam.utils.multi_process_shared import MultiProcessShared
+
+from models.handler import LayerModel, ResNet50Handler
+from models.handover import BatchSlot, SlotReader
+
+_log = logging.getLogger(__name__)
+
+#: How a call fails when the model process at the other end is gone (killed, crashed, OOM):
+#: BrokenPipe, ConnectionReset and ConnectionRefused are ConnectionErrors; a socket closed
+#: mid-reply is an EOFError.
+PROCESS_LOST = (ConnectionError, EOFError)
+
+
+#: Where MultiProcessShared keeps each model process's lock and address files.
+STATE_DIR = os.path.join(tempfile.gettempdir(), "resnet50-embeddings-models")
+
+
+class ModelProcessLost(RuntimeError):
+    """The model process could not be reached, or not started again, after retries."""
+
+
+class ServedModel:
+    """What a model process holds: the handler's model, the callers' shared-memory blocks,
+    and the pid of the SDK process that started it (``MultiProcessShared`` ties the model
+    process's life to it)."""
+
+    def __init__(self, model: LayerModel):
+        self._model = model
+        self._slots = SlotReader()
+        self._parent = os.getppid()
+
+    def __call__(self, pixels: np.ndarray) -> dict:
+        return self._model(pixels)
+
+    def from_slot(self, name: str, shape: tuple[int, ...]) -> dict:
+        """The model on a batch its caller wrote into the shared memory ``name``."""
+        return self._model(self._slots.read(name, shape))
+
+    def started_by(self) -> int:
+        return self._parent
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _serve(handler: ResNet50Handler) -> ServedModel:
+    """Runs in the model process: the one place its model is built (handler.load_model)."""
+    return ServedModel(handler.load_model())
+
+
+class SharedModel:
+    """Callable: pixels (n, H, W, 3) uint8 -> {layer: array}, from the handler's model.
+
+    Without ``model_copies`` the model lives in this process, one per process for every
+    DoFn instance (``shared.Shared``), as RunInference loads it by default. With
+    ``model_copies`` N, copy i lives in a model process of its own, one per machine for the
+    job (tag ``<handler.model_tag>-<i>``), started by the first SDK process that asks and
+    reached by all of them through ``MultiProcessShared(spawn_process=True)``; batches are
+    spread over the copies in turn. Only that process touches the GPU, and the SDK
+    processes keep every core for reading and decoding. Batches travel through a block of
+    shared memory of ``batch_size`` images owned by this object (models/handover.py), or
+    pickled through the socket when there is no room for one.
+
+    A model process that is lost mid-call (killed, crashed) is started again by whichever
+    process notices first and the batch is sent again, up to ``reloads`` times in a row;
+    then ModelProcessLost is raised (the bundle fails, and Beam retries it or fails the
+    job: no image is lost or written twice). A model that cannot be loaded raises
+    ModelProcessLost with the load's traceback."""
+
+    def __init__(self, handler: ResNet50Handler, *, reloads: int = 2):
+        self._handler = handler
+        self._reloads = reloads
+        self.reloaded = 0
+        self._copies: list = []
+        self._local = None
+        self._slot = None
+        if not handler.share_model_across_processes():
+            self._local = handler.per_process.acquire(handler.load_model, tag=handler.model_tag)
+            return
+        self._copies = [self._acquire(index) for index in range(handler.model_copies())]
+        self._turn = os.getpid() % len(self._copies)
+        config = handler.config
+        self._slot = BatchSlot.create(config.batch_size * int(np.prod(config.input_shape)))
+
+    def _tag(self, index: int) -> str:
+        return f"{self._handler.model_tag}-{index}"
+
+    def _acquire(self, index: int):
+        try:
+            os.makedirs(STATE_DIR, exist_ok=True)
+            return MultiProcessShared(functools.partial(_serve, self._handler), tag=self._tag(index),
+                                      path=STATE_DIR, always_proxy=True, spawn_process=True).acquire()
+        except PROCESS_LOST + (RuntimeError,) as exc:
+            raise ModelProcessLost(
+                f"the model process {self._tag(index)} could not be started: {_last_line(exc)}\n{exc}") from exc
+
+    def __call__(self, pixels: np.ndarray) -> dict:
+        if self._local is not None:
+            return self._local(pixels)
+        index = self._turn
+        self._turn = (self._turn + 1) % len(self._copies)
+        for attempt in range(self._reloads + 1):
+            try:
+                return self._send(self._copies[index], pixels)
+            except PROCESS_LOST as exc:
+                if attempt == self._reloads:
+                    raise ModelProcessLost(
+                        f"the model process {self._tag(index)} was lost {attempt + 1} times in a row "
+                        f"({type(exc).__name__}: {exc}); the batch of {len(pixels)} is not embedded "
+                        "here and goes back to the runner") from exc
+                _log.warning("model process %s lost (%s: %s); starting or joining another and "
+                             "sending the batch of %d again", self._tag(index), type(exc).__name__, exc,
+                             len(pixels))
+                self._copies[index] = self._acquire(index)
+                self.reloaded += 1
+        raise AssertionError("unreachable")
+
+    def _send(self, model, pixels: np.ndarray) -> dict:
+        if self._slot is not None and self._slot.holds(pixels):
+            return model.from_slot(*self._slot.write(pixels))
+        return model(pixels)
+
+    def close(self) -> None:
+        """End the model processes this process started (the others end with theirs), and
+        release the shared memory."""
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
+        for index, proxy in enumerate(self._copies):
+            try:
+                if proxy.started_by() == os.getpid():
+                    _remove(os.path.join(STATE_DIR, self._tag(index) + ".lock"))
+                    proxy.singletonProxy_unsafe_hard_delete()  # the model process exits
+            except PROCESS_LOST:
+                pass  # the model process is already gone, or ended while answering
+            except Exception as exc:  # pylint: disable=broad-except  # teardown must not fail the job
+                _log.info("model process %s not ended: %s", self._tag(index), exc)
+        self._copies = []
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
