@@ -25,6 +25,11 @@ except ImportError:  # pragma: no cover - Windows
     _posixshmem = shared_memory = None
 
 
+class SlotUnavailable(RuntimeError):
+    """The model process cannot map a caller's block (another IPC namespace, say): that
+    caller sends its batches through the socket from then on."""
+
+
 class BatchSlot:
     """A block of shared memory, owned by one caller, that batches are written into.
 
@@ -88,7 +93,10 @@ class SlotReader:
         with self._lock:
             mapped = self._maps.get(name)
             if mapped is None:
-                mapped = self._maps[name] = _map(name)
+                try:
+                    mapped = self._maps[name] = _map(name)
+                except (OSError, ValueError) as exc:
+                    raise SlotUnavailable(f"cannot map shared memory {name}: {exc}") from None
                 self._evict()
             else:
                 self._maps.move_to_end(name)

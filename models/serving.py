@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam.utils.multi_process_shared import MultiProcessShared
 
 from models.handler import LayerModel, ResNet50Handler
-from models.handover import BatchSlot, SlotReader
+from models.handover import BatchSlot, SlotReader, SlotUnavailable
 
 _log = logging.getLogger(__name__)
 
@@ -97,26 +97,38 @@ class SharedModel:
         return f"{self._handler.model_tag}-{index}"
 
     def _acquire(self, index: int):
-        try:
-            os.makedirs(STATE_DIR, exist_ok=True)
-            return MultiProcessShared(functools.partial(_serve, self._handler), tag=self._tag(index),
-                                      path=STATE_DIR, always_proxy=True, spawn_process=True).acquire()
-        except PROCESS_LOST + (RuntimeError,) as exc:
-            raise ModelProcessLost(
-                f"the model process {self._tag(index)} could not be started: {_last_line(exc)}\n{exc}") from exc
+        """A proxy to copy ``index``, starting its model process when there is none. A model
+        process that dies while this process joins it is joined or started once more, up to
+        ``reloads`` times; one that fails to load the model is not (its error is final)."""
+        os.makedirs(STATE_DIR, exist_ok=True)
+        losses = 0
+        while True:
+            try:
+                return MultiProcessShared(functools.partial(_serve, self._handler), tag=self._tag(index),
+                                          path=STATE_DIR, always_proxy=True, spawn_process=True).acquire()
+            except PROCESS_LOST as exc:
+                losses += 1
+                if losses > self._reloads:
+                    raise ModelProcessLost(f"the model process {self._tag(index)} could not be joined "
+                                           f"{losses} times in a row ({type(exc).__name__}: {exc})") from exc
+            except RuntimeError as exc:  # MultiProcessShared: the model process failed to start
+                raise ModelProcessLost(
+                    f"the model process {self._tag(index)} could not be started: {_last_line(exc)}\n{exc}") from exc
 
     def __call__(self, pixels: np.ndarray) -> dict:
         if self._local is not None:
             return self._local(pixels)
         index = self._turn
         self._turn = (self._turn + 1) % len(self._copies)
-        for attempt in range(self._reloads + 1):
+        losses = 0
+        while True:
             try:
                 return self._send(self._copies[index], pixels)
             except PROCESS_LOST as exc:
-                if attempt == self._reloads:
+                losses += 1
+                if losses > self._reloads:
                     raise ModelProcessLost(
-                        f"the model process {self._tag(index)} was lost {attempt + 1} times in a row "
+                        f"the model process {self._tag(index)} was lost {losses} times in a row "
                         f"({type(exc).__name__}: {exc}); the batch of {len(pixels)} is not embedded "
                         "here and goes back to the runner") from exc
                 _log.warning("model process %s lost (%s: %s); starting or joining another and "
@@ -124,11 +136,15 @@ class SharedModel:
                              len(pixels))
                 self._copies[index] = self._acquire(index)
                 self.reloaded += 1
-        raise AssertionError("unreachable")
 
     def _send(self, model, pixels: np.ndarray) -> dict:
         if self._slot is not None and self._slot.holds(pixels):
-            return model.from_slot(*self._slot.write(pixels))
+            try:
+                return model.from_slot(*self._slot.write(pixels))
+            except SlotUnavailable as exc:
+                _log.warning("%s; batches go through the socket", exc)
+                self._slot.close()
+                self._slot = None
         return model(pixels)
 
     def close(self) -> None:

@@ -11,6 +11,9 @@ Architecture, one line per module:
   models/weights.py     ImageNet cache, seeded random weights, HDF5 weights files
   models/resnet50.py    the bare tf_keras ResNet50 for one input size
   models/extractor.py   one tf.function: preprocess, forward, pool every layer; mixed precision
+  models/handler.py     ResNet50Handler: the extractor as a Beam ModelHandler; weights' SHA-256 checked
+  models/serving.py     SharedModel: the model in this process, or in model processes (model_copies)
+  models/handover.py    batches to a model process through shared memory
   models/device.py      GPU memory growth, the device the model runs on
   models/calibrate.py   BatchNorm statistics from real activations
   transforms/listing.py ListFiles: pattern -> ListedFile(uri, size_bytes, modified_us), nothing opened
@@ -19,7 +22,7 @@ Architecture, one line per module:
   transforms/decode.py  DecodeImages: header guards, bytes -> HxWx3 uint8 RGB
   transforms/resize.py  ResizeImages: center_crop / stretch / pad to the input size
   transforms/batch.py   BatchByShape: uniform (n, H, W, 3) batches
-  transforms/extract.py ExtractLayers: shared model per process -> per-layer arrays
+  transforms/extract.py ExtractLayers: a ResNet50Handler's model -> per-layer arrays, batch halving
   transforms/write.py   WriteEmbeddings: Parquet images/, embeddings/<layer>/, errors/
   transforms/shards.py  WebDataset, Parquet, TFRecord shards streamed: one ImageFile per sample
   transforms/skip.py    SkipUnchanged (join by uri), SkipSameContent (join by image_id)

@@ -71,7 +71,8 @@ def _rows_match_fill_values(outputs):
 
 def test_outputs_stay_with_their_images():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2, 3, 4]), _batch([5, 6])]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=fill_value_extractor))
+        out = p | beam.Create([_batch([1, 2, 3, 4]), _batch([5, 6])]) | ExtractLayers(
+            ResNet50Handler(CONFIG, model_factory=fill_value_extractor))
         assert_that(out.embeddings, check(lambda xs: _rows_match_fill_values(xs) == [1, 2, 3, 4, 5, 6],
                                           "every image once with its own values"), label="emb")
         assert_that(out.errors, check(lambda xs: xs == [], "no errors"), label="err")
@@ -79,7 +80,8 @@ def test_outputs_stay_with_their_images():
 
 def test_a_failing_image_is_isolated_by_halving():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2, POISON, 4]), _batch([5, 6, 7])]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=faulty_extractor))
+        out = p | beam.Create([_batch([1, 2, POISON, 4]), _batch([5, 6, 7])]) | ExtractLayers(
+            ResNet50Handler(CONFIG, model_factory=faulty_extractor))
         assert_that(out.embeddings, check(lambda xs: _rows_match_fill_values(xs) == [1, 2, 4, 5, 6, 7],
                                           "all but the poisoned image embedded"), label="emb")
         assert_that(
@@ -94,7 +96,8 @@ def test_a_failing_image_is_isolated_by_halving():
 
 def test_wrong_output_shape_is_a_contract_error_per_image():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2])]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=wrong_shape_extractor))
+        out = p | beam.Create([_batch([1, 2])]) | ExtractLayers(
+            ResNet50Handler(CONFIG, model_factory=wrong_shape_extractor))
         assert_that(out.embeddings, check(lambda xs: xs == [], "nothing embedded"), label="emb")
         assert_that(
             out.errors,
@@ -107,7 +110,8 @@ def test_wrong_output_shape_is_a_contract_error_per_image():
 
 def test_batch_of_another_input_size_never_reaches_the_model():
     with local_test_pipeline() as p:
-        out = p | beam.Create([_batch([1, 2], shape=(64, 64, 3))]) | ExtractLayers(ResNet50Handler(CONFIG, model_factory=faulty_extractor))
+        out = p | beam.Create([_batch([1, 2], shape=(64, 64, 3))]) | ExtractLayers(
+            ResNet50Handler(CONFIG, model_factory=faulty_extractor))
         assert_that(
             out.errors,
             check(lambda es: len(es) == 2 and all(

@@ -85,3 +85,14 @@ def test_a_shared_model_gives_the_same_numbers_with_or_without_shared_memory(roo
             np.testing.assert_array_equal(model(pixels)["res2"], EchoModel(CONFIG)(pixels)["res2"])
     finally:
         model.close()
+
+
+def test_a_block_the_model_process_cannot_map_sends_batches_through_the_socket(caplog):
+    model = SharedModel(ResNet50Handler(CONFIG, model_copies=1, model_factory=EchoModel))
+    try:
+        model._slot._memory.unlink()  # pylint: disable=protected-access  # gone for the model process
+        pixels = _pixels(3, 7)
+        np.testing.assert_array_equal(model(pixels)["res2"], EchoModel(CONFIG)(pixels)["res2"])
+        assert model._slot is None and "batches go through the socket" in caplog.text  # pylint: disable=protected-access
+    finally:
+        model.close()

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import os
 import pathlib
 import re
 
@@ -69,7 +70,10 @@ def test_python_examples_run(block, sample_output):
         assert "(8, 1024)" in text
     if "EmbedImages(config)" in block:
         assert text.split()[0] == "8" and "[2048]" in text
+    if "RunInference(handler)" in block:
+        assert sorted(text.splitlines()) == sorted(
+            f"('{name}', (2048,))" for name in os.listdir(REPO_ROOT / "samples/images"))
 
 
-def test_there_are_six_examples():
-    assert len(PYTHON_BLOCKS) == 6
+def test_there_are_seven_examples():
+    assert len(PYTHON_BLOCKS) == 7
