@@ -99,12 +99,13 @@ def build_pipeline(
     resize -> batch -> extract) -> write [-> finalize] to ``p``.
 
     ``comparison`` (incremental runs) adds the skips, when there are earlier runs to compare
-    with, and the ``skipped/`` and ``shards/`` outputs. ``input_format`` and ``image_column`` choose the
-    reader of each listed file (ReadImages). ``keep_columns`` copies Parquet columns into ``images/``.
-    ``handler`` (a ResNet50Handler of ``config``) says where the model runs; ``extract`` replaces the ExtractLayers step (tests
-    inject faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks
-    and writes the manifest; ``progress_dir`` (local runs) adds counters for the progress
-    line (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
+    with, and the ``skipped/`` and ``shards/`` outputs. ``input_format`` and
+    ``image_column`` choose the reader of each listed file (ReadImages). ``keep_columns``
+    copies Parquet columns into ``images/``. ``handler`` (a ResNet50Handler of ``config``)
+    says where the model runs; ``extract`` replaces the ExtractLayers step (tests inject
+    faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks and
+    writes the manifest; ``progress_dir`` (local runs) adds counters for the progress line
+    (pipeline/progress.py). Returns WriteEmbeddings' outputs (written file names per
     output), plus ``manifest`` when finalizing."""
     compare = comparison is not None and comparison.has_earlier_runs
     joins_by_uri = compare and comparison.skip_by == "metadata"
@@ -113,8 +114,8 @@ def build_pipeline(
                "keep_columns": tuple(keep_columns)}
     side = (read_compared(p, listed, limits, comparison, reading) if compare
             else read_once(p, listed, limits, reading))
-    embedded = side.files | "EmbedImages" >> EmbedImages(config, limits, handler=handler,
-                                                                extract=extract)
+    embedded = side.files | "EmbedImages" >> EmbedImages(
+        config, limits, handler=handler, extract=extract)
     errors = (*side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
     to_write = {"embeddings": embedded["embeddings"], "errors": errors}
     if comparison is not None:

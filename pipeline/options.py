@@ -246,10 +246,11 @@ def extraction_config(options: ExtractOptions) -> ExtractionConfig:
     )
 
 
-def model_handler(options: ExtractOptions, config: ExtractionConfig, model_factory=None) -> ResNet50Handler:
-    """The ResNet50Handler of parsed options for ``config`` (its weights' SHA-256 filled in);
-    raises ValueError for a --model_copies under 1. ``model_factory`` replaces the model
-    (benchmarks and tests)."""
+def model_handler(options: ExtractOptions, config: ExtractionConfig,
+                  model_factory=None) -> ResNet50Handler:
+    """The ResNet50Handler of parsed options for ``config`` (its weights' SHA-256 filled in
+    by the launcher); raises ValueError for a --model_copies under 1. ``model_factory``
+    replaces the model (benchmarks and tests)."""
     return ResNet50Handler(config, model_copies=options.model_copies,
                            accelerator=(options.accelerator_hint or "").strip() or None,
                            model_factory=model_factory)

@@ -100,7 +100,8 @@ def check_model_placement(options: PipelineOptions, extract_options: ExtractOpti
     if copies is not None and copies < 1:
         raise UsageError(f"--model_copies must be at least 1, got {copies}")
     if extract_options.accelerator_hint is not None and not extract_options.accelerator_hint.strip():
-        raise UsageError("--accelerator_hint is empty; give e.g. 'type:nvidia-l4;count:1;install-nvidia-driver'")
+        raise UsageError("--accelerator_hint is empty; give e.g. "
+                         "'type:nvidia-l4;count:1;install-nvidia-driver'")
     settings = ((options.view_as(GoogleCloudOptions).dataflow_service_options or [])
                 + (options.view_as(DebugOptions).experiments or []))
     gpu_workers = any(setting.startswith("worker_accelerator") for setting in settings)
@@ -243,6 +244,9 @@ def run_record(extract_options: ExtractOptions, config: ExtractionConfig, limits
         "weights": weights,
         "layers": manifest_lib.layers_record(config),
         "max_error_fraction": extract_options.max_error_fraction,
+        # Where the model ran: per SDK process (null), or N model processes per machine.
+        "model_copies": extract_options.model_copies,
+        "accelerator_hint": extract_options.accelerator_hint,
     }
     if plan.root is not None:
         comparison = plan.comparison
@@ -283,8 +287,9 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         model_factory=None, launched_at: float | None = None, on_result=None) -> int:
     """Run the CLI with ``argv`` and return the exit code. ``extract`` replaces the
     ExtractLayers step (fault-injection tests); ``model_factory(config)`` replaces only the
-    model, wherever the options place it (benchmarks' zero-cost model, injected faults). Start-up is counted from ``launched_at``
-    (unix time; the CLI passes when it began importing), else from this call.
+    model, wherever the options place it (benchmarks' zero-cost model, injected faults).
+    Start-up is counted from ``launched_at`` (unix time; the CLI passes when it began
+    importing), else from this call.
     ``on_result(result)`` receives Beam's PipelineResult once the job is submitted (with
     --dry_run, the built Dataflow job is ``result.job``)."""
     launched_at = launched_at or time.time()

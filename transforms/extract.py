@@ -84,8 +84,9 @@ class _ExtractFn(beam.DoFn):
         first = batch.infos[0]
         try:
             started = time.perf_counter()
-            outputs = self._handler.infer(batch.pixels, self._model, uri=first.uri, image_id=first.image_id)
+            outputs = self._model(batch.pixels)  # the input was checked in process()
             millis = int((time.perf_counter() - started) * 1000)
+            self._handler.check_outputs(outputs, len(batch.infos), uri=first.uri, image_id=first.image_id)
         except ModelProcessLost:
             raise
         except ShapeContractError as exc:  # Deterministic: retrying smaller batches cannot help.
