@@ -5,7 +5,6 @@ pipeline's ExtractLayers and for a user's own ``RunInference``."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any, Callable, Iterable, Sequence
 
@@ -15,8 +14,6 @@ from apache_beam.utils import shared
 
 from models.weights import check_weights_identity, resolve_weights_file
 from schemas import STAGE_EXTRACT, ExtractionConfig, ShapeContractError, assert_shape
-
-_log = logging.getLogger(__name__)
 
 #: A model: uint8 pixels (n, H, W, 3) -> {layer: (n, *config.embedding_shape(layer))}.
 LayerModel = Callable[[np.ndarray], dict]
@@ -84,23 +81,14 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
 
     def run_inference(self, batch: Sequence[np.ndarray], model: LayerModel,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        for index, example in enumerate(batch):
+        for index, example in enumerate(batch):  # each example named, before stacking
             assert_shape(np.asarray(example), self.config.input_shape, stage=STAGE_EXTRACT,
                          uri=f"<example {index} of the batch>", image_id=None, dtype=np.uint8)
-        outputs = self.infer(np.stack(batch), model)
+        outputs = model(np.stack(batch))
+        self.check_outputs(outputs, len(batch), uri="<batch>", image_id=None)
         return [PredictionResult(example, {layer: outputs[layer][row] for layer in self.config.layers},
                                  self.config.embedding_key)
                 for row, example in enumerate(batch)]
-
-    def infer(self, pixels: np.ndarray, model: LayerModel, *, uri: str = "<batch>",
-              image_id: str | None = None) -> dict[str, np.ndarray]:
-        """One forward pass with both contracts checked: (n, H, W, 3) uint8 in, and exactly
-        the configured layers out, each (n, *embedding_shape) in the output dtype. ``uri``
-        and ``image_id`` name the batch (its first image) in a ShapeContractError."""
-        self.check_input(pixels, uri=uri, image_id=image_id)
-        outputs = model(pixels)
-        self.check_outputs(outputs, len(pixels), uri=uri, image_id=image_id)
-        return outputs
 
     def check_input(self, pixels: np.ndarray, *, uri: str, image_id: str | None) -> None:
         assert_shape(pixels, (len(pixels),) + self.config.input_shape, stage=STAGE_EXTRACT,

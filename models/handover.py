@@ -1,9 +1,9 @@
 """Handing a batch of pixels to a model process through shared memory instead of a socket.
 
-Pickled through MultiProcessShared's socket, a (32, 224, 224, 3) uint8 batch costs about
-8 ms of CPU between the two processes (0.25 ms per image, about a seventh of decoding one);
-written into a block of POSIX shared memory that the model process maps, it costs about
-0.8 ms (BENCHMARKS.md, "Worker layouts"). Only the block's name and the batch's shape go
+Pickled through MultiProcessShared's socket, a (32, 224, 224, 3) uint8 batch costs 5 to 8 ms
+of CPU between the two processes (0.16 to 0.26 ms per image, up to a seventh of decoding
+one); written into a block of POSIX shared memory that the model process maps, it costs
+about 0.8 ms (BENCHMARKS.md, "Worker layouts"). Only the block's name and the batch's shape go
 through the socket. The results (small pooled rows) still come back pickled."""
 
 from __future__ import annotations
