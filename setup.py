@@ -10,7 +10,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipeline", "transforms", "schemas", "models"]),
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "schemas", "models"]),
     install_requires=[
         "apache-beam>=2.77,<3",
         "tensorflow>=2.21,<2.22",
@@ -31,17 +31,19 @@ setup(
         # libjpeg-turbo straight into numpy, for JPEGs (transforms/turbojpeg.py); 1.9.0
         # bundles libjpeg-turbo 3.1.2 (the release measured in BENCHMARKS.md).
         "simplejpeg>=1.9.0",
-        "matplotlib>=3.7",  # the viridis colour map of pipeline.inspect featuremaps
     ],
     extras_require={
+        # The viridis colour map of `resnet50-inspect featuremaps`; never needed by workers.
+        "featuremaps": ["matplotlib>=3.7"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # The suite builds Dataflow jobs offline (gcp) and the sdist/wheel (build).
         # webdataset: tests write shards with its TarWriter, as users do.
-        "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2", "build>=1.0",
+        "test": ["pytest>=8", "duckdb>=1.0", "pandas>=2", "build>=1.0", "matplotlib>=3.7",
                  "apache-beam[gcp]>=2.77,<3", "webdataset>=0.2"],
         # tensorflow-hub: Beam's TF model handler imports it (bench/beam_documented.py);
         "bench": ["tensorflow-hub==0.16.1"],
     },
-    entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main"]},
+    entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main",
+                                      "resnet50-inspect=pipeline.inspection.cli:main"]},
 )

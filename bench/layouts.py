@@ -191,7 +191,7 @@ def _shuffled(work: pathlib.Path) -> dict:
     import apache_beam as beam
     from apache_beam import typehints
 
-    from schemas import ExtractionConfig, ImageBatch, ImageInfo
+    from schemas import ExtractionConfig, FileMeta, ImageBatch, ImageInfo
     from transforms.resize import model_input
 
     config = ExtractionConfig()
@@ -200,8 +200,9 @@ def _shuffled(work: pathlib.Path) -> dict:
     for kind in ("web", "camera"):
         files = sorted(make_photos(work / kind, kind, 32).glob("*.jpg"))[:32]
         pixels = np.stack([model_input(f.read_bytes(), config) for f in files])
-        infos = tuple(ImageInfo(str(f), hashlib.sha256(f.read_bytes()).hexdigest(), 500, 375, "JPEG",
-                                f.stat().st_size, 1_700_000_000_000_000, str(f)) for f in files)
+        infos = tuple(ImageInfo(FileMeta(str(f), hashlib.sha256(f.read_bytes()).hexdigest(),
+                                         f.stat().st_size, 1_700_000_000_000_000, str(f)),
+                                500, 375, "JPEG") for f in files)
         batch = ImageBatch(infos, pixels)
         encoded = coder.encode(batch)
         started = time.process_time()

@@ -140,7 +140,7 @@ def decode_rate(folder: pathlib.Path, image_size: int, draft: bool) -> float:
 
 
 def read_layer(root: pathlib.Path, layer: str) -> dict[str, np.ndarray]:
-    from pipeline.results import read_layer as read_output_layer
+    from pipeline.inspection.results import read_layer as read_output_layer
 
     rows = read_output_layer(str(root), layer)
     return dict(zip(rows.uris, rows.matrix))

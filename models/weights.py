@@ -153,6 +153,18 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def weights_record(spec: str, seed: int, weights_file: str | None) -> dict:
+    """The weights' identity, as the manifest records it: the spec and its kind, the seed
+    of random weights, and the file with its SHA-256 when there is one."""
+    record = {"spec": spec, "kind": weights_kind(spec)}
+    if spec == WEIGHTS_RANDOM:
+        record["seed"] = seed
+    if weights_file:
+        record["file"] = weights_file
+        record["sha256"] = file_sha256(weights_file)
+    return record
+
+
 def check_weights_identity(spec: str, path: str | None, expected_sha256: str | None) -> None:
     """Raise WeightsError unless the file at ``path`` (resolved from ``spec`` on this
     machine) has the SHA-256 the run was planned with. Nothing to check for random weights

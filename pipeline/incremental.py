@@ -17,13 +17,13 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from typing import NamedTuple
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import outputs
 from pipeline.lock import release_lock
-from schemas import layout
+from schemas import Comparison, layout
+from schemas.accounting import INDEX_COUNTS
 
 
 class NotAnIncrementalRoot(RuntimeError):
@@ -63,11 +63,6 @@ def check_root(root: str) -> None:
         )
 
 
-#: The manifest counts copied into each index entry.
-INDEX_COUNTS = ("matched", "embedded", "errors", "read", "skipped_unchanged",
-                "skipped_same_content", "skipped")
-
-
 class CompleteRun:
     """Called by the job's last step after the run's manifest is written: for an
     incremental run, adds the run to the root's index; then releases the lock the launcher
@@ -95,26 +90,6 @@ class CompleteRun:
 
 
 # --- what earlier runs did -------------------------------------------------------------
-
-SKIP_BY = ("metadata", "content")
-
-
-class Comparison(NamedTuple):
-    """What an incremental run compares its input with: globs of the ``images/``,
-    ``skipped/`` and ``shards/`` part files of the earlier completed runs under the same
-    embedding key. None for each when they were not looked up (a dry run builds the full
-    graph without reading the root); empty tuples on a root with no such run (nothing to
-    compare)."""
-
-    skip_by: str
-    image_parts: tuple[str, ...] | None
-    skipped_parts: tuple[str, ...] | None
-    shard_parts: tuple[str, ...] | None = None
-
-    @property
-    def has_earlier_runs(self) -> bool:
-        return self.image_parts is None or bool(self.image_parts)
-
 
 def comparison(root: str, key: str, skip_by: str) -> Comparison:
     """The earlier completed runs under ``root`` with embedding ``key``."""

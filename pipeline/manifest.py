@@ -8,7 +8,6 @@ import platform
 
 from apache_beam.io.filesystems import FileSystems
 
-from models.weights import WEIGHTS_RANDOM, file_sha256, weights_kind
 from schemas import ExtractionConfig, alias_of, canonical_layer, layout
 
 PACKAGE_NAME = "resnet50-embeddings"
@@ -27,17 +26,6 @@ def library_versions() -> dict[str, str | None]:
     versions = {"python": platform.python_version(), PACKAGE_NAME: _version(PACKAGE_NAME)}
     versions.update({name: _version(name) for name in _LIBRARIES})
     return versions
-
-
-def weights_record(config: ExtractionConfig, weights_file: str | None) -> dict:
-    """How the weights were chosen, with the SHA-256 of the file when there is one."""
-    record = {"spec": config.weights, "kind": weights_kind(config.weights)}
-    if config.weights == WEIGHTS_RANDOM:
-        record["seed"] = config.seed
-    if weights_file:
-        record["file"] = weights_file
-        record["sha256"] = file_sha256(weights_file)
-    return record
 
 
 def layers_record(config: ExtractionConfig) -> list[dict]:

@@ -17,13 +17,19 @@ from schemas import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
+    FORMAT_AUTO,
+    INPUT_FORMATS,
     MIXED_PRECISIONS,
+    MODE_SINGLE,
+    MODES,
     OUTPUT_DTYPES,
     POOLINGS,
     RESIZE_MODES,
+    SKIP_BY,
+    SKIP_BY_METADATA,
     ExtractionConfig,
     InputLimits,
-    images_schema,
+    ReadConfig,
 )
 from transforms.formats import check_format_names
 
@@ -55,8 +61,8 @@ class ExtractOptions(PipelineOptions):
         )
         parser.add_argument(
             "--input_format",
-            default="auto",
-            choices=("auto", "files", "webdataset", "parquet", "tfrecord"),
+            default=FORMAT_AUTO,
+            choices=INPUT_FORMATS,
             help="auto (default): by each matched file's extension: .tar a WebDataset shard, "
             ".parquet a Parquet table, .tfrecord/.tfrecords/.tfrec TFRecords of "
             "tf.train.Example, anything else an image file. Or one of files, webdataset, "
@@ -197,16 +203,16 @@ class ExtractOptions(PipelineOptions):
         )
         parser.add_argument(
             "--mode",
-            default="single",
-            choices=("single", "incremental"),
+            default=MODE_SINGLE,
+            choices=MODES,
             help="single (default): --output is one run's folder. incremental: --output is a "
             "root; each run writes its own run=<UTC time>/ partition and skips files that an "
             "earlier completed run with the same settings embedded (see --skip_by).",
         )
         parser.add_argument(
             "--skip_by",
-            default="metadata",
-            choices=("metadata", "content"),
+            default=SKIP_BY_METADATA,
+            choices=SKIP_BY,
             help="--mode incremental: metadata (default): a file whose uri, size and "
             "last-updated time equal an earlier run's record is skipped without being opened; "
             "other files are read, and skipped when their content (SHA-256) was embedded. "
@@ -233,7 +239,7 @@ class ExtractOptions(PipelineOptions):
 def extraction_config(options: ExtractOptions) -> ExtractionConfig:
     """The validated ExtractionConfig of parsed options; raises ValueError with the choices."""
     return ExtractionConfig(
-        layers=tuple(name.strip() for name in options.layers.split(",") if name.strip()),
+        layers=_names(options.layers),
         image_size=options.image_size,
         resize_mode=options.resize_mode,
         pooling=options.pooling,
@@ -256,22 +262,26 @@ def model_handler(options: ExtractOptions, config: ExtractionConfig,
                            model_factory=model_factory)
 
 
-def kept_columns(options: ExtractOptions) -> tuple[str, ...]:
-    """--keep_columns as a tuple of names; raises ValueError for names images/ already has."""
-    names = tuple(name.strip() for name in (options.keep_columns or "").split(",") if name.strip())
-    images_schema(names)
-    return names
+def _names(value: str | None) -> tuple[str, ...]:
+    """A comma-separated flag value as a tuple of its non-empty, stripped names."""
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
+
+
+def read_config(options: ExtractOptions) -> ReadConfig:
+    """The validated ReadConfig of parsed options; raises ValueError naming the flag."""
+    return ReadConfig(input_format=options.input_format, image_column=options.image_column,
+                      keep_columns=_names(options.keep_columns),
+                      max_file_bytes=options.max_file_bytes)
 
 
 def input_limits(options: ExtractOptions) -> InputLimits:
     """The validated guards of parsed options; raises ValueError naming the flag."""
-    names = tuple(name.strip() for name in (options.image_formats or "").split(",") if name.strip())
+    names = _names(options.image_formats)
     if len(names) == 1 and names[0].lower() == ALL_FORMATS:
         names = (ALL_FORMATS,)
     limits = InputLimits(
         max_pixels=options.max_pixels,
         min_side=options.min_side,
-        max_file_bytes=options.max_file_bytes,
         image_formats=names,
         decode_warn_seconds=options.decode_warn_seconds,
     )

@@ -8,7 +8,7 @@ import os
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import ExtractionConfig, layout
+from schemas import ExtractionConfig, accounting, layout
 
 
 def is_local(path: str) -> bool:
@@ -85,8 +85,8 @@ def written_counts(output_dir: str, config: ExtractionConfig) -> dict:
     """Rows in images/, errors/ and every layer, with errors by stage."""
     by_stage = errors_by_stage(output_dir)
     return {
-        "embedded": count_rows(layout.images_dir(output_dir)),
-        "errors": count_rows(layout.errors_dir(output_dir)),
+        accounting.EMBEDDED: count_rows(layout.images_dir(output_dir)),
+        accounting.ERRORS: count_rows(layout.errors_dir(output_dir)),
         "errors_by_stage": by_stage,
         "rows_per_layer": {
             layer: count_rows(layout.layer_dir(output_dir, layer)) for layer in config.layers

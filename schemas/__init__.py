@@ -1,5 +1,6 @@
-"""Single source of truth: layer catalog and shapes, element types, Arrow schemas, layout,
-and the shape contract. Everything else imports from here."""
+"""Single source of truth: layer catalog and shapes, element types, the row mapping and
+Arrow schema of every output, read settings, the accounting table, layout, and the shape
+contract. Everything else imports from here."""
 
 from schemas.arrow import (
     ERRORS_SCHEMA,
@@ -10,8 +11,29 @@ from schemas.arrow import (
     embedding_metadata,
     embedding_type,
     embeddings_schema,
+    image_rows,
     images_schema,
 )
+from schemas import accounting
+from schemas.accounting import images_counted
+from schemas.read import (
+    FORMAT_AUTO,
+    FORMAT_FILES,
+    FORMAT_PARQUET,
+    FORMAT_TFRECORD,
+    FORMAT_WEBDATASET,
+    INPUT_FORMATS,
+    MODE_INCREMENTAL,
+    MODE_SINGLE,
+    MODES,
+    SHARD_FORMATS,
+    SKIP_BY,
+    SKIP_BY_CONTENT,
+    SKIP_BY_METADATA,
+    Comparison,
+    ReadConfig,
+)
+from schemas.rows import ERROR_ROWS, IMAGE_ROWS, SHARD_ROWS, SKIPPED_ROWS, Rows
 from schemas.config import MIXED_PRECISIONS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
 from schemas.contracts import ShapeContractError, assert_shape, shape_matches
 from schemas.elements import (
@@ -26,6 +48,7 @@ from schemas.elements import (
     STAGES,
     BatchEmbeddings,
     DecodedImage,
+    FileMeta,
     ImageBatch,
     ImageError,
     ImageFile,
@@ -36,7 +59,6 @@ from schemas.elements import (
     SeenFile,
     ShardRecord,
     Unchanged,
-    images_counted,
 )
 from schemas import layout
 from schemas.limits import (

@@ -77,45 +77,56 @@ class ShardRecord(NamedTuple):
     refused: int
 
 
-def images_counted(element) -> int:
-    """How many input images an accounting element stands for: an Unchanged its
-    ``images``, anything else (a uri, a SeenFile, an ImageError) one."""
-    return element.images if isinstance(element, Unchanged) else 1
+class FileMeta(NamedTuple):
+    """What is known of an input image apart from its pixels: its ``uri``, ``image_id``
+    (the hex SHA-256 of its bytes), the listing it was read under (``size_bytes``,
+    ``modified_us``; None when not from a listing), ``source``, the listed file it came
+    from, and ``key``, its key inside a shard (a sample of a shard has ``uri``
+    ``<source>#<key>``; a loose file has no key), and ``kept``, the ``--keep_columns``
+    values of a Parquet row, as text, in the flag's order."""
+
+    uri: str
+    image_id: str
+    size_bytes: int | None = None
+    modified_us: int | None = None
+    source: str | None = None
+    key: str | None = None
+    kept: tuple[str | None, ...] | None = None
 
 
 class ImageFile(NamedTuple):
-    """An input image's bytes. ``image_id`` is the hex SHA-256 of ``data``; ``size_bytes``
-    and ``modified_us`` are the listing it was read under (None when not from a listing).
-    ``source`` is the listed file it came from and ``key`` its key inside a shard: a
-    sample of a shard has ``uri`` ``<source>#<key>``; a loose file has no key. ``kept``
-    holds the ``--keep_columns`` values of a Parquet row, as text, in the flag's order."""
+    """An input image's bytes: ``data``, and ``meta`` (FileMeta; ``meta.image_id`` is the
+    hex SHA-256 of ``data``)."""
 
-    uri: str
-    image_id: str
+    meta: FileMeta
     data: bytes
-    size_bytes: int | None = None
-    modified_us: int | None = None
-    source: str | None = None
-    key: str | None = None
-    kept: tuple[str | None, ...] | None = None
+
+    @property
+    def uri(self) -> str:
+        return self.meta.uri
+
+    @property
+    def image_id(self) -> str:
+        return self.meta.image_id
 
 
 class ImageInfo(NamedTuple):
-    """What is known about a source image once decoded: one row of ``images/``.
-    ``width`` and ``height`` are after EXIF orientation; ``format`` is PIL's (JPEG, PNG...);
-    ``size_bytes`` and ``modified_us`` are the listing the file was read under; ``source``,
-    ``key`` and ``kept`` as in ImageFile."""
+    """What is known about a source image once decoded: one row of ``images/``. ``meta``
+    as read (FileMeta); ``width`` and ``height`` are after EXIF orientation; ``format`` is
+    PIL's (JPEG, PNG...)."""
 
-    uri: str
-    image_id: str
+    meta: FileMeta
     width: int
     height: int
     format: str
-    size_bytes: int | None = None
-    modified_us: int | None = None
-    source: str | None = None
-    key: str | None = None
-    kept: tuple[str | None, ...] | None = None
+
+    @property
+    def uri(self) -> str:
+        return self.meta.uri
+
+    @property
+    def image_id(self) -> str:
+        return self.meta.image_id
 
 
 class DecodedImage(NamedTuple):

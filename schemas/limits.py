@@ -23,18 +23,16 @@ DEFAULT_DECODE_WARN_SECONDS = 30.0
 class InputLimits:
     """``max_pixels``: width x height from the header, checked before any pixel is decoded,
     and again once pixels are loaded. ``min_side``: the shorter side, in pixels, below which
-    an image is refused. ``max_file_bytes``: file size from the listing, checked before the
-    file is read. ``image_formats``: Pillow format names ever opened, or ``(ALL_FORMATS,)``.
+    an image is refused. ``image_formats``: Pillow format names ever opened, or ``(ALL_FORMATS,)``.
     ``decode_warn_seconds``: a decode running longer is logged with its URI."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS
     decode_warn_seconds: float = DEFAULT_DECODE_WARN_SECONDS
 
     def __post_init__(self):
-        for name in ("max_pixels", "min_side", "max_file_bytes"):
+        for name in ("max_pixels", "min_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if not self.image_formats:

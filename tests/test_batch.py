@@ -7,12 +7,12 @@ import numpy as np
 from apache_beam.testing.util import assert_that
 
 from beam_helpers import check, local_test_pipeline
-from schemas import ImageInfo, ResizedImage
+from schemas import FileMeta, ImageInfo, ResizedImage
 from transforms import BatchByShape
 
 
 def _image(index, shape, dtype=np.uint8):
-    info = ImageInfo(f"mem://{index}", f"id{index}", shape[1], shape[0], "PNG")
+    info = ImageInfo(FileMeta(f"mem://{index}", f"id{index}"), shape[1], shape[0], "PNG")
     return ResizedImage(info, np.full(shape, index % 256, dtype))
 
 

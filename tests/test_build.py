@@ -4,7 +4,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from beam_helpers import local_test_pipeline
 from images import rgb_pattern, write_image
-from pipeline.build import build_pipeline
+from pipeline.job.build import build_pipeline
 from schemas import ExtractionConfig
 from transforms.errors import METRICS_NAMESPACE
 
@@ -41,7 +41,7 @@ def test_incremental_counters_split_what_was_read_from_what_was_skipped(tmp_path
     import os
     import time
 
-    from pipeline.incremental import Comparison
+    from schemas import Comparison
     from schemas import layout
 
     folder = tmp_path / "in"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from beam_helpers import check, local_test_pipeline
 from images import encode, rgb_pattern
-from schemas import ImageFile, ImageInfo
+from schemas import FileMeta, ImageFile, ImageInfo
 from transforms import DecodeImages
 from schemas import ImageTooSmall, TooManyPixels
 from transforms.decode import decode_image, draft_request
@@ -99,9 +99,9 @@ def test_first_frame_of_animated_gif():
 def test_transform_splits_good_and_bad(tmp_path):
     good = encode(rgb_pattern(20, 30, seed=3), "JPEG")
     files = [
-        ImageFile("mem://good.jpg", "id-good", good),  # no listing: size and time unknown
-        ImageFile("mem://truncated.jpg", "id-trunc", good[: len(good) // 2]),
-        ImageFile("mem://notes.jpg", "id-text", b"this is not an image"),
+        ImageFile(FileMeta("mem://good.jpg", "id-good"), good),  # no listing: size and time unknown
+        ImageFile(FileMeta("mem://truncated.jpg", "id-trunc"), good[: len(good) // 2]),
+        ImageFile(FileMeta("mem://notes.jpg", "id-text"), b"this is not an image"),
     ]
     with local_test_pipeline() as p:
         decoded = p | beam.Create(files) | DecodeImages()
@@ -109,7 +109,7 @@ def test_transform_splits_good_and_bad(tmp_path):
             decoded.images,
             check(
                 lambda xs: len(xs) == 1
-                and xs[0].info == ImageInfo("mem://good.jpg", "id-good", 30, 20, "JPEG")  # no listing, no shard
+                and xs[0].info == ImageInfo(FileMeta("mem://good.jpg", "id-good"), 30, 20, "JPEG")  # no listing, no shard
                 and xs[0].pixels.shape == (20, 30, 3),
                 "one decoded 30x20 JPEG",
             ),
@@ -144,8 +144,8 @@ def test_min_side_guard():
 
 def test_guards_report_stage_validate():
     files = [
-        ImageFile("mem://big.png", "id-big", encode(rgb_pattern(40, 50, seed=6), "PNG")),
-        ImageFile("mem://tiny.png", "id-tiny", encode(rgb_pattern(4, 4, seed=7), "PNG")),
+        ImageFile(FileMeta("mem://big.png", "id-big"), encode(rgb_pattern(40, 50, seed=6), "PNG")),
+        ImageFile(FileMeta("mem://tiny.png", "id-tiny"), encode(rgb_pattern(4, 4, seed=7), "PNG")),
     ]
     with local_test_pipeline() as p:
         decoded = p | beam.Create(files) | DecodeImages(max_pixels=1000, min_side=8)

@@ -16,7 +16,7 @@ import apache_beam
 import pytest
 
 from pipeline.options import unknown_arguments
-from pipeline.run import parse_args
+from pipeline.plan import parse_args
 
 DEPLOY = pathlib.Path(__file__).resolve().parents[1] / "deploy"
 METADATA = json.loads((DEPLOY / "metadata.json").read_text())
@@ -163,7 +163,7 @@ def test_cron_line_runs_the_cli_with_known_options():
     words = shlex.split(fields[5].split(">>")[0])
     args = words[words.index("./run_local.sh") + 1:]
     assert not unknown_arguments(args)
-    _, options, _, _ = parse_args(args)
+    options = parse_args(args).options
     assert options.mode == "incremental"
 
 

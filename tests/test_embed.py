@@ -10,10 +10,10 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_helpers import local_test_pipeline
 from images import encode, rgb_pattern, write_image
-from pipeline.results import read_layer
+from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_OK, run
 from reference import assert_same_embeddings
-from schemas import ERRORS_SCHEMA, ExtractionConfig, InputLimits, layout
+from schemas import ERRORS_SCHEMA, ExtractionConfig, layout
 from transforms import EmbedImages, WriteEmbeddings
 
 
@@ -63,7 +63,7 @@ def test_every_element_comes_out_once_as_a_row_or_an_error(tmp_path):
     config = ExtractionConfig(layers=("res5",), image_size=32, weights="random")
     with local_test_pipeline() as p:
         embedded = p | beam.Create(elements, reshuffle=False) | EmbedImages(
-            config, InputLimits(max_file_bytes=4000))
+            config, max_file_bytes=4000)
         uris = embedded["embeddings"] | beam.FlatMap(lambda batch: [i.uri for i in batch.infos])
         assert_that(uris, equal_to(["good.jpg"]), label="embedded")
         rows = embedded["errors"] | beam.Map(lambda e: (e.uri, e.stage, e.error_type))

@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that
 
 from beam_helpers import check, local_test_pipeline
 from models.handler import ResNet50Handler
-from schemas import ExtractionConfig, ImageBatch, ImageInfo
+from schemas import ExtractionConfig, FileMeta, ImageBatch, ImageInfo
 from transforms import ExtractLayers
 
 CONFIG = ExtractionConfig(layers=("res2", "pool1_pool"), image_size=32, weights="random", batch_size=4)
@@ -50,7 +50,7 @@ def faulty_extractor(config):
 
 
 def _batch(values, shape=(32, 32, 3)):
-    infos = tuple(ImageInfo(f"mem://{v}", f"id{v}", 32, 32, "PNG") for v in values)
+    infos = tuple(ImageInfo(FileMeta(f"mem://{v}", f"id{v}"), 32, 32, "PNG") for v in values)
     return ImageBatch(infos, np.stack([np.full(shape, v, np.uint8) for v in values]))
 
 
@@ -144,7 +144,7 @@ def test_overlapped_inference_gives_the_plain_paths_numbers():
     both branches in one pipeline, joined per image."""
     config = ExtractionConfig(layers=("res3", "res5"), image_size=32, weights="random", batch_size=3)
     rng = np.random.default_rng(4)
-    batches = [ImageBatch(tuple(ImageInfo(f"mem://{b}-{i}", f"id{b}-{i}", 32, 32, "PNG") for i in range(3)),
+    batches = [ImageBatch(tuple(ImageInfo(FileMeta(f"mem://{b}-{i}", f"id{b}-{i}"), 32, 32, "PNG") for i in range(3)),
                           rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)) for b in range(5)]
 
     def per_image(embeddings):

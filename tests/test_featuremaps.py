@@ -1,11 +1,11 @@
-"""pipeline/featuremaps.py through `python -m pipeline.inspect featuremaps`: the PNG itself."""
+"""pipeline/featuremaps.py through `python -m pipeline.inspection featuremaps`: the PNG itself."""
 
 import numpy as np
 from PIL import Image
 
 from images import rgb_pattern, write_image
-from pipeline.featuremaps import GAP, TILE, TITLE, feature_map_figure
-from pipeline.inspect import main as inspect
+from pipeline.inspection.featuremaps import GAP, TILE, TITLE, feature_map_figure
+from pipeline.inspection.cli import main as inspect
 from schemas import ExtractionConfig
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from img2dataset_fixture import FIXTURES, MISSING, SOURCE, run_img2dataset
-from pipeline.results import read_layer
+from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_OK, run
 from reference import assert_same_embeddings
 from schemas import layout

@@ -14,7 +14,7 @@ import pytest
 from images import rgb_pattern, write_image
 from pipeline import incremental
 from pipeline.outputs import is_complete
-from pipeline.results import completed_runs, layer_dataset, read_layer
+from pipeline.inspection.results import completed_runs, layer_dataset, read_layer
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from reference import assert_same_embeddings
 from schemas import layout

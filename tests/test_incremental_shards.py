@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from images import encode, rgb_pattern, write_image
 from pipeline import incremental
-from pipeline.results import read_layer
+from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_OK, run
 from reference import assert_same_embeddings
 from schemas import layout

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline.inspect import main as inspect
+from pipeline.inspection.cli import main as inspect
 from pipeline.run import EXIT_OK, run
 from schemas import LAYER_NAMES
 
@@ -66,7 +66,7 @@ def test_near_duplicates_are_each_others_nearest(near_duplicates_output, capsys)
 
 
 def test_neighbors_by_image_id_prefix(near_duplicates_output, capsys):
-    from pipeline.results import read_layer
+    from pipeline.inspection.results import read_layer
 
     folder, out = near_duplicates_output
     rows = read_layer(str(out), "res5")

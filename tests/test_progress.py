@@ -13,18 +13,11 @@ import apache_beam as beam
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline.progress import (
-    EMBEDDED,
-    ERRORS,
-    READ,
-    SKIPPED_SAME_CONTENT,
-    SKIPPED_UNCHANGED,
-    CountProgress,
-    progress_line,
-    read_counts,
-)
+from pipeline.job.counting import CountProgress
+from pipeline.progress import progress_line, read_counts
 from pipeline.run import EXIT_OK, run
 from schemas import ImageError
+from schemas.accounting import EMBEDDED, ERRORS, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 
 REPO_ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
 LINE = re.compile(r"progress: (\d+)/(\d+) images done \((\d+)%\), ([\d.]+) images/s.*, (\d+) errors")

@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_helpers import local_test_pipeline
-from schemas import ImageFile, ListedFile, ListedShard, SeenFile, ShardRecord, Unchanged
+from schemas import FileMeta, ImageFile, ListedFile, ListedShard, ReadConfig, SeenFile, ShardRecord, Unchanged
 from transforms import ListFiles, ReadImages, RereadImages
 from transforms.read import _RereadSamplesFn
 from test_shards import _tar
@@ -23,7 +23,7 @@ def test_reads_every_listed_file_with_its_sha256_and_listing(tmp_path):
         (tmp_path / name).write_bytes(data)
     listed = [ListedFile(str(tmp_path / name), len(data), 1000 + i)
               for i, (name, data) in enumerate(contents.items())]
-    expected = [ImageFile(f.uri, sha(data), data, f.size_bytes, f.modified_us, source=f.uri)
+    expected = [ImageFile(FileMeta(f.uri, sha(data), f.size_bytes, f.modified_us, source=f.uri), data)
                 for f, data in zip(listed, contents.values())]
     with local_test_pipeline() as p:
         read = p | beam.Create(listed) | ReadImages()
@@ -35,7 +35,7 @@ def test_listing_then_reading(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"pixels")
     with local_test_pipeline() as p:
         read = p | ListFiles(str(tmp_path / "*")) | ReadImages()
-        assert_that(read.files | beam.Map(lambda f: (f.uri, f.image_id, f.size_bytes)),
+        assert_that(read.files | beam.Map(lambda f: (f.uri, f.image_id, f.meta.size_bytes)),
                     equal_to([(str(tmp_path / "x.jpg"), sha(b"pixels"), 6)]))
 
 
@@ -47,7 +47,7 @@ def test_empty_and_oversized_files_are_refused_unread(tmp_path):
     unsized = ListedFile(str(tmp_path / "huge.jpg"))
     with local_test_pipeline() as p:
         listed = p | ListFiles(str(tmp_path / "*"))
-        read = (listed, p | "Unsized" >> beam.Create([unsized])) | beam.Flatten() | ReadImages(max_file_bytes=1000)
+        read = (listed, p | "Unsized" >> beam.Create([unsized])) | beam.Flatten() | ReadImages(ReadConfig(max_file_bytes=1000))
         assert_that(read.files | "Names" >> beam.Map(lambda f: f.uri),
                     equal_to([str(tmp_path / "fine.jpg")]), label="files")
         assert_that(
@@ -76,7 +76,7 @@ def test_reread_checks_the_content_did_not_change(tmp_path):
             SeenFile(str(gone), sha(b"x"), 1, 9)]
     with local_test_pipeline() as p:
         out = p | beam.Create(seen) | RereadImages()
-        assert_that(out["files"], equal_to([ImageFile(str(same), sha(b"kept"), b"kept", 4, 7, source=str(same))]), label="files")
+        assert_that(out["files"], equal_to([ImageFile(FileMeta(str(same), sha(b"kept"), 4, 7, source=str(same)), b"kept")]), label="files")
         assert_that(out["errors"] | beam.Map(lambda e: (e.uri, e.image_id is not None, e.stage, e.error_type)),
                     equal_to([(str(changed), True, "read", "ContentChanged"),
                               (str(gone), True, "read", "FileNotFoundError")]), label="errors")
@@ -108,7 +108,7 @@ def test_reread_samples_streams_each_shard_once_and_checks_each_sample(tmp_path,
     wanted = [seen("a", b"A"), seen("b", b"B"), seen("c", b"C"), seen("gone", b"G")]
     with local_test_pipeline() as p:
         out = p | beam.Create(wanted + [SeenFile(str(tmp_path / "loose"), sha(b"x"), 1, 1)]) | RereadImages()
-        assert_that(out["files"] | beam.Map(lambda f: (f.uri, f.data, f.source, f.key)),
+        assert_that(out["files"] | beam.Map(lambda f: (f.uri, f.data, f.meta.source, f.meta.key)),
                     equal_to([(f"{listed.uri}#a", b"A", listed.uri, "a")]), label="files")
         assert_that(out["errors"] | beam.Map(lambda e: (e.uri.rsplit("/", 1)[1], e.error_type)), equal_to([
             ("s.tar#b", "ContentChanged"), ("s.tar#c", "NoImageInSample"), ("s.tar#gone", "ContentChanged"),
@@ -124,5 +124,5 @@ def test_reread_samples_streams_each_shard_once_and_checks_each_sample(tmp_path,
             yield element
 
     monkeypatch.setattr(shards, "read_shard", spy)
-    got = list(_RereadSamplesFn(10_000, "auto", None, ()).process((listed.uri, [seen("a", b"A")])))
+    got = list(_RereadSamplesFn(ReadConfig(max_file_bytes=10_000)).process((listed.uri, [seen("a", b"A")])))
     assert [f.uri for f in got] == [f"{listed.uri}#a"] and taken == [f"{listed.uri}#a"]

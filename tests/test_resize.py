@@ -6,7 +6,7 @@ import pytest
 from apache_beam.testing.util import assert_that
 
 from beam_helpers import check, local_test_pipeline
-from schemas import DecodedImage, ImageInfo, ImageSize
+from schemas import DecodedImage, FileMeta, ImageInfo, ImageSize
 from transforms import ResizeImages
 from transforms.resize import PAD_COLOUR, resize_pixels
 
@@ -57,7 +57,7 @@ def test_extreme_shapes_resize(mode, shape):
 
 
 def test_transform_emits_model_shape():
-    info = ImageInfo("mem://x", "id", 300, 100, "PNG")
+    info = ImageInfo(FileMeta("mem://x", "id"), 300, 100, "PNG")
     with local_test_pipeline() as p:
         resized = (
             p | beam.Create([DecodedImage(info, _thirds())]) | ResizeImages("48x64", "pad")

@@ -399,7 +399,7 @@ def test_worker_processes_give_the_single_process_numbers(exact_size_inputs, tmp
 def test_the_launcher_lists_the_input_only_for_local_runs(tmp_path, monkeypatch):
     """Remote runs stop at the first match (the job lists the collection); local runs count
     every file for the progress line."""
-    import pipeline.run as run_module
+    import pipeline.plan as plan_module
     from apache_beam.io.filesystems import FileSystems
 
     for i in range(50):
@@ -414,23 +414,23 @@ def test_the_launcher_lists_the_input_only_for_local_runs(tmp_path, monkeypatch)
 
     monkeypatch.setattr(FileSystems, "match", spy)
     pattern = str(tmp_path / "*.jpg")
-    assert run_module.input_file_count(pattern, count_all=False) is None
+    assert plan_module.input_file_count(pattern, count_all=False) is None
     assert asked == [[1], 1]
     asked.clear()
-    assert run_module.input_file_count(pattern, count_all=True) == 50
+    assert plan_module.input_file_count(pattern, count_all=True) == 50
     assert asked == [None, 50]
-    with pytest.raises(run_module.UsageError, match="matches no file"):
-        run_module.input_file_count(str(tmp_path / "*.png"), count_all=False)
+    with pytest.raises(plan_module.UsageError, match="matches no file"):
+        plan_module.input_file_count(str(tmp_path / "*.png"), count_all=False)
     # A shard among the files: its samples are not known before it is read.
     (tmp_path / "s.tar").write_bytes(b"x")
-    assert run_module.input_file_count(str(tmp_path / "*"), count_all=True) is None
-    assert run_module.input_file_count(str(tmp_path / "*"), count_all=True, input_format="files") == 51
+    assert plan_module.input_file_count(str(tmp_path / "*"), count_all=True) is None
+    assert plan_module.input_file_count(str(tmp_path / "*"), count_all=True, input_format="files") == 51
 
     # preflight asks for the full count only when the runner is local.
     counted = []
-    monkeypatch.setattr(run_module, "input_file_count", lambda p, count_all, input_format: counted.append(count_all))
-    monkeypatch.setattr(run_module.outputs, "is_local", lambda path: False)
-    options = run_module.parse_args(["--input", pattern, "--output", "gs://b/out", "--weights", "random"])
+    monkeypatch.setattr(plan_module, "input_file_count", lambda p, count_all, input_format: counted.append(count_all))
+    monkeypatch.setattr(plan_module.outputs, "is_local", lambda path: False)
+    parsed = plan_module.parse_args(["--input", pattern, "--output", "gs://b/out", "--weights", "random"])
     for remote in (True, False):
-        run_module.preflight(options[1], options[2], remote=remote, check_paths=True)
+        plan_module.preflight(parsed.options, parsed.config, remote=remote, check_paths=True)
     assert counted == [False, True]

@@ -54,16 +54,25 @@ def dataflow_environment(job):
     ).proto
 
 
+def step_name(unique_name: str) -> str:
+    """A step's name with the ReadInputs composite left out: its steps (ListFiles,
+    ReadImages, the skips) read as top-level steps of the job."""
+    return unique_name.removeprefix("ReadInputs/")
+
+
+def step_names(job) -> set[str]:
+    return {step_name(t.unique_name) for t in job.proto_pipeline.components.transforms.values()}
+
+
 def top_level_labels(job) -> set[str]:
-    transforms = job.proto_pipeline.components.transforms.values()
-    return {t.unique_name for t in transforms if "/" not in t.unique_name}
+    return {name for name in step_names(job) if "/" not in name}
 
 
 def test_dataflow_gpu_job_is_built_with_our_steps_and_gpu_options(capsys):
     job = build_job(dataflow_argv())
     assert {"ListFiles", "ReadImages", "EmbedImages", "CollectErrors", "WriteEmbeddings",
             "FinalizeRun"} <= top_level_labels(job)
-    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    names = step_names(job)
     assert {"EmbedImages/DecodeImages", "EmbedImages/ResizeImages", "EmbedImages/BatchByShape",
             "EmbedImages/ExtractLayers"} <= names
     assert {"WriteEmbeddings/Write[res3]", "WriteEmbeddings/Write[res5]",
@@ -131,7 +140,7 @@ def test_accelerator_hint_sits_on_the_model_step_alone():
     assert accelerator_hints(job) == {
         "EmbedImages/ExtractLayers/Extract/ParDo(_ExtractFn)": RIGHT_FITTING.encode()}
     # The batches reach the GPU workers through a shuffle placed just before the model step.
-    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    names = step_names(job)
     assert any(n.startswith("EmbedImages/ExtractLayers/ToModelWorkers/") for n in names)
     assert not accelerator_hints(build_job(dataflow_argv()))
     assert extract_handler(job).get_resource_hints() == {"accelerator": RIGHT_FITTING}
@@ -155,7 +164,7 @@ def test_incremental_dataflow_job_reads_earlier_runs_and_records_itself():
     labels = top_level_labels(job)
     assert {"ListFiles", "EarlierImages", "EarlierSkipped", "EarlierShards", "SkipUnchanged", "HashImages",
             "SkipSameContent", "ReadNewImages", "FinalizeRun"} <= labels
-    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    names = step_names(job)
     assert {"SkipUnchanged/JoinByUri", "SkipSameContent/JoinById", "WriteEmbeddings/WriteSkipped",
             "WriteEmbeddings/WriteShards", "ReadNewImages/GroupBySource"} <= names
     assert job.options.get_all_options()["skip_by"] == "metadata"
@@ -189,7 +198,7 @@ class Graph:
                 continue
             seen.add(transform_id)
             transform = self.transforms[transform_id]
-            names.add(transform.unique_name)
+            names.add(step_name(transform.unique_name))
             if not stop(transform.unique_name):
                 todo.extend(transform.inputs.values())
         return names
@@ -217,7 +226,7 @@ def test_no_side_input_is_fed_from_earlier_runs_rows():
     # and they reach both joins.
     assert any(from_earlier_runs(graph.upstream(pcoll)) for _, pcoll in graph.side_inputs)
     for join in ("SkipUnchanged/JoinByUri", "SkipSameContent/JoinById"):
-        (join_id,) = [i for i, t in graph.transforms.items() if t.unique_name.startswith(join + "/")
+        (join_id,) = [i for i, t in graph.transforms.items() if step_name(t.unique_name).startswith(join + "/")
                       and t.spec.urn == "beam:transform:group_by_key:v1"]
         feeding = set().union(*(graph.upstream(p) for p in graph.transforms[join_id].inputs.values()))
         assert from_earlier_runs(feeding), join

@@ -18,7 +18,7 @@ from apache_beam.testing.util import assert_that
 from beam_helpers import check, local_test_pipeline
 from models.handler import ResNet50Handler
 from models.serving import ModelProcessLost, SharedModel
-from schemas import ExtractionConfig, ImageBatch, ImageInfo
+from schemas import ExtractionConfig, FileMeta, ImageBatch, ImageInfo
 from transforms import ExtractLayers
 
 CONFIG = ExtractionConfig(layers=("res2", "pool1_pool"), image_size=32, weights="random", batch_size=4)
@@ -68,7 +68,7 @@ def _batches(values, size=4):
     out = []
     for start in range(0, len(values), size):
         part = values[start:start + size]
-        infos = tuple(ImageInfo(f"mem://{v}", f"id{v}", 32, 32, "PNG") for v in part)
+        infos = tuple(ImageInfo(FileMeta(f"mem://{v}", f"id{v}"), 32, 32, "PNG") for v in part)
         out.append(ImageBatch(infos, np.stack([np.full((32, 32, 3), v, np.uint8) for v in part])))
     return out
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from images import encode, rgb_pattern, write_image
-from pipeline.results import read_layer
+from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_OK, EXIT_USAGE, run
 from reference import assert_same_embeddings
 from schemas import ImageFile, ListedFile, layout
@@ -95,7 +95,7 @@ def test_webdataset_samples_from_tarwriter(tmp_path):
     path = tmp_path / "00000.tar"
     write_webdataset(path)
     got = list(shards.read_webdataset(listed(path), 10_000_000))
-    assert [(f.uri, f.key, f.source, f.image_id) for f in got] == [
+    assert [(f.uri, f.meta.key, f.meta.source, f.image_id) for f in got] == [
         (f"{path}#{key}", key, str(path), sha(data)) for key, data in PICTURES.items()]
 
 
@@ -109,9 +109,9 @@ def test_parquet_samples(tmp_path, writer, column):
     images = [f for f in got if isinstance(f, ImageFile)]
     assert [f.image_id for f in images] == [sha(d) for d in PICTURES.values()]
     if writer is write_huggingface_parquet:
-        assert [f.key for f in images] == ["0", "1", "2", "3"]  # no key column: the row number
+        assert [f.meta.key for f in images] == ["0", "1", "2", "3"]  # no key column: the row number
     else:
-        assert [f.key for f in images] == list(PICTURES)
+        assert [f.meta.key for f in images] == list(PICTURES)
         assert outcomes(got)[-1] == ("000000099", "NoImageInSample")  # the failed download
 
 
@@ -119,7 +119,7 @@ def test_tfrecord_samples_from_tf_writer(tmp_path):
     path = tmp_path / "train-00000.tfrecord"
     write_tfrecord(path)
     got = list(shards.read_tfrecord(listed(path), 10_000_000))
-    assert [(f.key, f.image_id) for f in got] == [(str(i), sha(d)) for i, d in enumerate(PICTURES.values())]
+    assert [(f.meta.key, f.image_id) for f in got] == [(str(i), sha(d)) for i, d in enumerate(PICTURES.values())]
 
 
 def _tar(path, members) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from schemas import ImageFile
+from schemas import FileMeta, ImageFile
 from transforms import decode
 from transforms.slow import SlowDecodes
 
@@ -30,7 +30,7 @@ def test_a_slow_decode_logs_its_uri_once(monkeypatch, caplog):
     fn = decode._DecodeFn(100, 1, None, "center_crop", ("JPEG",), decode_warn_seconds=0.2)
     fn.setup()
     with caplog.at_level(logging.WARNING, logger="transforms.slow"):
-        out = list(fn.process(ImageFile("gs://bucket/stuck.jpg", "id", b"x")))
+        out = list(fn.process(ImageFile(FileMeta("gs://bucket/stuck.jpg", "id"), b"x")))
         time.sleep(0.5)  # the decode is over: nothing more is logged
     assert [o.value.error_type for o in out] == ["ValueError"]
     lines = [r.getMessage() for r in caplog.records if r.name == "transforms.slow"]

@@ -11,7 +11,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import ExtractOptions
-from pipeline.run import parse_args
+from pipeline.plan import parse_args
 from pipeline.template import metadata_json, options_parser, template_metadata
 
 METADATA = pathlib.Path(__file__).resolve().parents[1] / "deploy" / "metadata.json"
@@ -75,7 +75,8 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
     for parameter in committed()["parameters"]:
         for pattern in parameter.get("regexes", []):
             assert re.fullmatch(pattern, values[parameter["name"]]), parameter["name"]
-    _, options, config, limits = parse_args([f"--{k}={v}" for k, v in values.items()])
+    parsed = parse_args([f"--{k}={v}" for k, v in values.items()])
+    options, config, limits, read = parsed.options, parsed.config, parsed.limits, parsed.read
     assert config.layers == ("res3", "res5") and config.image_size.width == 320
     assert config.pooling == "max" and config.mixed_precision == "float16" and not config.jpeg_draft
     assert limits.max_pixels == 5_000_000 and options.max_error_fraction == 0.05
@@ -83,6 +84,8 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
     assert options.lock_stale_hours == 6.0 and options.tf_threads == 2
     assert options.skip_by == "content" and options.input_format == "parquet"
     assert options.image_column == "png" and options.keep_columns == "url,txt"
+    assert read.image_column == "png" and read.keep_columns == ("url", "txt")
+    assert read.input_format == "parquet" and read.max_file_bytes == 1_000_000
     assert options.progress_seconds == 30.0
     assert limits.image_formats == ("JPEG", "PNG", "PCX") and limits.decode_warn_seconds == 12.5
     assert options.model_copies == 1 and options.accelerator_hint.startswith("type:nvidia-l4;")

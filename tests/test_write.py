@@ -13,6 +13,7 @@ from schemas import (
     IMAGES_SCHEMA,
     BatchEmbeddings,
     ExtractionConfig,
+    FileMeta,
     ImageError,
     ImageInfo,
     embeddings_schema,
@@ -24,7 +25,7 @@ from transforms import WriteEmbeddings
 def _batches(config, sizes, rng):
     batches, index = [], 0
     for size in sizes:
-        infos = tuple(ImageInfo(f"/img/{index + i}.jpg", f"id{index + i}", 100 + i, 50, "JPEG") for i in range(size))
+        infos = tuple(ImageInfo(FileMeta(f"/img/{index + i}.jpg", f"id{index + i}"), 100 + i, 50, "JPEG") for i in range(size))
         layers = {
             layer: rng.normal(size=(size,) + config.embedding_shape(layer)).astype(config.output_dtype)
             for layer in config.layers

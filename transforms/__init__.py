@@ -1,9 +1,11 @@
-"""One composable PTransform per step: list, read, skip, decode, resize, batch, extract, write."""
+"""One composable PTransform per step: list, read, skip, decode, resize, batch, extract, write;
+ReadInputs and EmbedImages compose them."""
 
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages
 from transforms.extract import ExtractLayers
+from transforms.inputs import ReadInputs
 from transforms.known import ReadKnownFiles, ReadShardRecords
 from transforms.listing import ListFiles
 from transforms.read import ReadImages, RereadImages
@@ -12,6 +14,7 @@ from transforms.skip import SkipSameContent, SkipUnchanged
 from transforms.write import WriteEmbeddings
 
 __all__ = [
+    "ReadInputs",
     "ListFiles",
     "ReadImages",
     "RereadImages",

@@ -200,8 +200,7 @@ class _DecodeFn(beam.DoFn):
         finally:
             self._slow.end(decoding)
         self._decoded.inc()
-        info = ImageInfo(file.uri, file.image_id, decoded.width, decoded.height, decoded.format,
-                         file.size_bytes, file.modified_us, file.source, file.key, file.kept)
+        info = ImageInfo(file.meta, decoded.width, decoded.height, decoded.format)
         yield DecodedImage(info=info, pixels=decoded.pixels)
 
 

@@ -10,8 +10,10 @@ from models.handler import ResNet50Handler
 from schemas import (
     ERRORS_TAG,
     STAGE_READ,
+    DEFAULT_MAX_FILE_BYTES,
     EmptyFile,
     ExtractionConfig,
+    FileMeta,
     FileTooLarge,
     ImageFile,
     InputLimits,
@@ -52,7 +54,7 @@ class _AsImageFileFn(beam.DoFn):
             yield image_error(label, None, STAGE_READ, exc)
             return
         data = bytes(data)
-        yield ImageFile(key, hashlib.sha256(data).hexdigest(), data)
+        yield ImageFile(FileMeta(key, hashlib.sha256(data).hexdigest()), data)
 
 
 class EmbedImages(beam.PTransform):
@@ -65,12 +67,12 @@ class EmbedImages(beam.PTransform):
     Output: a dict of two PCollections, ready for ``WriteEmbeddings(output_dir, config)``:
 
     - ``embeddings``: BatchEmbeddings. ``infos[i]`` is image i's ``images/`` row (ImageInfo:
-      uri, image_id, width, height, format); ``layers[name]`` is an array of shape
+      meta (uri, image_id, ...), width, height, format); ``layers[name]`` is an array of shape
       (n, C) when pooled or (n, h, w, c) for ``pooling='none'`` (``config.embedding_shape``)
       in ``config.output_dtype``, with 1 <= n <= ``config.batch_size``.
     - ``errors``: ImageError (uri, image_id, stage, error_type, message), one per input
-      that could not be embedded: malformed elements, empty or oversized bytes (``read`` /
-      ``validate``), the header guards of ``limits``, decode, resize, batch and extract
+      that could not be embedded: malformed elements, empty bytes or bytes over
+      ``max_file_bytes`` (``read`` / ``validate``), the header guards of ``limits``, decode, resize, batch and extract
       failures. Every input comes out exactly once, as an embedded row or an error.
 
     Steps: DecodeImages -> ResizeImages -> BatchByShape -> ExtractLayers, each with the
@@ -85,8 +87,10 @@ class EmbedImages(beam.PTransform):
     """
 
     def __init__(self, config: ExtractionConfig, limits: InputLimits = InputLimits(), *,
-                 handler: ResNet50Handler | None = None, extract: beam.PTransform | None = None):
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, handler: ResNet50Handler | None = None,
+                 extract: beam.PTransform | None = None):
         super().__init__()
+        self._max_file_bytes = max_file_bytes
         if handler is not None and handler.config != config:
             raise ValueError("the handler's ExtractionConfig differs from EmbedImages' config")
         self._config = config
@@ -97,7 +101,7 @@ class EmbedImages(beam.PTransform):
     def expand(self, elements):
         config, limits = self._config, self._limits
         files = elements | "AsImageFiles" >> beam.ParDo(
-            _AsImageFileFn(limits.max_file_bytes)).with_outputs(ERRORS_TAG, main="files")
+            _AsImageFileFn(self._max_file_bytes)).with_outputs(ERRORS_TAG, main="files")
         decoded = files.files | "DecodeImages" >> DecodeImages(
             max_pixels=limits.max_pixels, min_side=limits.min_side,
             target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,

@@ -9,6 +9,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas import ERRORS_TAG, STAGE_VALIDATE, ImageError, ImageRejected
+from schemas.accounting import ERRORS, counter_name
 
 METRICS_NAMESPACE = "resnet50_embeddings"
 _ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
@@ -27,7 +28,7 @@ def image_error(uri: str, image_id: str | None, stage: str, exc: BaseException) 
     A guard's ImageRejected is reported at stage 'validate' whichever step found it."""
     if isinstance(exc, ImageRejected):
         stage = STAGE_VALIDATE
-    Metrics.counter(METRICS_NAMESPACE, f"failed_{stage}").inc()
+    Metrics.counter(METRICS_NAMESPACE, counter_name(ERRORS, stage)).inc()
     error = ImageError(
         uri=uri,
         image_id=image_id,

@@ -24,6 +24,7 @@ from schemas import (
     ImageInfo,
     ShapeContractError,
 )
+from schemas.accounting import EMBEDDED, counter_name
 from transforms.errors import METRICS_NAMESPACE, image_error
 
 _log = logging.getLogger(__name__)
@@ -59,10 +60,9 @@ class _ExtractFn(beam.DoFn):
         self._in_flight = in_flight_batches
 
     def setup(self):
-        self._embedded = Metrics.counter(METRICS_NAMESPACE, "images_embedded")
+        self._embedded = Metrics.counter(METRICS_NAMESPACE, counter_name(EMBEDDED))
         self._reloads = Metrics.counter(METRICS_NAMESPACE, "model_process_reloads")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "inference_batch_latency_ms")
-        self._first_batch = Metrics.distribution(METRICS_NAMESPACE, "first_batch_unix_ms")
         self._seen_a_batch = False
         self._model = SharedModel(self._handler)
         self._reloads_counted = 0
@@ -109,9 +109,8 @@ class _ExtractFn(beam.DoFn):
             if isinstance(outcome, _Failed):
                 yield image_error(outcome.info.uri, outcome.info.image_id, STAGE_EXTRACT, outcome.error)
                 continue
-            if not self._seen_a_batch:  # start-up, as the launcher sees it: see pipeline.run
+            if not self._seen_a_batch:
                 self._seen_a_batch = True
-                self._first_batch.update(int(time.time() * 1000))
                 _log.info("first batch embedded")
             self._latency.update(outcome.millis)
             self._embedded.inc(len(outcome.embeddings.infos))

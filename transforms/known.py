@@ -9,12 +9,10 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import SeenFile, ShardRecord
+from schemas import SHARD_ROWS, SKIPPED_ROWS, Rows
 
 #: Rows read per batch: bounds memory whatever the size of a part file.
 BATCH_ROWS = 65_536
-_KNOWN_COLUMNS = ("uri", "image_id", "size_bytes", "modified", "source")
-_RECORD_COLUMNS = ("uri", "size_bytes", "modified", "samples", "refused")
 
 
 def _as_micros(column: pa.ChunkedArray | pa.Array) -> list[int | None]:
@@ -23,33 +21,31 @@ def _as_micros(column: pa.ChunkedArray | pa.Array) -> list[int | None]:
     return column.to_pylist()
 
 
-def _batches(path: str, wanted: tuple[str, ...]):
-    """{column: values} per row batch of one part file; a column the file lacks is all None."""
+def _elements(path: str, rows: Rows):
+    """The elements of ``rows`` (its row mapping) from one part file, a row batch at a time;
+    a column the file lacks (written before it was recorded) is None."""
     with FileSystems.open(path) as handle:
         parquet = pq.ParquetFile(handle, pre_buffer=False)  # see shards.read_parquet
-        present = [name for name in wanted if name in parquet.schema_arrow.names]
+        present = [name for name in rows.names if name in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=present):
-            yield {
-                name: (_as_micros(batch.column(name)) if name == "modified" else batch.column(name).to_pylist())
-                if name in present else [None] * batch.num_rows
-                for name in wanted
-            }
+            yield from rows.elements({
+                name: _as_micros(batch.column(name)) if name == "modified" else batch.column(name).to_pylist()
+                for name in present
+            })
 
 
 def read_known_rows(path: str):
-    """SeenFile for each row of one images/ or skipped/ part file, a batch at a time. Files
-    written before size_bytes and modified were recorded give None for both; rows without a
-    ``source`` (written before shards were read) are loose files: their own uri."""
-    for columns in _batches(path, _KNOWN_COLUMNS):
-        rows = zip(*(columns[name] for name in _KNOWN_COLUMNS))
-        yield from (SeenFile(uri, image_id, size, modified, source or uri)
-                    for uri, image_id, size, modified, source in rows)
+    """SeenFile for each row of one images/ or skipped/ part file (images/ has every
+    skipped/ column), a batch at a time. Files written before size_bytes and modified were
+    recorded give None for both; rows without a ``source`` (written before shards were
+    read) are loose files: their own uri."""
+    for seen in _elements(path, SKIPPED_ROWS):
+        yield seen if seen.source else seen._replace(source=seen.uri)
 
 
 def read_shard_records(path: str):
     """ShardRecord for each row of one shards/ part file."""
-    for columns in _batches(path, _RECORD_COLUMNS):
-        yield from (ShardRecord(*row) for row in zip(*(columns[name] for name in _RECORD_COLUMNS)))
+    return _elements(path, SHARD_ROWS)
 
 
 class _ReadParts(beam.PTransform):

@@ -9,17 +9,20 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas import (
-    DEFAULT_MAX_FILE_BYTES,
     ERRORS_TAG,
+    FORMAT_FILES,
     STAGE_READ,
     EmptyFile,
+    FileMeta,
     FileTooLarge,
     ImageFile,
     ListedFile,
     ListedShard,
+    ReadConfig,
     SeenFile,
     ShardRecord,
     Unchanged,
+    accounting,
 )
 from transforms import shards
 from transforms.errors import METRICS_NAMESPACE, image_error
@@ -53,41 +56,38 @@ def read_bytes(uri: str, max_file_bytes: int) -> bytes:
 
 
 class _ReadFileFn(beam.DoFn):
-    def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, keep_columns=()):
-        self._max_file_bytes = max_file_bytes
-        self._input_format = input_format
-        self._image_column = image_column
-        self._keep_columns = tuple(keep_columns)
+    def __init__(self, read: ReadConfig):
+        self._config = read
 
     def setup(self):
-        self._matched = Metrics.counter(METRICS_NAMESPACE, "matched")
-        self._read = Metrics.counter(METRICS_NAMESPACE, "read")
-        self._unchanged = Metrics.counter(METRICS_NAMESPACE, "skipped_unchanged")
+        self._matched = Metrics.counter(METRICS_NAMESPACE, accounting.counter_name(accounting.MATCHED))
+        self._read = Metrics.counter(METRICS_NAMESPACE, accounting.counter_name(accounting.READ))
+        self._unchanged = Metrics.counter(METRICS_NAMESPACE,
+                                          accounting.counter_name(accounting.SKIPPED_UNCHANGED))
 
     def process(self, element: ListedFile | ListedShard):
         listed, known = (element.listed, element.known) if isinstance(element, ListedShard) else (element, ())
-        kind = shards.shard_format(listed.uri, self._input_format)
-        if kind != "files":
+        kind = shards.shard_format(listed.uri, self._config.input_format)
+        if kind != FORMAT_FILES:
             yield from self._samples(listed, kind, known)
             return
         self._matched.inc()
         try:
-            check_listed_size(listed, self._max_file_bytes)
-            data = read_bytes(listed.uri, self._max_file_bytes)
+            check_listed_size(listed, self._config.max_file_bytes)
+            data = read_bytes(listed.uri, self._config.max_file_bytes)
         except Exception as exc:  # Permissions, vanished files, remote I/O errors, guards.
             yield image_error(listed.uri, None, STAGE_READ, exc)
             return
         self._read.inc()
-        yield ImageFile(listed.uri, hashlib.sha256(data).hexdigest(), data,
-                        listed.size_bytes, listed.modified_us, source=listed.uri)
+        yield ImageFile(FileMeta(listed.uri, hashlib.sha256(data).hexdigest(), listed.size_bytes,
+                                 listed.modified_us, source=listed.uri), data)
 
     def _samples(self, listed: ListedFile, kind: str, known):
         samples = refused = 0
         whole_shard_refused = False
         try:
-            elements = shards.read_shard(listed, kind, self._max_file_bytes, self._image_column,
-                                         self._keep_columns, hashing=lambda uri: uri not in known)
+            elements = shards.read_shard(listed, kind, self._config,
+                                         hashing=lambda uri: uri not in known)
             for element in elements:
                 self._matched.inc()
                 if isinstance(element, shards.Unhashed):  # known: skipped, never hashed
@@ -114,12 +114,12 @@ class _ReadFileFn(beam.DoFn):
 
 
 class ReadImages(beam.PTransform):
-    """ListedFile or ListedShard -> ``files``: ImageFile(uri, image_id = hex SHA-256 of the
-    bytes, data, size_bytes, modified_us, source, key): one per listed image file, or one
-    per sample of a listed shard (``input_format``: auto by extension, or files, webdataset,
-    parquet, tfrecord; see transforms/shards.py), with ``uri`` ``<shard>#<key>``.
-    ``image_column`` names the Parquet column or TFRecord feature; ``keep_columns`` are
-    Parquet columns carried as text into ``kept``.
+    """ListedFile or ListedShard -> ``files``: ImageFile(meta: FileMeta(uri, image_id = hex
+    SHA-256 of the bytes, size_bytes, modified_us, source, key, kept), data): one per listed
+    image file, or one per sample of a listed shard (``read.input_format``: auto by
+    extension, or files, webdataset, parquet, tfrecord; see transforms/shards.py), with
+    ``uri`` ``<shard>#<key>``. ``read.image_column`` names the Parquet column or TFRecord
+    feature; ``read.keep_columns`` are Parquet columns carried as text into ``kept``.
 
     Files that cannot be read go to ``errors`` (ImageError, stage 'read'); empty files and
     files over ``max_file_bytes`` (by the listed size, so they are never opened) go there
@@ -130,10 +130,9 @@ class ReadImages(beam.PTransform):
     Returns a DoOutputsTuple with ``files``, ``errors``, ``unchanged`` and ``shards``.
     """
 
-    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, keep_columns=()):
+    def __init__(self, read: ReadConfig = ReadConfig()):
         super().__init__()
-        self._read_fn = _ReadFileFn(max_file_bytes, input_format, image_column, keep_columns)
+        self._read_fn = _ReadFileFn(read)
 
     def expand(self, listed):
         return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(
@@ -142,7 +141,8 @@ class ReadImages(beam.PTransform):
 
 def drop_bytes(file: ImageFile) -> SeenFile:
     """ImageFile -> SeenFile: what a join needs of a read file, without its bytes."""
-    return SeenFile(file.uri, file.image_id, file.size_bytes, file.modified_us, file.source)
+    meta = file.meta
+    return SeenFile(meta.uri, meta.image_id, meta.size_bytes, meta.modified_us, meta.source)
 
 
 class _RereadFn(beam.DoFn):
@@ -158,7 +158,7 @@ class _RereadFn(beam.DoFn):
         except Exception as exc:
             yield image_error(seen.uri, seen.image_id, STAGE_READ, exc)
             return
-        yield ImageFile(seen.uri, image_id, data, seen.size_bytes, seen.modified_us, source=seen.uri)
+        yield ImageFile(FileMeta(seen.uri, image_id, seen.size_bytes, seen.modified_us, source=seen.uri), data)
 
 
 def _changed(seen: SeenFile, image_id: str) -> ContentChanged:
@@ -171,22 +171,18 @@ class _RereadSamplesFn(beam.DoFn):
     """(shard uri, [SeenFile]) -> the wanted samples, streaming the shard once and stopping
     as soon as the last wanted one has come by."""
 
-    def __init__(self, max_file_bytes: int, input_format: str, image_column: str | None, keep_columns):
-        self._max_file_bytes = max_file_bytes
-        self._input_format = input_format
-        self._image_column = image_column
-        self._keep_columns = tuple(keep_columns)
+    def __init__(self, read: ReadConfig):
+        self._config = read
 
     def process(self, element):
         source, seens = element
         wanted = {seen.uri: seen for seen in seens}
         first = next(iter(wanted.values()))
         listed = ListedFile(source, first.size_bytes, first.modified_us)
-        kind = shards.shard_format(source, self._input_format)
+        kind = shards.shard_format(source, self._config.input_format)
         why_missing = None
         try:
-            for found in shards.read_shard(listed, kind, self._max_file_bytes, self._image_column,
-                                           self._keep_columns, hashing=wanted.__contains__):
+            for found in shards.read_shard(listed, kind, self._config, hashing=wanted.__contains__):
                 if isinstance(found, shards.Refused) and found.key is None:
                     why_missing = found.error
                 seen = wanted.pop(found.uri, None)
@@ -222,14 +218,13 @@ class RereadImages(beam.PTransform):
 
     An image whose SHA-256 differs from the first read (it was rewritten meanwhile), or that
     can no longer be read or found, goes to ``errors`` (stage 'read', ContentChanged or the
-    I/O error). ``input_format``, ``image_column`` and ``keep_columns`` are the ReadImages
-    settings the samples were first read with. Returns a dict with ``files`` and ``errors``."""
+    I/O error). ``read`` is the ReadConfig the images were first read with. Returns a dict
+    with ``files`` and ``errors``."""
 
-    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_format: str = "auto",
-                 image_column: str | None = None, keep_columns=()):
+    def __init__(self, read: ReadConfig = ReadConfig()):
         super().__init__()
-        self._max_file_bytes = max_file_bytes
-        self._samples_fn = _RereadSamplesFn(max_file_bytes, input_format, image_column, keep_columns)
+        self._max_file_bytes = read.max_file_bytes
+        self._samples_fn = _RereadSamplesFn(read)
 
     def expand(self, seen):
         files, samples = seen | "FilesOrSamples" >> beam.Partition(

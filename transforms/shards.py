@@ -19,15 +19,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import FileTooLarge, ImageFile, ListedFile
+from schemas import (
+    FORMAT_AUTO,
+    FORMAT_FILES,
+    FORMAT_PARQUET,
+    FORMAT_TFRECORD,
+    FORMAT_WEBDATASET,
+    SHARD_FORMATS,
+    FileMeta,
+    FileTooLarge,
+    ImageFile,
+    ListedFile,
+    ReadConfig,
+)
 
-FORMATS = ("files", "webdataset", "parquet", "tfrecord")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 #: --image_column's default candidates for Parquet, in order.
 PARQUET_IMAGE_COLUMNS = ("jpg", "png", "webp", "image", "image_bytes", "bytes")
 TFRECORD_IMAGE_FEATURE = "image/encoded"
-_BY_EXTENSION = {".tar": "webdataset", ".parquet": "parquet", ".tfrecord": "tfrecord",
-                 ".tfrecords": "tfrecord", ".tfrec": "tfrecord"}
+_BY_EXTENSION = {".tar": FORMAT_WEBDATASET, ".parquet": FORMAT_PARQUET, ".tfrecord": FORMAT_TFRECORD,
+                 ".tfrecords": FORMAT_TFRECORD, ".tfrec": FORMAT_TFRECORD}
 
 
 class NoImageInSample(ValueError):
@@ -52,15 +63,15 @@ class Refused(NamedTuple):
     error: BaseException
 
 
-def shard_format(uri: str, input_format: str = "auto") -> str:
+def shard_format(uri: str, input_format: str = FORMAT_AUTO) -> str:
     """The reader for ``uri``: ``input_format`` itself, or with ``auto`` its extension's."""
-    if input_format != "auto":
+    if input_format != FORMAT_AUTO:
         return input_format
     lowered = uri.lower()
     for extension, name in _BY_EXTENSION.items():
         if lowered.endswith(extension):
             return name
-    return "files"
+    return FORMAT_FILES
 
 
 class Unhashed(NamedTuple):
@@ -75,8 +86,9 @@ def sample(listed: ListedFile, key: str, data: bytes, kept=None, hashing=None) -
     uri = f"{listed.uri}#{key}"
     if hashing is not None and not hashing(uri):
         return Unhashed(uri, key)
-    return ImageFile(uri, hashlib.sha256(data).hexdigest(), data,
-                     listed.size_bytes, listed.modified_us, source=listed.uri, key=key, kept=kept)
+    meta = FileMeta(uri, hashlib.sha256(data).hexdigest(), listed.size_bytes, listed.modified_us,
+                    source=listed.uri, key=key, kept=kept)
+    return ImageFile(meta, data)
 
 
 def _as_text(value) -> str | None:
@@ -299,15 +311,16 @@ def read_tfrecord(listed: ListedFile, max_record_bytes: int, feature: str | None
             yield _error(listed, None, ShardBroken(f"{exc}; {number} records read before it"))
 
 
-def read_shard(listed: ListedFile, kind: str, max_image_bytes: int, image_column: str | None = None,
-               keep_columns: tuple[str, ...] = (), hashing=None):
-    """The reader of ``kind`` (webdataset, parquet or tfrecord) over ``listed``. With
-    ``hashing``, a sample whose uri it says no to comes out Unhashed: the SHA-256 is taken
-    only of samples the caller will use."""
-    if kind == "webdataset":
-        return read_webdataset(listed, max_image_bytes, hashing)
-    if kind == "parquet":
-        return read_parquet(listed, max_image_bytes, image_column, keep_columns=keep_columns, hashing=hashing)
-    if kind == "tfrecord":
-        return read_tfrecord(listed, max_image_bytes, image_column, hashing)
-    raise ValueError(f"not a shard format: {kind!r} (one of {', '.join(FORMATS[1:])})")
+def read_shard(listed: ListedFile, kind: str, read: ReadConfig, hashing=None):
+    """The reader of ``kind`` (webdataset, parquet or tfrecord) over ``listed``, with
+    ``read``'s byte limit, image column and kept columns. With ``hashing``, a sample whose
+    uri it says no to comes out Unhashed: the SHA-256 is taken only of samples the caller
+    will use."""
+    if kind == FORMAT_WEBDATASET:
+        return read_webdataset(listed, read.max_file_bytes, hashing)
+    if kind == FORMAT_PARQUET:
+        return read_parquet(listed, read.max_file_bytes, read.image_column,
+                            keep_columns=read.keep_columns, hashing=hashing)
+    if kind == FORMAT_TFRECORD:
+        return read_tfrecord(listed, read.max_file_bytes, read.image_column, hashing)
+    raise ValueError(f"not a shard format: {kind!r} (one of {', '.join(SHARD_FORMATS)})")

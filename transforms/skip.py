@@ -9,6 +9,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas import ListedFile, ListedShard, SeenFile, ShardRecord, Unchanged
+from schemas.accounting import MATCHED, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED, counter_name
 from transforms.errors import METRICS_NAMESPACE
 from transforms.read import UNCHANGED_TAG
 
@@ -52,8 +53,8 @@ def judge_listing(listed: ListedFile, known: list[SeenFile], records: list[Shard
 
 class _SplitUnchangedFn(beam.DoFn):
     def setup(self):
-        self._unchanged = Metrics.counter(METRICS_NAMESPACE, "skipped_unchanged")
-        self._matched = Metrics.counter(METRICS_NAMESPACE, "matched")
+        self._unchanged = Metrics.counter(METRICS_NAMESPACE, counter_name(SKIPPED_UNCHANGED))
+        self._matched = Metrics.counter(METRICS_NAMESPACE, counter_name(MATCHED))
 
     def process(self, element):
         _uri, groups = element
@@ -98,7 +99,7 @@ class SkipUnchanged(beam.PTransform):
 
 class _SplitSameContentFn(beam.DoFn):
     def setup(self):
-        self._same = Metrics.counter(METRICS_NAMESPACE, "skipped_same_content")
+        self._same = Metrics.counter(METRICS_NAMESPACE, counter_name(SKIPPED_SAME_CONTENT))
 
     def process(self, element):
         _image_id, groups = element

@@ -9,49 +9,30 @@ from apache_beam.metrics import Metrics
 
 from schemas import (
     STAGE_WRITE,
-    ERRORS_SCHEMA,
-    IMAGES_SCHEMA,
-    SHARDS_SCHEMA,
-    SKIPPED_SCHEMA,
+    ERROR_ROWS,
+    SHARD_ROWS,
+    SKIPPED_ROWS,
     BatchEmbeddings,
     ExtractionConfig,
-    ImageError,
-    SeenFile,
-    ShardRecord,
+    Rows,
     assert_shape,
     embeddings_schema,
-    images_schema,
+    image_rows,
     layout,
 )
+from schemas.rows import EMBEDDING_KEY_COLUMNS
 from transforms.errors import METRICS_NAMESPACE
 
 CODEC = "snappy"
-MODIFIED_TYPE = IMAGES_SCHEMA.field("modified").type
+#: The outputs written row by row (each written, empty, even when it has no rows): input
+#: name -> (row mapping, step label).
+ROW_OUTPUTS = {"errors": (ERROR_ROWS, "Errors"), "skipped": (SKIPPED_ROWS, "Skipped"),
+               "shards": (SHARD_ROWS, "Shards")}
 
 
-def images_table(batch: BatchEmbeddings, schema: pa.Schema = IMAGES_SCHEMA) -> pa.Table:
-    """One ``images/`` row per image of the batch, in ``schema``: IMAGES_SCHEMA, then the
-    ``--keep_columns`` columns (``images_schema``) filled from each image's ``kept``."""
-    infos = batch.infos
-    kept = [
-        pa.array([i.kept[j] if i.kept else None for i in infos], pa.string())
-        for j in range(len(schema) - len(IMAGES_SCHEMA))
-    ]
-    return pa.Table.from_arrays(
-        [
-            pa.array([i.image_id for i in infos], pa.string()),
-            pa.array([i.uri for i in infos], pa.string()),
-            pa.array([i.width for i in infos], pa.int32()),
-            pa.array([i.height for i in infos], pa.int32()),
-            pa.array([i.format for i in infos], pa.string()),
-            pa.array([i.size_bytes for i in infos], pa.int64()),
-            pa.array([i.modified_us for i in infos], MODIFIED_TYPE),
-            pa.array([i.source for i in infos], pa.string()),
-            pa.array([i.key for i in infos], pa.string()),
-            *kept,
-        ],
-        schema=schema,
-    )
+def images_table(batch: BatchEmbeddings, rows: Rows = image_rows()) -> pa.Table:
+    """One ``images/`` row per image of the batch, by ``rows`` (``image_rows(kept)``)."""
+    return rows.table(batch.infos)
 
 
 def embedding_array(values: np.ndarray, data_type: pa.DataType) -> pa.Array:
@@ -72,30 +53,8 @@ def layer_table(batch: BatchEmbeddings, layer: str, config: ExtractionConfig, sc
         stage=STAGE_WRITE, uri=first.uri, image_id=first.image_id, dtype=config.output_dtype,
     )
     column = embedding_array(values, schema.field("embedding").type)
-    return pa.Table.from_arrays(
-        [
-            pa.array([i.image_id for i in batch.infos], pa.string()),
-            pa.array([i.uri for i in batch.infos], pa.string()),
-            column,
-        ],
-        schema=schema,
-    )
-
-
-def error_row(error: ImageError) -> dict:
-    return error._asdict()
-
-
-def skipped_row(seen: SeenFile) -> dict:
-    """One ``skipped/`` row; ``modified`` stays integer microseconds (the column's unit)."""
-    return {"uri": seen.uri, "image_id": seen.image_id, "size_bytes": seen.size_bytes,
-            "modified": seen.modified_us, "source": seen.source}
-
-
-def shard_row(record: ShardRecord) -> dict:
-    """One ``shards/`` row; ``modified`` stays integer microseconds."""
-    return {"uri": record.uri, "size_bytes": record.size_bytes, "modified": record.modified_us,
-            "samples": record.samples, "refused": record.refused}
+    keys = [pa.array([c.get(info) for info in batch.infos], c.field.type) for c in EMBEDDING_KEY_COLUMNS]
+    return pa.Table.from_arrays(keys + [column], schema=schema)
 
 
 class _CountRows(beam.DoFn):
@@ -117,7 +76,7 @@ class WriteEmbeddings(beam.PTransform):
 
     - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image, with the size
       and last-updated time of the listing it was read under, plus a text column per
-      ``kept_columns`` name (``images_schema``);
+      ``kept_columns`` name (``image_rows``);
     - ``embeddings/<layer>/part-*.parquet``: ``embeddings_schema(config, layer)``, one row
       per embedded image, with the layer's key-value metadata;
     - ``errors/part-*.parquet``: ERRORS_SCHEMA, one row per rejected input, written (empty)
@@ -135,30 +94,26 @@ class WriteEmbeddings(beam.PTransform):
         super().__init__()
         self._output_dir = output_dir
         self._config = config
-        self._images_schema = images_schema(tuple(kept_columns))
+        self._image_rows = image_rows(tuple(kept_columns))
 
     def _sink(self, directory: str, schema: pa.Schema, *, rows: bool = False):
         """Arrow tables -> Parquet, or with ``rows`` row dicts -> Parquet (which writes one
         empty file when there are no rows)."""
         write = beam.io.WriteToParquet if rows else beam.io.WriteToParquetBatched
         return write(
-            layout.part_prefix(directory),
+            layout.part_prefix(layout.join(self._output_dir, directory)),
             schema=schema,
             codec=CODEC,
             file_name_suffix=layout.PARQUET_SUFFIX,
         )
 
     def expand(self, inputs):
-        embeddings, errors = inputs["embeddings"], inputs["errors"]
-        root = self._output_dir
+        embeddings = inputs["embeddings"]
         written = {
             "images": embeddings
-            | "ImagesTable" >> beam.Map(images_table, self._images_schema)
+            | "ImagesTable" >> beam.Map(images_table, self._image_rows)
             | "CountImages" >> beam.ParDo(_CountRows("rows_images"))
-            | "WriteImages" >> self._sink(layout.images_dir(root), self._images_schema),
-            "errors": errors
-            | "ErrorRows" >> beam.Map(error_row)
-            | "WriteErrors" >> self._sink(layout.errors_dir(root), ERRORS_SCHEMA, rows=True),
+            | "WriteImages" >> self._sink(self._image_rows.folder, self._image_rows.schema),
         }
         for layer in self._config.layers:
             schema = embeddings_schema(self._config, layer)
@@ -166,18 +121,11 @@ class WriteEmbeddings(beam.PTransform):
                 embeddings
                 | f"Table[{layer}]" >> beam.Map(layer_table, layer, self._config, schema)
                 | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}"))
-                | f"Write[{layer}]" >> self._sink(layout.layer_dir(root, layer), schema)
+                | f"Write[{layer}]" >> self._sink(layout.join(layout.EMBEDDINGS_DIR, layer), schema)
             )
-        if "skipped" in inputs:
-            written["skipped"] = (
-                inputs["skipped"]
-                | "SkippedRows" >> beam.Map(skipped_row)
-                | "WriteSkipped" >> self._sink(layout.skipped_dir(root), SKIPPED_SCHEMA, rows=True)
-            )
-        if "shards" in inputs:
-            written["shards"] = (
-                inputs["shards"]
-                | "ShardRows" >> beam.Map(shard_row)
-                | "WriteShards" >> self._sink(layout.shards_dir(root), SHARDS_SCHEMA, rows=True)
-            )
+        for name, (rows, label) in ROW_OUTPUTS.items():
+            if name in inputs:
+                written[name] = (inputs[name]
+                                 | f"{label}Rows" >> beam.Map(rows.row)
+                                 | f"Write{label}" >> self._sink(rows.folder, rows.schema, rows=True))
         return written

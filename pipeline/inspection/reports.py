@@ -1,4 +1,4 @@
-"""Text reports for ``python -m pipeline.inspect``: layer shapes, and a run's summary."""
+"""Text reports for ``python -m pipeline.inspection``: layer shapes, and a run's summary."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.manifest import read_manifest
 from pipeline.outputs import part_files
-from pipeline.results import iter_layer_parts
+from pipeline.inspection.results import iter_layer_parts
 from schemas import LAYER_NAMES, alias_of, canonical_layer, layer_shape, layout, parse_image_size
 
 

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.results import read_layer
+from pipeline.inspection.results import read_layer
 
 
 class Neighbor(NamedTuple):

@@ -14,7 +14,8 @@ import apache_beam as beam
 
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
-from schemas import ExtractionConfig, images_counted
+from schemas import ExtractionConfig, accounting
+from schemas.accounting import EMBEDDED, ERRORS, FROM_ELEMENTS, MATCHED, images_counted
 
 _log = logging.getLogger(__name__)
 
@@ -29,20 +30,12 @@ def utc_iso(unix_seconds: float) -> str:
 
 
 def check_accounting(counts: dict) -> list[str]:
-    """matched = embedded + errors + skipped_unchanged + skipped_same_content, and every
-    layer one row per embedded image."""
-    problems = []
-    unchanged = counts.get("skipped_unchanged", 0)
-    same_content = counts.get("skipped_same_content", 0)
-    if counts["matched"] != counts["embedded"] + counts["errors"] + unchanged + same_content:
-        problems.append(
-            f"{counts['matched']} inputs matched but images/ has {counts['embedded']} rows "
-            f"and errors/ {counts['errors']}, with {unchanged} skipped unchanged and "
-            f"{same_content} skipped for the same content"
-        )
+    """matched = the sum of the outcomes (schemas.accounting), and every layer one row per
+    embedded image."""
+    problems = [problem for problem in [accounting.unaccounted(counts)] if problem]
     for layer, rows in counts["rows_per_layer"].items():
-        if rows != counts["embedded"]:
-            problems.append(f"layer {layer} has {rows} rows, images/ has {counts['embedded']}")
+        if rows != counts[EMBEDDED]:
+            problems.append(f"layer {layer} has {rows} rows, images/ has {counts[EMBEDDED]}")
     return problems
 
 
@@ -51,7 +44,7 @@ def build_manifest(run_record: dict, counts: dict, *, launched_at: float,
     """The manifest of a completed run: the launcher's ``run_record`` (input, output, runner,
     config, limits, weights, layers, mode) plus counts, library versions and timings."""
     pipeline_seconds = now - submitted_at
-    fraction = counts["errors"] / counts["matched"] if counts["matched"] else 0.0
+    fraction = counts[ERRORS] / counts[MATCHED] if counts[MATCHED] else 0.0
     limit = run_record.get("max_error_fraction")
     return {
         "complete": True,
@@ -65,7 +58,7 @@ def build_manifest(run_record: dict, counts: dict, *, launched_at: float,
             "seconds_total": round(now - launched_at, 3),
             "seconds_pipeline": round(pipeline_seconds, 3),
             "startup_seconds": round(first_batch_at - launched_at, 3) if first_batch_at else None,
-            "images_per_second": round(counts["embedded"] / pipeline_seconds, 3)
+            "images_per_second": round(counts[EMBEDDED] / pipeline_seconds, 3)
             if pipeline_seconds > 0 else None,
         },
         "error_fraction": round(fraction, 6),
@@ -83,14 +76,10 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, matched, read, skipped_unchanged, skipped_same_content, first_batch_at,
-                written):
+    def process(self, _, first_batch_at, written, **counted):
         counts = {
-            "matched": matched,
-            "read": read,
-            "skipped_unchanged": skipped_unchanged,
-            "skipped_same_content": skipped_same_content,
-            "skipped": skipped_unchanged + skipped_same_content,  # the total, as before
+            **{name: counted[name] for name in FROM_ELEMENTS},
+            accounting.SKIPPED: counted[accounting.SKIPPED_UNCHANGED] + counted[accounting.SKIPPED_SAME_CONTENT],
             **outputs.written_counts(self._output_dir, self._config),
         }
         problems = check_accounting(counts)
@@ -124,11 +113,12 @@ class FinalizeRun(beam.PTransform):
     """Waits for every sink, then writes ``manifest.json`` under ``output_dir``.
 
     Input: a dict with ``written`` (PCollection[str] of finalized file names, all sinks
-    flattened); one element per input image in ``matched``, per image whose bytes were
-    hashed in ``read``, per file or sample skipped by its listing in ``skipped_unchanged``
-    (an Unchanged shard stands for its samples, in ``matched`` too) and per image skipped
-    for its content in ``skipped_same_content``; and ``embedded`` (BatchEmbeddings:
-    their arrival time marks the first embedded batch). Only counts of these reach the
+    flattened) and one PCollection per accounting kind (schemas.accounting): one element
+    per input image in ``matched``, per image whose bytes were hashed in ``read``, per file
+    or sample skipped by its listing in ``skipped_unchanged`` (an Unchanged shard stands
+    for its samples, in ``matched`` too) and per image skipped for its content in
+    ``skipped_same_content``; ``embedded`` (BatchEmbeddings: their arrival time marks the
+    first embedded batch; the embedded and error counts come from the written files). Only counts of these reach the
     last step, as singleton side inputs. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the
     job fails and no manifest is written. ``on_complete(manifest)`` runs after the manifest
@@ -141,17 +131,16 @@ class FinalizeRun(beam.PTransform):
                                                 submitted_at, on_complete)
 
     def expand(self, inputs):
-        counted = ("matched", "read", "skipped_unchanged", "skipped_same_content")
         counts = {
-            name: beam.pvalue.AsSingleton(_count(inputs[name], f"Count[{name}]")) for name in counted
+            name: beam.pvalue.AsSingleton(_count(inputs[name], f"Count[{name}]")) for name in FROM_ELEMENTS
         }
         first_batch_at = (
-            inputs["embedded"]
+            inputs[EMBEDDED]
             | "BatchTime" >> beam.Map(lambda _: time.time())
             | "FirstBatch" >> beam.CombineGlobally(_earliest)
         )
         return (
-            inputs["matched"].pipeline
+            inputs[MATCHED].pipeline
             | "Once" >> beam.Create([None])
             | "WriteManifest" >> beam.ParDo(
                 self._write_manifest,

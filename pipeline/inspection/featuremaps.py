@@ -4,12 +4,13 @@ map (viridis)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from schemas import ExtractionConfig, canonical_layer, layer_shape
+from schemas import ExtractionConfig, InputLimits, canonical_layer, layer_shape
 
 TILE = 96  # pixels per channel tile (the longer side)
 COLUMNS = 8
@@ -32,7 +33,11 @@ class FeatureMapFigure(NamedTuple):
 
 def colourise(channel: np.ndarray) -> np.ndarray:
     """(h, w) float -> (h, w, 3) uint8: scaled to its own [min, max], then viridis."""
-    from matplotlib import colormaps
+    try:
+        from matplotlib import colormaps
+    except ImportError as exc:  # an extra: workers never draw
+        raise ImportError("feature-map pictures need matplotlib: pip install "
+                          "'resnet50-embeddings[featuremaps]'") from exc
 
     low, high = float(channel.min()), float(channel.max())
     scaled = (channel - low) / (high - low) if high > low else np.zeros_like(channel)
@@ -73,21 +78,20 @@ def render(pixels: np.ndarray, maps: dict[str, np.ndarray], config: ExtractionCo
     return FeatureMapFigure(canvas, input_box, tiles)
 
 
-def feature_map_figure(image_path: str, config: ExtractionConfig, channels: int = 16) -> FeatureMapFigure:
-    """Decode and resize ``image_path`` exactly as the pipeline does, run the model with
-    ``pooling='none'`` for ``config.layers``, and render the figure."""
+def feature_map_figure(image_path: str, config: ExtractionConfig, channels: int = 16,
+                       limits: InputLimits = InputLimits()) -> FeatureMapFigure:
+    """Decode and resize ``image_path`` with the pipeline's own chain and guards
+    (``transforms.resize.model_input``, ``limits`` defaulting as the job's), run the model
+    with ``pooling='none'`` for ``config.layers``, and render the figure."""
     from apache_beam.io.filesystems import FileSystems
 
     from models.extractor import LayerExtractor
-    from transforms.decode import decode_image
-    from transforms.resize import resize_pixels
+    from transforms.resize import model_input
 
     with FileSystems.open(image_path) as handle:
         data = handle.read()
-    target = config.image_size if config.jpeg_draft else None
-    decoded = decode_image(data, target=target, resize_mode=config.resize_mode)
-    pixels = resize_pixels(decoded.pixels, config.image_size, config.resize_mode)
-    full_maps = ExtractionConfig(**{**config.__dict__, "pooling": "none"})
+    pixels = model_input(data, config, limits)
+    full_maps = dataclasses.replace(config, pooling="none")
     outputs = LayerExtractor(full_maps)(pixels[None])
     maps = {layer: outputs[layer][0] for layer in config.layers}
     for layer, feature_map in maps.items():

@@ -1,10 +1,10 @@
-"""``python -m pipeline.inspect``: look at layer shapes, a run's summary, nearest neighbours.
+"""``python -m pipeline.inspection``: look at layer shapes, a run's summary, nearest neighbours.
 
-    python -m pipeline.inspect shapes [--image_size 224|HxW] [--layers L1,L2]
-    python -m pipeline.inspect featuremaps IMAGE --layers L1,L2 --out maps.png [--channels 16]
+    python -m pipeline.inspection shapes [--image_size 224|HxW] [--layers L1,L2]
+    python -m pipeline.inspection featuremaps IMAGE --layers L1,L2 --out maps.png [--channels 16]
         [--weights imagenet|random|PATH.h5] [--image_size 224] [--resize_mode center_crop]
-    python -m pipeline.inspect summary OUTPUT
-    python -m pipeline.inspect neighbors OUTPUT --layer L --image URI_OR_ID [-k 5]
+    python -m pipeline.inspection summary OUTPUT
+    python -m pipeline.inspection neighbors OUTPUT --layer L --image URI_OR_ID [-k 5]
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import argparse
 import sys
 
 from models.weights import WeightsError
-from pipeline.featuremaps import feature_map_figure
-from pipeline.neighbors import nearest
-from pipeline.reports import shapes_table, summary
-from pipeline.results import IncompleteOutput
+from pipeline.inspection.featuremaps import feature_map_figure
+from pipeline.inspection.neighbors import nearest
+from pipeline.inspection.reports import shapes_table, summary
+from pipeline.inspection.results import IncompleteOutput
 from schemas import ExtractionConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.inspection", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     shapes = commands.add_parser("shapes", help="every layer's output shape and size per image")
     shapes.add_argument("--image_size", default="224")

@@ -1,0 +1,54 @@
+"""Composition only: the extraction graph from its transforms."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from models.handler import ResNet50Handler
+from pipeline.job.counting import CountProgress
+from schemas import Comparison, ExtractionConfig, InputLimits, ReadConfig, accounting
+from transforms import EmbedImages, ReadInputs, WriteEmbeddings
+
+
+def build_pipeline(
+    p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
+    limits: InputLimits = InputLimits(), read: ReadConfig = ReadConfig(),
+    handler: ResNet50Handler | None = None, extract: beam.PTransform | None = None,
+    comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
+    progress_dir: str | None = None,
+) -> dict:
+    """Add ReadInputs (list -> [skip unchanged] -> read -> [skip same content]) ->
+    EmbedImages (decode -> resize -> batch -> extract) -> WriteEmbeddings [-> finalize] to
+    ``p``. ``read`` says how inputs are read; ``comparison`` (incremental runs) adds the
+    skips, when there are earlier runs, and the ``skipped/`` and ``shards/`` outputs.
+    ``handler`` says where the model runs; ``extract`` replaces ExtractLayers (tests inject
+    faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks and
+    writes the manifest; ``progress_dir`` (local runs) counts for the progress line. Returns
+    WriteEmbeddings' outputs (written file names per output), plus ``manifest`` when
+    finalizing."""
+    side = p | "ReadInputs" >> ReadInputs(input_pattern, read, comparison)
+    embedded = side.files | "EmbedImages" >> EmbedImages(
+        config, limits, max_file_bytes=read.max_file_bytes, handler=handler, extract=extract)
+    errors = (side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
+    to_write = {"embeddings": embedded["embeddings"], "errors": errors}
+    if comparison is not None:
+        # Only --skip_by metadata records them: the next run then skips those files unopened.
+        # A content run reads every file anyway; recording them all would grow the root by
+        # the whole collection each run.
+        to_write["skipped"] = (side.same_content if comparison.by_metadata
+                               else p | "NothingRecorded" >> beam.Create([]))
+        to_write["shards"] = side.shards
+    written = to_write | "WriteEmbeddings" >> WriteEmbeddings(output_dir, config,
+                                                              kept_columns=read.keep_columns)
+    counted = {accounting.MATCHED: side.matched, accounting.READ: side.read,
+               accounting.EMBEDDED: embedded["embeddings"], accounting.ERRORS: errors,
+               accounting.SKIPPED_UNCHANGED: side.unchanged,
+               accounting.SKIPPED_SAME_CONTENT: side.same_content}
+    if progress_dir is not None:
+        for kind in accounting.PROGRESS:
+            _ = counted[kind] | f"Progress[{kind}]" >> beam.ParDo(CountProgress(progress_dir, kind))
+    if finalize is None:
+        return written
+    manifest = {"written": tuple(written.values()) | "AllWritten" >> beam.Flatten(),
+                **counted} | "FinalizeRun" >> finalize
+    return {**written, "manifest": manifest}

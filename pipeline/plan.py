@@ -1,0 +1,296 @@
+"""Plan a run before any work: parse -> preflight -> output plan -> RunPlan.
+
+Everything here checks and decides; nothing starts a job. The one side effect is the
+output's lock, taken last (and released again when planning fails after it), so that two
+runs never plan the same output. Problems raise UsageError (exit code 2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import NamedTuple
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
+
+from models.weights import (
+    WEIGHTS_RANDOM,
+    WeightsError,
+    check_weights_layout,
+    resolve_weights_file,
+    weights_kind,
+    weights_record,
+)
+from pipeline import incremental
+from pipeline import lock as lock_lib
+from pipeline import manifest as manifest_lib
+from pipeline import outputs
+from pipeline.local import is_local_runner
+from pipeline.options import (
+    ExtractOptions,
+    extraction_config,
+    input_limits,
+    read_config,
+    unknown_arguments,
+)
+from schemas import (
+    FORMAT_FILES,
+    MODE_INCREMENTAL,
+    Comparison,
+    ExtractionConfig,
+    InputLimits,
+    ReadConfig,
+    layout,
+)
+from transforms.shards import shard_format
+
+_log = logging.getLogger("pipeline.plan")
+
+
+class UsageError(Exception):
+    """A problem with the arguments or the environment, found before any work."""
+
+
+class Parsed(NamedTuple):
+    """The arguments, parsed and validated: Beam's options, this job's view of them, and
+    the typed settings made from them."""
+
+    pipeline_options: PipelineOptions
+    options: ExtractOptions
+    config: ExtractionConfig
+    limits: InputLimits
+    read: ReadConfig
+
+
+def parse_args(argv: list[str]) -> Parsed:
+    """Parse and validate; raises UsageError (argparse's own errors exit with 2 as well)."""
+    unknown = unknown_arguments(argv)
+    if unknown:
+        raise UsageError(f"unknown option {', '.join(unknown)}; see python -m pipeline.run --help")
+    pipeline_options = PipelineOptions(argv)
+    options = pipeline_options.view_as(ExtractOptions)
+    if not options.input:
+        raise UsageError("--input is required: a file, glob or gs:// pattern of images")
+    if not options.output:
+        raise UsageError("--output is required: the directory to write Parquet files into")
+    options.input = absolute_pattern(options.input)
+    try:
+        parsed = Parsed(pipeline_options, options, extraction_config(options),
+                        input_limits(options), read_config(options))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    fraction = options.max_error_fraction
+    if fraction is not None and not 0 <= fraction <= 1:
+        raise UsageError(f"--max_error_fraction must be between 0 and 1, got {fraction}")
+    check_model_placement(pipeline_options, options)
+    return parsed
+
+
+def check_model_placement(pipeline_options: PipelineOptions, options: ExtractOptions) -> None:
+    """--model_copies is at least 1; --accelerator_hint (right fitting) is not combined with
+    the worker_accelerator service option, which Dataflow's right fitting does not allow."""
+    copies, hint = options.model_copies, options.accelerator_hint
+    if copies is not None and copies < 1:
+        raise UsageError(f"--model_copies must be at least 1, got {copies}")
+    if hint is not None and not hint.strip():
+        raise UsageError("--accelerator_hint is empty; give e.g. "
+                         "'type:nvidia-l4;count:1;install-nvidia-driver'")
+    settings = ((pipeline_options.view_as(GoogleCloudOptions).dataflow_service_options or [])
+                + (pipeline_options.view_as(DebugOptions).experiments or []))
+    gpu_workers = any(setting.startswith("worker_accelerator") for setting in settings)
+    if hint and gpu_workers:
+        raise UsageError("--accelerator_hint puts the GPU on the model step alone (right fitting), "
+                         "which Dataflow does not combine with worker_accelerator; drop the "
+                         "worker_accelerator service option, or --accelerator_hint")
+    if gpu_workers and copies is None:
+        _log.warning("GPU workers without --model_copies: each SDK process (one per vCPU) loads "
+                     "its own model onto the GPU; --model_copies 1 shares one per GPU")
+
+
+def absolute_pattern(pattern: str) -> str:
+    """Local patterns become absolute, so the URIs in the outputs do not depend on the cwd."""
+    return os.path.abspath(pattern) if outputs.is_local(pattern) else pattern
+
+
+def input_file_count(pattern: str, *, count_all: bool, input_format: str = "auto") -> int | None:
+    """Check that ``pattern`` matches at least one file (UsageError if not). With
+    ``count_all`` (local runs, for the progress line and the one-batch heuristic) return how
+    many images it holds when every file is an image file, or None when shards are among
+    them (their samples are only counted by reading them). Without it, stop at the first
+    match and return None, so that the launcher never lists the collection: the job lists it."""
+    try:
+        match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
+        paths = [metadata.path for metadata in match.metadata_list]
+    except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
+        _log.info("matching %s raised %s", pattern, exc)
+        paths = []
+    if not paths:
+        raise UsageError(f"--input {pattern!r} matches no file")
+    if not count_all or any(shard_format(path, input_format) != FORMAT_FILES for path in paths):
+        return None
+    return len(paths)
+
+
+def check_remote_paths(options: ExtractOptions, config: ExtractionConfig) -> None:
+    """Remote workers can read neither local inputs nor a local weights file, nor write a
+    local output."""
+    if outputs.is_local(options.input):
+        raise UsageError(f"--input {options.input} is local: remote workers cannot read "
+                         "it; copy the images to gs:// (or another shared filesystem)")
+    if outputs.is_local(options.output):
+        raise UsageError(f"--output {options.output} is local: remote workers cannot write it")
+    if weights_kind(config.weights) == "file" and "://" not in config.weights:
+        raise UsageError(f"--weights {config.weights} is a local file: remote workers cannot read "
+                         "it; copy it to gs:// and pass that path")
+
+
+def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool,
+              check_paths: bool) -> tuple[int | None, str | None]:
+    """Everything checked before the output is touched: inputs and weights. ``check_paths``
+    False (a --dry_run) skips the filesystem checks, which need credentials for gs://.
+    Returns (files matched, counted for local runs only, or None; local weights file or None)."""
+    if remote:
+        check_remote_paths(options, config)
+    if options.mode == MODE_INCREMENTAL and options.overwrite:
+        raise UsageError("--overwrite does not apply to --mode incremental: each run writes a "
+                         "new partition")
+    matched = None
+    if check_paths:
+        matched = input_file_count(options.input, count_all=not remote,
+                                   input_format=options.input_format)
+    if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
+        return matched, None
+    try:
+        weights_file = resolve_weights_file(config.weights)
+        if weights_file is not None:
+            check_weights_layout(weights_file, label=config.weights)
+    except WeightsError as exc:
+        raise UsageError(str(exc)) from exc
+    return matched, weights_file
+
+
+def with_weights_identity(config: ExtractionConfig, weights_file: str | None) -> tuple[ExtractionConfig, dict]:
+    """The weights' identity, resolved once: the manifest's weights record, and ``config``
+    with the file's SHA-256 filled in (every model load checks it; the embedding key names it)."""
+    record = weights_record(config.weights, config.seed, weights_file)
+    return dataclasses.replace(config, weights_sha256=record.get("sha256")), record
+
+
+def check_output(options: ExtractOptions) -> None:
+    """A single run needs an empty --output (or --overwrite); an incremental run needs an
+    empty or incremental root. The run's own lock file does not count."""
+    if options.mode == MODE_INCREMENTAL:
+        try:
+            incremental.check_root(options.output)
+        except incremental.NotAnIncrementalRoot as exc:
+            raise UsageError(str(exc)) from exc
+        return
+    existing = [e for e in outputs.existing_entries(options.output) if e != layout.LOCK_FILE]
+    if existing and not options.overwrite:
+        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise UsageError(
+            f"--output {options.output} is not empty ({shown}); pass --overwrite to "
+            "replace an earlier run's outputs, or choose an empty directory"
+        )
+
+
+class OutputPlan(NamedTuple):
+    """Where this run writes, the lock it holds, and for incremental runs its root and what
+    it compares with."""
+
+    output_dir: str
+    run_id: str
+    root: str | None = None
+    comparison: Comparison | None = None
+    locked: bool = False
+
+    @property
+    def lock_root(self) -> str:
+        return self.root if self.root is not None else self.output_dir
+
+
+def plan_output(options: ExtractOptions, config: ExtractionConfig, *, check_paths: bool,
+                remote: bool) -> OutputPlan:
+    """Take the lock on --output (raising UsageError when another run holds it), then check
+    the folder. Single runs write to --output; incremental runs to a new run=<id> partition
+    of the root, compared with the root's earlier runs under the same embedding key. A dry
+    run touches nothing and plans the full comparison."""
+    run_id = incremental.new_run_id()
+    root = options.output.rstrip("/") if options.mode == MODE_INCREMENTAL else None
+    plan = OutputPlan(options.output if root is None else layout.run_partition(root, run_id), run_id, root)
+    if not check_paths:
+        return plan._replace(comparison=None if root is None else Comparison(options.skip_by, None, None, None))
+    try:
+        lock_lib.acquire_lock(plan.lock_root, run_id, stale_after_hours=options.lock_stale_hours,
+                              local=not remote)
+    except lock_lib.RootLocked as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        check_output(options)
+        comparison = (None if root is None
+                      else incremental.comparison(root, config.embedding_key, options.skip_by))
+    except BaseException:
+        lock_lib.release_lock(plan.lock_root, run_id)
+        raise
+    return plan._replace(comparison=comparison, locked=True)
+
+
+class RunPlan(NamedTuple):
+    """Everything decided before the job, carried from planning to reporting."""
+
+    argv: list[str]
+    pipeline_options: PipelineOptions
+    options: ExtractOptions
+    config: ExtractionConfig  # with the weights' SHA-256 filled in
+    limits: InputLimits
+    read: ReadConfig
+    weights: dict  # the manifest's weights record
+    output: OutputPlan
+    matched: int | None  # files matched, counted for local runs only
+    remote: bool
+    dry_run: bool
+    launched_at: float
+
+
+def plan_run(argv: list[str], launched_at: float) -> RunPlan:
+    """Parse, check the inputs and weights, resolve the weights' identity, take the output's
+    lock: raises UsageError (or argparse's SystemExit) before any work."""
+    parsed = parse_args(argv)
+    remote = not is_local_runner(parsed.pipeline_options.view_as(StandardOptions).runner)
+    dry_run = bool(parsed.pipeline_options.view_as(TestOptions).dry_run)
+    matched, weights_file = preflight(parsed.options, parsed.config, remote=remote,
+                                      check_paths=not dry_run)
+    config, weights = with_weights_identity(parsed.config, weights_file)
+    output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
+    return RunPlan(argv, parsed.pipeline_options, parsed.options, config, parsed.limits,
+                   parsed.read, weights, output, matched, remote, dry_run, launched_at)
+
+
+def run_record(plan: RunPlan, runner: str) -> dict:
+    """What the launcher knows about the run, for the manifest the job writes."""
+    options, config, output = plan.options, plan.config, plan.output
+    record = {
+        "input": options.input, "output": output.output_dir, "mode": options.mode,
+        "runner": runner, "config": config.settings_record(),
+        "read": plan.read.record(), "limits": dataclasses.asdict(plan.limits),
+        "weights": plan.weights, "layers": manifest_lib.layers_record(config),
+        "max_error_fraction": options.max_error_fraction,
+        # Where the model ran: per SDK process (null), or N model processes per machine.
+        "model_copies": options.model_copies, "accelerator_hint": options.accelerator_hint,
+    }
+    if output.root is not None:
+        comparison = output.comparison
+        record.update(
+            root=output.root, run=output.run_id, embedding_key=config.embedding_key,
+            skip_by=comparison.skip_by,
+            earlier_runs_with_same_key=(None if comparison.image_parts is None
+                                        else len(comparison.image_parts)),
+        )
+    return record
