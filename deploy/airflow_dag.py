@@ -3,7 +3,7 @@
 Needs apache-airflow with apache-airflow-providers-google and
 apache-airflow-providers-apache-beam (the Google provider's Dataflow module imports it).
 Checked to load in a DagBag with Airflow 3.3.2, google provider 22.8.0. Edit the constants:
-the project, region, bucket, template spec and container image built as the README's
+the project, region, bucket, template spec and container image built as docs/deploy.md's
 "Flex Template" section shows.
 
 max_active_runs=1 keeps Airflow from starting a second launch while one runs; the root's

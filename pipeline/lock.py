@@ -38,7 +38,7 @@ def _lock_record(run_id: str, local: bool) -> dict:
 def _create_exclusively(path: str, payload: bytes) -> bool:
     """Create ``path`` only if it does not exist, atomically; False when it exists. Local
     files use O_EXCL; gs:// uses a generation-0 precondition; other filesystems are checked
-    then written (not atomic: documented in the README)."""
+    then written (not atomic: documented in docs/incremental.md)."""
     scheme = FileSystems.get_scheme(path)
     if scheme in (None, "file"):
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -16,7 +16,7 @@ from schemas.arrow import (
 )
 from schemas import accounting
 from schemas.accounting import images_counted
-from schemas.read import (
+from schemas.reading import (
     FORMAT_AUTO,
     FORMAT_FILES,
     FORMAT_PARQUET,

@@ -40,7 +40,7 @@ class InputLimits:
         never = [name for name in self.image_formats if name.upper() in NEVER_OPENED]
         if never:
             raise ValueError(f"--image_formats {', '.join(never)}: never opened, because Pillow "
-                             "runs Ghostscript on it (see the README, Trust and safety)")
+                             "runs Ghostscript on it (see docs/security.md)")
         if not self.decode_warn_seconds > 0:
             raise ValueError(f"--decode_warn_seconds must be above 0, got {self.decode_warn_seconds}")
 

@@ -57,5 +57,21 @@ def calibrated_weights_file(tmp_path_factory) -> str:
     return write_calibrated_weights(str(path), seed=5, images=48, side=96)
 
 
+#: Modules that run whole jobs, start processes or build packages: not in the fast tier
+#: (./run_tests.sh --fast, -m "not slow"). Every other module unit-tests one module.
+SLOW_MODULES = frozenset({
+    "test_build", "test_handler", "test_hostile", "test_img2dataset", "test_incremental",
+    "test_incremental_shards", "test_kill_rerun", "test_lock", "test_packaging", "test_progress",
+    "test_readme", "test_run", "test_run_dataflow", "test_run_local", "test_serving",
+})
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "local_workers: keep the local multi-process default")
+    config.addinivalue_line("markers", "slow: runs whole jobs or processes; left out by --fast")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -1,4 +1,4 @@
-"""pipeline/build.py: the composed graph counts every stage into Beam metrics."""
+"""pipeline/job/build.py: the composed graph counts every stage into Beam metrics."""
 
 from apache_beam.metrics.metric import MetricsFilter
 

@@ -1,4 +1,4 @@
-"""pipeline/featuremaps.py through `python -m pipeline.inspection featuremaps`: the PNG itself."""
+"""pipeline/inspection/featuremaps.py through `python -m pipeline.inspection featuremaps`: the PNG itself."""
 
 import numpy as np
 from PIL import Image

@@ -1,4 +1,4 @@
-"""pipeline/inspect.py (with reports.py, neighbors.py, results.py): the three look-ups."""
+"""pipeline/inspection/cli.py (with reports.py, neighbors.py, results.py): the three look-ups."""
 
 import numpy as np
 import pytest

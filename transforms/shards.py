@@ -204,6 +204,16 @@ def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
                         "name it with --image_column")
 
 
+def _row_sample(listed: ListedFile, key: str, data, kept, column: str, max_image_bytes: int, hashing):
+    """One Parquet row's sample, or its Refused (no bytes, too many bytes)."""
+    if not data:
+        return _error(listed, key, NoImageInSample(f"column {column} is empty in this row"))
+    if len(data) > max_image_bytes:
+        return _error(listed, key, FileTooLarge(
+            f"{len(data)} bytes is over --max_file_bytes {max_image_bytes}"))
+    return sample(listed, key, data, kept, hashing)
+
+
 def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str | None = None,
                  batch_rows: int = 256, keep_columns: tuple[str, ...] = (), hashing=None):
     """One ImageFile per row. The key is the ``key`` column when there is one, else the row
@@ -238,13 +248,7 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
                                   for n in keep_columns) if keep_columns else None)
                     key = keys(str(names[i]) if names and names[i] is not None else str(row))
                     row += 1
-                    if not data:
-                        yield _error(listed, key, NoImageInSample(f"column {column} is empty in this row"))
-                    elif len(data) > max_image_bytes:
-                        yield _error(listed, key, FileTooLarge(
-                            f"{len(data)} bytes is over --max_file_bytes {max_image_bytes}"))
-                    else:
-                        yield sample(listed, key, data, kept, hashing)
+                    yield _row_sample(listed, key, data, kept, column, max_image_bytes, hashing)
         except Exception as exc:
             yield _error(listed, None, ShardBroken(
                 f"Parquet shard broken after row {row}: {type(exc).__name__}: {exc}"))

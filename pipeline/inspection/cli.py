@@ -1,10 +1,11 @@
-"""``python -m pipeline.inspection``: look at layer shapes, a run's summary, nearest neighbours.
+"""``resnet50-inspect`` (or ``python -m pipeline.inspection``): layer shapes, feature-map
+pictures, a run's summary, nearest neighbours.
 
-    python -m pipeline.inspection shapes [--image_size 224|HxW] [--layers L1,L2]
-    python -m pipeline.inspection featuremaps IMAGE --layers L1,L2 --out maps.png [--channels 16]
+    resnet50-inspect shapes [--image_size 224|HxW] [--layers L1,L2]
+    resnet50-inspect featuremaps IMAGE --layers L1,L2 --out maps.png [--channels 16]
         [--weights imagenet|random|PATH.h5] [--image_size 224] [--resize_mode center_crop]
-    python -m pipeline.inspection summary OUTPUT
-    python -m pipeline.inspection neighbors OUTPUT --layer L --image URI_OR_ID [-k 5]
+    resnet50-inspect summary OUTPUT
+    resnet50-inspect neighbors OUTPUT --layer L --image URI_OR_ID [-k 5]
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pipeline.inspection.results import IncompleteOutput
 from schemas import ExtractionConfig
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.inspection", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per tool."""
+    top = argparse.ArgumentParser(prog="resnet50-inspect", description=__doc__.split("\n\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
     shapes = commands.add_parser("shapes", help="every layer's output shape and size per image")
     shapes.add_argument("--image_size", default="224")
     shapes.add_argument("--layers", default=None, help="comma-separated; default: every layer")
@@ -42,23 +44,37 @@ def main(argv: list[str] | None = None) -> int:
     near.add_argument("--layer", required=True)
     near.add_argument("--image", required=True, help="a URI from images/, or an image_id (or prefix)")
     near.add_argument("-k", type=int, default=5)
-    args = parser.parse_args(argv)
+    return top
+
+
+def featuremaps(args) -> str:
+    config = ExtractionConfig(layers=tuple(args.layers.split(",")), image_size=args.image_size,
+                              resize_mode=args.resize_mode, weights=args.weights, seed=args.seed)
+    figure = feature_map_figure(args.image, config, args.channels)
+    figure.image.save(args.out)
+    return (f"{args.out}: {figure.image.width}x{figure.image.height}, "
+            f"{len(figure.tiles)} channel tiles from {len(config.layers)} layers")
+
+
+def neighbors(args) -> str:
+    return "\n".join(
+        f"{rank:>3}  cosine {neighbor.cosine:.4f}  {neighbor.uri}  ({neighbor.image_id[:12]})"
+        for rank, neighbor in enumerate(nearest(args.output, args.layer, args.image, args.k), 1))
+
+
+COMMANDS = {
+    "shapes": lambda args: shapes_table(args.image_size, args.layers.split(",") if args.layers else None),
+    "featuremaps": featuremaps,
+    "summary": lambda args: summary(args.output),
+    "neighbors": neighbors,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
-        if args.command == "shapes":
-            print(shapes_table(args.image_size, args.layers.split(",") if args.layers else None))
-        elif args.command == "featuremaps":
-            config = ExtractionConfig(layers=tuple(args.layers.split(",")), image_size=args.image_size,
-                                      resize_mode=args.resize_mode, weights=args.weights, seed=args.seed)
-            figure = feature_map_figure(args.image, config, args.channels)
-            figure.image.save(args.out)
-            print(f"{args.out}: {figure.image.width}x{figure.image.height}, "
-                  f"{len(figure.tiles)} channel tiles from {len(config.layers)} layers")
-        elif args.command == "summary":
-            print(summary(args.output))
-        else:
-            for rank, neighbor in enumerate(nearest(args.output, args.layer, args.image, args.k), 1):
-                print(f"{rank:>3}  cosine {neighbor.cosine:.4f}  {neighbor.uri}  ({neighbor.image_id[:12]})")
-    except (ValueError, KeyError, IncompleteOutput, FileNotFoundError, WeightsError) as exc:
+        print(COMMANDS[args.command](args))
+    except (ValueError, KeyError, IncompleteOutput, FileNotFoundError, WeightsError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,4 +1,4 @@
-"""Text reports for ``python -m pipeline.inspection``: layer shapes, and a run's summary."""
+"""Text reports for ``resnet50-inspect``: layer shapes, and a run's summary."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.inspection.results import iter_layer_parts
 from pipeline.manifest import read_manifest
 from pipeline.outputs import part_files
-from pipeline.inspection.results import iter_layer_parts
 from schemas import LAYER_NAMES, alias_of, canonical_layer, layer_shape, layout, parse_image_size
+from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 
 
 def shapes_table(image_size="224", layers: list[str] | None = None) -> str:
@@ -54,9 +55,10 @@ def summary(root: str) -> str:
     counts, timings = manifest["counts"], manifest["timings"]
     lines = [
         f"output: {root}",
-        f"images embedded: {counts['embedded']} of {counts['matched']} matched; errors: {counts['errors']}"
-        + (f"; files read: {counts['read']}, skipped unchanged: {counts['skipped_unchanged']}, "
-           f"skipped same content: {counts['skipped_same_content']}" if "read" in counts else ""),
+        f"images embedded: {counts[EMBEDDED]} of {counts[MATCHED]} matched; errors: {counts[ERRORS]}"
+        + (f"; files read: {counts[READ]}, " + ", ".join(
+            f"{BY_NAME[kind].label}: {counts[kind]}" for kind in (SKIPPED_UNCHANGED, SKIPPED_SAME_CONTENT))
+           if READ in counts else ""),
         f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']}); "
         f"input {manifest['config']['image_size'][0]}x{manifest['config']['image_size'][1]}, "
         f"{manifest['config']['resize_mode']}, pooling {manifest['config']['pooling']}",

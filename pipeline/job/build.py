@@ -17,15 +17,12 @@ def build_pipeline(
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
     progress_dir: str | None = None,
 ) -> dict:
-    """Add ReadInputs (list -> [skip unchanged] -> read -> [skip same content]) ->
-    EmbedImages (decode -> resize -> batch -> extract) -> WriteEmbeddings [-> finalize] to
-    ``p``. ``read`` says how inputs are read; ``comparison`` (incremental runs) adds the
-    skips, when there are earlier runs, and the ``skipped/`` and ``shards/`` outputs.
-    ``handler`` says where the model runs; ``extract`` replaces ExtractLayers (tests inject
-    faults through it); ``finalize`` (a FinalizeRun) adds the last step that checks and
-    writes the manifest; ``progress_dir`` (local runs) counts for the progress line. Returns
-    WriteEmbeddings' outputs (written file names per output), plus ``manifest`` when
-    finalizing."""
+    """Add ReadInputs -> EmbedImages -> WriteEmbeddings [-> finalize] to ``p``. ``read``:
+    how inputs are read; ``comparison`` (incremental runs): the skips, when there are earlier
+    runs, and the ``skipped/`` and ``shards/`` outputs; ``handler``: where the model runs;
+    ``extract`` replaces ExtractLayers (fault injection); ``finalize`` (a FinalizeRun): the
+    last step, the accounting check and manifest; ``progress_dir`` (local runs): counts for
+    the progress line. Returns the written file names per output (and ``manifest``)."""
     side = p | "ReadInputs" >> ReadInputs(input_pattern, read, comparison)
     embedded = side.files | "EmbedImages" >> EmbedImages(
         config, limits, max_file_bytes=read.max_file_bytes, handler=handler, extract=extract)
