@@ -13,6 +13,15 @@ from schemas import ExtractionConfig
 _log = logging.getLogger(__name__)
 
 
+def _pool(tf, feature_map, pooling: str):
+    """(n, h, w, c) -> (n, c) by ``pooling`` avg or max; unchanged for none."""
+    if pooling == "avg":
+        return tf.reduce_mean(feature_map, axis=[1, 2])
+    if pooling == "max":
+        return tf.reduce_max(feature_map, axis=[1, 2])
+    return feature_map
+
+
 class LayerExtractor:
     """Callable: uint8 RGB batch (n, H, W, 3) -> {layer: float array} with
     (n, C) per layer when pooled or (n, h, w, c) when ``pooling='none'``.
@@ -33,18 +42,11 @@ class LayerExtractor:
         out_dtype = tf.as_dtype(config.output_dtype)
         pooling = config.pooling
 
-        def pool(feature_map):
-            if pooling == "avg":
-                return tf.reduce_mean(feature_map, axis=[1, 2])
-            if pooling == "max":
-                return tf.reduce_max(feature_map, axis=[1, 2])
-            return feature_map
-
         def forward(images):
             maps = features(preprocess_input(tf.cast(images, tf.float32)), training=False)
             # Under mixed precision the maps are float16/bfloat16: pool in float32.
             return {
-                name: tf.cast(pool(tf.cast(maps[name], tf.float32)), out_dtype)
+                name: tf.cast(_pool(tf, tf.cast(maps[name], tf.float32), pooling), out_dtype)
                 for name in config.layers
             }
 

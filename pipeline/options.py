@@ -45,187 +45,218 @@ def parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-#: Every option of the job, in --help order: (flag, argparse keywords).
-OPTIONS: tuple[tuple[str, dict], ...] = (
-    ("--input", dict(
-        help="Images to embed: a file, a glob such as 'photos/*.jpg' or 'photos/**', or "
-        "any Beam filesystem pattern such as gs://bucket/images/*.",
-    )),
-    ("--output", dict(
-        help="Output directory (local or gs://...). Must be empty unless --overwrite.",
-    )),
-    ("--input_format", dict(
-        default=FORMAT_AUTO,
-        choices=INPUT_FORMATS,
-        help="auto (default): by each matched file's extension: .tar a WebDataset shard, "
-        ".parquet a Parquet table, .tfrecord/.tfrecords/.tfrec TFRecords of "
-        "tf.train.Example, anything else an image file. Or one of files, webdataset, "
-        "parquet, tfrecord for every file.",
-    )),
-    ("--image_column", dict(
-        default=None,
-        help="Parquet: the column with the image bytes (binary, or a struct with a binary "
-        "'bytes' field). Default: the first of jpg, png, webp, image, image_bytes, bytes. "
-        "TFRecord: the tf.train.Example feature. Default: image/encoded.",
-    )),
-    ("--keep_columns", dict(
-        default="",
-        help="Parquet inputs: comma-separated columns copied into images/ as text, such "
-        "as url,txt from img2dataset, so results join back to captions and URLs. Null "
-        "for images from other inputs. Default: none.",
-    )),
-    ("--layers", dict(
-        default=",".join(DEFAULT_LAYERS),
-        help="Comma-separated layers: aliases res2..res5, pool1_pool or convN_blockM_out "
-        "(docs/cli.md lists them all). Default: %(default)s.",
-    )),
-    ("--image_size", dict(
-        default="224",
-        help="Model input size: N for NxN or HxW such as 384x512 (height first), at "
-        "least 32. Default: %(default)s.",
-    )),
-    ("--resize_mode", dict(
-        default="center_crop",
-        choices=RESIZE_MODES,
-        help="center_crop: cover the size and cut the centre (default); stretch: ignore "
-        "the aspect ratio; pad: fit inside and letterbox with the ImageNet mean colour.",
-    )),
-    ("--pooling", dict(
-        default="avg",
-        choices=POOLINGS,
-        help="Global pooling of each layer inside the model: avg (default), max, or none "
-        "to store the full h x w x c feature map.",
-    )),
-    ("--batch_size", dict(
-        type=int, default=32,
-        help="Images per forward pass. Default: %(default)s.",
-    )),
-    ("--weights", dict(
-        default="imagenet",
-        help="imagenet (default; Keras cache, downloaded when missing), random (seeded "
-        "by --seed, for tests and offline machines), or the path of a ResNet50 "
-        "include_top=False weights file (.h5), local or on a Beam filesystem.",
-    )),
-    ("--seed", dict(
-        type=int, default=0, help="Seed of --weights random. Default: %(default)s.",
-    )),
-    ("--output_dtype", dict(
-        default="float32",
-        choices=OUTPUT_DTYPES,
-        help="Stored value type of the embeddings. Default: %(default)s.",
-    )),
-    ("--mixed_precision", dict(
-        default="none",
-        choices=MIXED_PRECISIONS,
-        help="Compute in bfloat16 (CPUs with AVX512_BF16/AMX, TPUs, Ampere+ GPUs) or "
-        "float16 (GPUs with tensor cores); weights stay float32, pooling is done in "
-        "float32, and outputs are stored as --output_dtype. Default: none (float32).",
-    )),
-    ("--tf_threads", dict(
-        type=int, default=None,
-        help="TensorFlow intra-op threads per worker process. Default: TensorFlow's own "
-        "choice, except for local runs (see docs/cli.md), which use cores / workers.",
-    )),
-    ("--model_copies", dict(
-        type=int, default=None,
-        help="Load exactly N models per machine, each in a model process of its own, shared "
-        "by all of the machine's SDK processes (Beam's multi_process_shared, as "
-        "RunInference's model_copies), so every vCPU decodes while one model per GPU "
-        "infers. Use 1 on a one-GPU worker. Default: one model in each SDK process.",
-    )),
-    ("--accelerator_hint", dict(
-        default=None,
-        help="Dataflow right fitting: put this accelerator resource hint on the model step "
-        "alone, e.g. 'type:nvidia-l4;count:1;install-nvidia-driver', so that reading and "
-        "decoding run on the job's default (CPU) workers and the decoded batches are handed "
-        "to GPU workers. Do not combine with the worker_accelerator service option. "
-        "Default: none.",
-    )),
-    ("--jpeg_draft", dict(
-        default="on",
-        choices=("on", "off"),
-        help="on (default): decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 "
-        "scale in the DCT, 2-3x faster on large photos, pixels within about one grey level "
-        "on average after resizing; off: always decode in full.",
-    )),
-    ("--max_pixels", dict(
-        type=int, default=DEFAULT_MAX_PIXELS,
-        help="Refuse images whose header claims more pixels (width x height) than this, "
-        "before any pixel is decoded (stage validate, TooManyPixels). Default: %(default)s.",
-    )),
-    ("--min_side", dict(
-        type=int, default=DEFAULT_MIN_SIDE,
-        help="Refuse images whose shorter side is under this many pixels (stage validate, "
-        "ImageTooSmall). Default: %(default)s.",
-    )),
-    ("--max_file_bytes", dict(
-        type=int, default=DEFAULT_MAX_FILE_BYTES,
-        help="Refuse files larger than this without reading them (stage validate, "
-        "FileTooLarge). Default: %(default)s (256 MiB).",
-    )),
-    ("--image_formats", dict(
-        default=",".join(DEFAULT_IMAGE_FORMATS),
-        help="Comma-separated Pillow formats that are ever opened; a file whose first bytes "
-        "say another format is refused (stage validate, UnsupportedFormat). 'all' opens "
-        "every format Pillow has. EPS is never opened (Pillow would run Ghostscript). "
-        "Default: %(default)s.",
-    )),
-    ("--decode_warn_seconds", dict(
-        type=float, default=DEFAULT_DECODE_WARN_SECONDS,
-        help="Log the URI of any image whose decode runs longer than this, once, so that "
-        "the file behind a stuck worker can be found. Default: %(default)s.",
-    )),
-    ("--max_error_fraction", dict(
-        type=float, default=None,
-        help="After writing everything, exit with code 3 when more than this fraction "
-        "(0..1) of the matched inputs ended in errors/. Default: no limit.",
-    )),
-    ("--progress_seconds", dict(
-        type=float, default=10.0,
-        help="Local runs: log a progress line (images done / matched, images/s, errors) "
-        "this often, and a final line at the end. Default: %(default)s.",
-    )),
-    ("--mode", dict(
-        default=MODE_SINGLE,
-        choices=MODES,
-        help="single (default): --output is one run's folder. incremental: --output is a "
-        "root; each run writes its own run=<UTC time>/ partition and skips files that an "
-        "earlier completed run with the same settings embedded (see --skip_by).",
-    )),
-    ("--skip_by", dict(
-        default=SKIP_BY_METADATA,
-        choices=SKIP_BY,
-        help="--mode incremental: metadata (default): a file whose uri, size and "
-        "last-updated time equal an earlier run's record is skipped without being opened; "
-        "other files are read, and skipped when their content (SHA-256) was embedded. "
-        "content: every file is read and hashed, for storage that rewrites files but "
-        "keeps their times.",
-    )),
-    ("--lock_stale_hours", dict(
-        type=float, default=24.0,
-        help="An output's lock (_lock.json) older than this many hours, a run that died "
-        "without releasing it, is broken. Default: %(default)s.",
-    )),
-    ("--overwrite", dict(
-        nargs="?",
-        const=True,
-        default=False,
-        type=parse_bool,
-        metavar="true|false",
-        help="Replace the outputs of an earlier run in --output (manifest.json, images/, "
-        "embeddings/, errors/); other files there are left alone.",
-    )),
-)
-
-
 class ExtractOptions(PipelineOptions):
-    """``--input`` and ``--output`` plus what to extract (OPTIONS); any other Beam option
-    passes through."""
+    """``--input`` and ``--output`` plus what to extract; any other Beam option passes through."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        for flag, keywords in OPTIONS:
-            parser.add_argument(flag, **keywords)
+        for add_options in (cls._add_input_options, cls._add_model_options,
+                            cls._add_compute_options, cls._add_guard_options, cls._add_run_options):
+            add_options(parser)
+
+    @staticmethod
+    def _add_input_options(parser) -> None:
+        """Where the images are and how to read them."""
+        parser.add_argument(
+            "--input",
+            help="Images to embed: a file, a glob such as 'photos/*.jpg' or 'photos/**', or "
+            "any Beam filesystem pattern such as gs://bucket/images/*.",
+        )
+        parser.add_argument(
+            "--output",
+            help="Output directory (local or gs://...). Must be empty unless --overwrite.",
+        )
+        parser.add_argument(
+            "--input_format",
+            default=FORMAT_AUTO,
+            choices=INPUT_FORMATS,
+            help="auto (default): by each matched file's extension: .tar a WebDataset shard, "
+            ".parquet a Parquet table, .tfrecord/.tfrecords/.tfrec TFRecords of "
+            "tf.train.Example, anything else an image file. Or one of files, webdataset, "
+            "parquet, tfrecord for every file.",
+        )
+        parser.add_argument(
+            "--image_column",
+            default=None,
+            help="Parquet: the column with the image bytes (binary, or a struct with a binary "
+            "'bytes' field). Default: the first of jpg, png, webp, image, image_bytes, bytes. "
+            "TFRecord: the tf.train.Example feature. Default: image/encoded.",
+        )
+        parser.add_argument(
+            "--keep_columns",
+            default="",
+            help="Parquet inputs: comma-separated columns copied into images/ as text, such "
+            "as url,txt from img2dataset, so results join back to captions and URLs. Null "
+            "for images from other inputs. Default: none.",
+        )
+
+    @staticmethod
+    def _add_model_options(parser) -> None:
+        """What to extract."""
+        parser.add_argument(
+            "--layers",
+            default=",".join(DEFAULT_LAYERS),
+            help="Comma-separated layers: aliases res2..res5, pool1_pool or convN_blockM_out "
+            "(docs/cli.md lists them all). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--image_size",
+            default="224",
+            help="Model input size: N for NxN or HxW such as 384x512 (height first), at "
+            "least 32. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--resize_mode",
+            default="center_crop",
+            choices=RESIZE_MODES,
+            help="center_crop: cover the size and cut the centre (default); stretch: ignore "
+            "the aspect ratio; pad: fit inside and letterbox with the ImageNet mean colour.",
+        )
+        parser.add_argument(
+            "--pooling",
+            default="avg",
+            choices=POOLINGS,
+            help="Global pooling of each layer inside the model: avg (default), max, or none "
+            "to store the full h x w x c feature map.",
+        )
+        parser.add_argument(
+            "--batch_size", type=int, default=32,
+            help="Images per forward pass. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--weights",
+            default="imagenet",
+            help="imagenet (default; Keras cache, downloaded when missing), random (seeded "
+            "by --seed, for tests and offline machines), or the path of a ResNet50 "
+            "include_top=False weights file (.h5), local or on a Beam filesystem.",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="Seed of --weights random. Default: %(default)s."
+        )
+
+    @staticmethod
+    def _add_compute_options(parser) -> None:
+        """How and where the model computes."""
+        parser.add_argument(
+            "--output_dtype",
+            default="float32",
+            choices=OUTPUT_DTYPES,
+            help="Stored value type of the embeddings. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--mixed_precision",
+            default="none",
+            choices=MIXED_PRECISIONS,
+            help="Compute in bfloat16 (CPUs with AVX512_BF16/AMX, TPUs, Ampere+ GPUs) or "
+            "float16 (GPUs with tensor cores); weights stay float32, pooling is done in "
+            "float32, and outputs are stored as --output_dtype. Default: none (float32).",
+        )
+        parser.add_argument(
+            "--tf_threads", type=int, default=None,
+            help="TensorFlow intra-op threads per worker process. Default: TensorFlow's own "
+            "choice, except for local runs (see docs/cli.md), which use cores / workers.",
+        )
+        parser.add_argument(
+            "--model_copies", type=int, default=None,
+            help="Load exactly N models per machine, each in a model process of its own, shared "
+            "by all of the machine's SDK processes (Beam's multi_process_shared, as "
+            "RunInference's model_copies), so every vCPU decodes while one model per GPU "
+            "infers. Use 1 on a one-GPU worker. Default: one model in each SDK process.",
+        )
+        parser.add_argument(
+            "--accelerator_hint", default=None,
+            help="Dataflow right fitting: put this accelerator resource hint on the model step "
+            "alone, e.g. 'type:nvidia-l4;count:1;install-nvidia-driver', so that reading and "
+            "decoding run on the job's default (CPU) workers and the decoded batches are handed "
+            "to GPU workers. Do not combine with the worker_accelerator service option. "
+            "Default: none.",
+        )
+        parser.add_argument(
+            "--jpeg_draft",
+            default="on",
+            choices=("on", "off"),
+            help="on (default): decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 "
+            "scale in the DCT, 2-3x faster on large photos, pixels within about one grey level "
+            "on average after resizing; off: always decode in full.",
+        )
+
+    @staticmethod
+    def _add_guard_options(parser) -> None:
+        """Guards against hostile or unusable inputs, and reporting."""
+        parser.add_argument(
+            "--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+            help="Refuse images whose header claims more pixels (width x height) than this, "
+            "before any pixel is decoded (stage validate, TooManyPixels). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--min_side", type=int, default=DEFAULT_MIN_SIDE,
+            help="Refuse images whose shorter side is under this many pixels (stage validate, "
+            "ImageTooSmall). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--max_file_bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+            help="Refuse files larger than this without reading them (stage validate, "
+            "FileTooLarge). Default: %(default)s (256 MiB).",
+        )
+        parser.add_argument(
+            "--image_formats", default=",".join(DEFAULT_IMAGE_FORMATS),
+            help="Comma-separated Pillow formats that are ever opened; a file whose first bytes "
+            "say another format is refused (stage validate, UnsupportedFormat). 'all' opens "
+            "every format Pillow has. EPS is never opened (Pillow would run Ghostscript). "
+            "Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--decode_warn_seconds", type=float, default=DEFAULT_DECODE_WARN_SECONDS,
+            help="Log the URI of any image whose decode runs longer than this, once, so that "
+            "the file behind a stuck worker can be found. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--max_error_fraction", type=float, default=None,
+            help="After writing everything, exit with code 3 when more than this fraction "
+            "(0..1) of the matched inputs ended in errors/. Default: no limit.",
+        )
+        parser.add_argument(
+            "--progress_seconds", type=float, default=10.0,
+            help="Local runs: log a progress line (images done / matched, images/s, errors) "
+            "this often, and a final line at the end. Default: %(default)s.",
+        )
+
+    @staticmethod
+    def _add_run_options(parser) -> None:
+        """Single or incremental runs, and the output's lock."""
+        parser.add_argument(
+            "--mode",
+            default=MODE_SINGLE,
+            choices=MODES,
+            help="single (default): --output is one run's folder. incremental: --output is a "
+            "root; each run writes its own run=<UTC time>/ partition and skips files that an "
+            "earlier completed run with the same settings embedded (see --skip_by).",
+        )
+        parser.add_argument(
+            "--skip_by",
+            default=SKIP_BY_METADATA,
+            choices=SKIP_BY,
+            help="--mode incremental: metadata (default): a file whose uri, size and "
+            "last-updated time equal an earlier run's record is skipped without being opened; "
+            "other files are read, and skipped when their content (SHA-256) was embedded. "
+            "content: every file is read and hashed, for storage that rewrites files but "
+            "keeps their times.",
+        )
+        parser.add_argument(
+            "--lock_stale_hours", type=float, default=24.0,
+            help="An output's lock (_lock.json) older than this many hours, a run that died "
+            "without releasing it, is broken. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--overwrite",
+            nargs="?",
+            const=True,
+            default=False,
+            type=parse_bool,
+            metavar="true|false",
+            help="Replace the outputs of an earlier run in --output (manifest.json, images/, "
+            "embeddings/, errors/); other files there are left alone.",
+        )
 
 
 def extraction_config(options: ExtractOptions) -> ExtractionConfig:

@@ -94,20 +94,24 @@ class FileMeta(NamedTuple):
     kept: tuple[str | None, ...] | None = None
 
 
+def _meta_uri(element) -> str:
+    """``uri`` of an element that holds a FileMeta."""
+    return element.meta.uri
+
+
+def _meta_image_id(element) -> str:
+    """``image_id`` of an element that holds a FileMeta."""
+    return element.meta.image_id
+
+
 class ImageFile(NamedTuple):
     """An input image's bytes: ``data``, and ``meta`` (FileMeta; ``meta.image_id`` is the
     hex SHA-256 of ``data``)."""
 
     meta: FileMeta
     data: bytes
-
-    @property
-    def uri(self) -> str:
-        return self.meta.uri
-
-    @property
-    def image_id(self) -> str:
-        return self.meta.image_id
+    uri = property(_meta_uri)
+    image_id = property(_meta_image_id)
 
 
 class ImageInfo(NamedTuple):
@@ -119,14 +123,8 @@ class ImageInfo(NamedTuple):
     width: int
     height: int
     format: str
-
-    @property
-    def uri(self) -> str:
-        return self.meta.uri
-
-    @property
-    def image_id(self) -> str:
-        return self.meta.image_id
+    uri = property(_meta_uri)
+    image_id = property(_meta_image_id)
 
 
 class DecodedImage(NamedTuple):

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from pipeline.options import OPTIONS, help_text
+from pipeline.options import help_text, options_parser
 from pipeline.run import EXIT_OK, run
 from schemas import LAYER_NAMES, alias_of, layer_shape
 
@@ -36,7 +36,7 @@ def test_every_option_is_documented():
     """docs/cli.md holds --help verbatim (so every option, in the parser's own words)."""
     block = re.search(r"```text\n(.*?)```", CLI_DOC, flags=re.S).group(1)
     assert block.rstrip() == help_text().rstrip(), "run: python scripts/cli_doc.py"
-    for flag, _ in OPTIONS:
+    for flag in [flag for action in options_parser()._actions for flag in action.option_strings]:
         assert f"[{flag}" in block, flag
 
 
