@@ -47,7 +47,14 @@ def test_wheel_and_sdist_hold_the_packages_and_nothing_else(built):
     assert "pipeline/run.py" in names and "schemas/layers.py" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "samples/"))]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "resnet50-embed = pipeline.run:main" in zipfile.ZipFile(built["wheel"]).read(entry_points).decode()
+    scripts = zipfile.ZipFile(built["wheel"]).read(entry_points).decode()
+    assert "resnet50-embed = pipeline.run:main" in scripts
+    assert "resnet50-inspect = pipeline.inspection.cli:main" in scripts
+    assert "pipeline/job/finalize.py" in names and "pipeline/inspection/cli.py" in names
+    # matplotlib only draws feature maps: an extra, never what workers install.
+    metadata = zipfile.ZipFile(built["wheel"]).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: matplotlib")]
+    assert requires and all("extra ==" in line for line in requires), requires
     members = tarfile.open(built["sdist"]).getnames()
     assert any(m.endswith("/setup.py") for m in members)
     assert any(m.endswith("/README.md") for m in members)  # setup.py reads it
@@ -89,3 +96,6 @@ def test_wheel_in_a_fresh_venv_outside_the_repo_runs_the_pipeline(built, tmp_pat
     assert manifest["counts"]["embedded"] == 4 and manifest["counts"]["errors"] == 0
     assert manifest["versions"]["resnet50-embeddings"] == "0.1.0"
     assert manifest["counts"]["rows_per_layer"] == {"res3": 4, "res5": 4}
+    summary = subprocess.run([str(venv / "bin" / "resnet50-inspect"), "summary", str(out)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert summary.returncode == 0 and "images embedded: 4 of 4 matched" in summary.stdout, summary.stderr
