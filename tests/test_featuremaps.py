@@ -39,3 +39,14 @@ def test_unavailable_imagenet_weights_are_a_clear_error(tmp_path, offline_imagen
     argv = ["featuremaps", str(source), "--layers", "res2", "--out", str(tmp_path / "m.png")]
     assert inspect(argv) == 2
     assert "--weights random" in capsys.readouterr().err
+
+
+def test_the_pipelines_own_guards_apply(tmp_path, capsys):
+    """featuremaps decodes through the job's chain with the job's defaults: an image under
+    the default --min_side (16) is refused as the job refuses it, naming the guard."""
+    source = tmp_path / "tiny.png"
+    write_image(source, rgb_pattern(10, 40, 2), "PNG")
+    argv = ["featuremaps", str(source), "--layers", "res2", "--out", str(tmp_path / "m.png"),
+            "--weights", "random", "--image_size", "32"]
+    assert inspect(argv) == 2
+    assert "--min_side" in capsys.readouterr().err and not (tmp_path / "m.png").exists()

@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pyarrow.parquet as pq
 
-from images import encode, rgb_pattern, write_image
+from images import encode, rgb_pattern
 from pipeline import incremental
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_OK, run
