@@ -21,6 +21,7 @@ import time
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import outputs
+from pipeline.atomic import write_atomically
 from pipeline.lock import release_lock
 from schemas import Comparison, layout
 from schemas.accounting import INDEX_COUNTS
@@ -38,14 +39,33 @@ def new_run_id(now: float | None = None) -> str:
 
 # --- the index of completed runs -------------------------------------------------------
 
+class DamagedIndexEntry(RuntimeError):
+    """An index entry that cannot be read (empty, cut short, not the entry format)."""
+
+
+def read_index_entry(root: str, path: str) -> dict:
+    """One index entry, its ``partition`` resolved under ``root`` as it is now (entries hold
+    it relative to the root; older ones absolute), so that a moved or copied root reads the
+    same. Raises DamagedIndexEntry naming the file and what to do."""
+    try:
+        with FileSystems.open(path) as handle:
+            entry = json.loads(handle.read())
+        run = entry["run"]
+        if not isinstance(run, str) or not isinstance(entry["embedding_key"], str):
+            raise ValueError("run and embedding_key must be text")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DamagedIndexEntry(
+            f"{path} is damaged ({type(exc).__name__}: {exc}): its run's completion cannot be "
+            f"known. Move the file (and its {layout.RUN_PARTITION_PREFIX}<id>/ folder) out of "
+            f"{root}, then run again: that run's images are embedded again") from exc
+    return {**entry, "partition": layout.run_partition(root, run)}
+
+
 def index_entries(root: str) -> list[dict]:
-    """The index entries of completed runs under ``root``, oldest first."""
+    """The index entries of completed runs under ``root``, oldest first; raises
+    DamagedIndexEntry for one that cannot be read."""
     match = FileSystems.match([layout.join(root, layout.RUNS_INDEX_DIR, "*.json")])[0]
-    entries = []
-    for meta in sorted(match.metadata_list, key=lambda m: m.path):
-        with FileSystems.open(meta.path) as handle:
-            entries.append(json.loads(handle.read()))
-    return entries
+    return [read_index_entry(root, meta.path) for meta in sorted(match.metadata_list, key=lambda m: m.path)]
 
 
 def check_root(root: str) -> None:
@@ -78,14 +98,14 @@ class CompleteRun:
             entry = {
                 "run": self.run_id,
                 "embedding_key": self.key,
-                "partition": layout.run_partition(self.index_root, self.run_id),
+                # Relative to the root, so that the root can be moved or copied.
+                "partition": layout.run_partition("", self.run_id).lstrip("/"),
                 "layers": [layer["name"] for layer in manifest["layers"]],
                 "counts": {k: counts[k] for k in INDEX_COUNTS if k in counts},
                 "finished_utc": manifest["timings"]["finished_utc"],
             }
-            path = layout.run_index_entry(self.index_root, self.run_id)
-            with FileSystems.create(path, mime_type="application/json") as handle:
-                handle.write(json.dumps(entry, indent=2).encode())
+            write_atomically(layout.run_index_entry(self.index_root, self.run_id),
+                             json.dumps(entry, indent=2).encode())
         release_lock(self.lock_root, self.run_id)
 
 

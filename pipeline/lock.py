@@ -1,6 +1,8 @@
 """The lock on an output: one run at a time writes to an incremental root or to a single
-run's folder. ``ROOT/_lock.json`` is created atomically (O_EXCL locally, a generation-0
-precondition on gs://) and released in one place, by whoever saw the run end."""
+run's folder. ``ROOT/_lock.json`` is created whole and exclusively (pipeline/atomic.py) and
+released in one place, by whoever saw the run end. A lock that could not be written leaves
+nothing behind; one that names no run (written by another tool, or damaged) goes stale
+after UNNAMED_STALE_HOURS."""
 
 from __future__ import annotations
 
@@ -13,13 +15,18 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.atomic import WriteFailed, create_exclusively
 from schemas import layout
 
 _log = logging.getLogger(__name__)
 
 
+#: A lock that names no run (empty, damaged, not JSON) is broken after this many hours.
+UNNAMED_STALE_HOURS = 0.25
+
+
 class RootLocked(RuntimeError):
-    """Another run holds the lock."""
+    """Another run holds the lock, or the lock could not be taken at all."""
 
 
 def _lock_record(run_id: str, local: bool) -> dict:
@@ -33,38 +40,6 @@ def _lock_record(run_id: str, local: bool) -> dict:
         "created_unix": time.time(),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _create_exclusively(path: str, payload: bytes) -> bool:
-    """Create ``path`` only if it does not exist, atomically; False when it exists. Local
-    files use O_EXCL; gs:// uses a generation-0 precondition; other filesystems are checked
-    then written (not atomic: documented in docs/incremental.md)."""
-    scheme = FileSystems.get_scheme(path)
-    if scheme in (None, "file"):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        return True
-    if scheme == "gs":
-        from google.api_core.exceptions import PreconditionFailed
-        from google.cloud import storage
-
-        bucket, _, name = path[len("gs://"):].partition("/")
-        blob = storage.Client().bucket(bucket).blob(name)
-        try:
-            blob.upload_from_string(payload, content_type="application/json", if_generation_match=0)
-        except PreconditionFailed:
-            return False
-        return True
-    if FileSystems.exists(path):
-        return False
-    with FileSystems.create(path) as handle:
-        handle.write(payload)
-    return True
 
 
 def read_lock(root: str) -> dict | None:
@@ -115,29 +90,42 @@ def acquire_lock(root: str, run_id: str, *, stale_after_hours: float, local: boo
     path = layout.lock_path(root)
     record = _lock_record(run_id, local)
     payload = json.dumps(record, indent=2).encode()
-    if _create_exclusively(path, payload):
-        return record
-    holder = read_lock(root)
-    if holder is None and _create_exclusively(path, payload):  # Released meanwhile.
-        return record
-    holder = holder or {}
-    age_hours = (time.time() - lock_created_unix(root, holder)) / 3600
-    dead = holder_is_dead(holder)
-    if age_hours > stale_after_hours or dead:
-        reason = (f"its process {holder.get('pid')} on this host is gone" if dead else
-                  f"{age_hours:.1f} h old, over --lock_stale_hours {stale_after_hours}")
-        _log.warning("breaking the lock of run %s on %s: %s", holder.get("run", "? (unreadable lock)"),
-                     root, reason)
-        FileSystems.delete([path])
-        if _create_exclusively(path, payload):
+    try:
+        if create_exclusively(path, payload):
             return record
-        holder = read_lock(root) or {}
+        holder = read_lock(root)
+        if holder is None and create_exclusively(path, payload):  # Released meanwhile.
+            return record
+        holder = holder or {}
+        if _break_if_stale(root, holder, stale_after_hours) and create_exclusively(path, payload):
+            return record
+    except WriteFailed as exc:
+        raise RootLocked(f"could not take the lock: {exc}; nothing was left behind, and the "
+                         "run did not start (free space, or check permissions, then run again)") from exc
+    holder = read_lock(root) or {}
     raise RootLocked(
         f"{root} is locked by run {holder.get('run', '?')} (host {holder.get('host', '?')}, "
         f"pid {holder.get('pid', '?')}, since {holder.get('created_utc', '?')}); one run at a "
         f"time writes there. If that run is dead, delete {path} or wait "
         f"--lock_stale_hours ({stale_after_hours})"
     )
+
+
+def _break_if_stale(root: str, holder: dict, stale_after_hours: float) -> bool:
+    """Delete the lock when its holder is stale or dead (with a warning); True if deleted."""
+    named = bool(holder.get("run"))
+    limit = stale_after_hours if named else min(stale_after_hours, UNNAMED_STALE_HOURS)
+    age_hours = (time.time() - lock_created_unix(root, holder)) / 3600
+    dead = holder_is_dead(holder)
+    if age_hours <= limit and not dead:
+        return False
+    reason = (f"its process {holder.get('pid')} on this host is gone" if dead else
+              f"{age_hours:.1f} h old, over {limit} h"
+              + ("" if named else " (a lock that names no run)"))
+    _log.warning("breaking the lock of run %s on %s: %s", holder.get("run", "? (unreadable lock)"),
+                 root, reason)
+    FileSystems.delete([layout.lock_path(root)])
+    return True
 
 
 def release_lock(root: str, run_id: str) -> bool:

@@ -8,6 +8,7 @@ import platform
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.atomic import write_atomically
 from schemas import ExtractionConfig, alias_of, canonical_layer, layout
 
 PACKAGE_NAME = "resnet50-embeddings"
@@ -55,9 +56,7 @@ def layers_record(config: ExtractionConfig) -> list[dict]:
 def write_manifest(output_dir: str, manifest: dict) -> str:
     """Write ``manifest`` as the last file of a run; returns its path."""
     path = layout.manifest_path(output_dir)
-    payload = json.dumps(manifest, indent=2, sort_keys=False).encode()
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(payload)
+    write_atomically(path, json.dumps(manifest, indent=2, sort_keys=False).encode())
     return path
 
 

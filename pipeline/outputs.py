@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+import logging
 import os
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import ExtractionConfig, accounting, layout
+
+_log = logging.getLogger(__name__)
 
 
 def is_local(path: str) -> bool:
@@ -50,9 +53,15 @@ def is_complete(output_dir: str) -> bool:
     a crash or a kill, or while a run is going) is an incomplete output."""
     from pipeline.manifest import read_manifest
 
-    if not FileSystems.exists(layout.manifest_path(output_dir)):
+    path = layout.manifest_path(output_dir)
+    if not FileSystems.exists(path):
         return False
-    return read_manifest(output_dir).get("complete") is True
+    try:
+        return read_manifest(output_dir).get("complete") is True
+    except (OSError, ValueError, AttributeError) as exc:  # cut short, not JSON, not an object
+        _log.warning("%s cannot be read (%s: %s): %s is not treated as complete", path,
+                     type(exc).__name__, exc, output_dir)
+        return False
 
 
 def part_files(directory: str) -> list[str]:

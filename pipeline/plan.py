@@ -236,6 +236,9 @@ def plan_output(options: ExtractOptions, config: ExtractionConfig, *, check_path
         check_output(options)
         comparison = (None if root is None
                       else incremental.comparison(root, config.embedding_key, options.skip_by))
+    except incremental.DamagedIndexEntry as exc:
+        lock_lib.release_lock(plan.lock_root, run_id)
+        raise UsageError(str(exc)) from exc
     except BaseException:
         lock_lib.release_lock(plan.lock_root, run_id)
         raise

@@ -131,3 +131,36 @@ def test_two_single_runs_started_together_cannot_both_write(tmp_path):
     assert is_complete(str(output)) and not (output / layout.LOCK_FILE).exists()
     manifest = json.loads((output / layout.MANIFEST_FILE).read_text())
     assert manifest["counts"]["embedded"] == 6 and manifest["counts"]["rows_per_layer"]["res5"] == 6
+
+
+def test_a_lock_that_names_no_run_goes_stale_within_minutes(tmp_path, caplog):
+    """An empty lock (a holder killed mid-write, another tool) is not trusted for 24 hours."""
+    root = tmp_path / "root"
+    root.mkdir()
+    path = root / layout.LOCK_FILE
+    path.write_bytes(b"")
+    old = time.time() - (lock.UNNAMED_STALE_HOURS * 3600 + 60)
+    os.utime(path, (old, old))
+    lock.acquire_lock(str(root), "new", stale_after_hours=24)
+    assert json.loads(path.read_text())["run"] == "new" and "names no run" in caplog.text
+
+
+def test_a_lock_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A full disk while the lock is written: a clear refusal, no empty _lock.json."""
+    import errno
+
+    from pipeline import atomic
+
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
+    root = tmp_path / "root"
+    with pytest.raises(lock.RootLocked, match="could not take the lock: could not write .*No space left"):
+        lock.acquire_lock(str(root), "run1", stale_after_hours=24)
+    assert not list(root.iterdir())  # neither the lock nor its temporary file
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
+    lock.acquire_lock(str(root), "run2", stale_after_hours=24)
+    assert json.loads((root / layout.LOCK_FILE).read_text())["run"] == "run2"

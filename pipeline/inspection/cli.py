@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from models.weights import WeightsError
+from pipeline.incremental import DamagedIndexEntry
 from pipeline.inspection.featuremaps import feature_map_figure
 from pipeline.inspection.neighbors import nearest
 from pipeline.inspection.reports import shapes_table, summary
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         print(COMMANDS[args.command](args))
-    except (ValueError, KeyError, IncompleteOutput, FileNotFoundError, WeightsError, ImportError) as exc:
+    except (ValueError, KeyError, IncompleteOutput, FileNotFoundError, WeightsError, ImportError,
+            DamagedIndexEntry) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

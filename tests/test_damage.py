@@ -1,0 +1,118 @@
+"""An incremental root that is damaged, then run again through the CLI: the run ends with a
+clear message naming the file (never a traceback), nothing is left stuck, and across the
+completed runs every image of the input is embedded exactly once under the key."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from images import rgb_pattern, write_image
+from pipeline import atomic, incremental
+from pipeline.inspection.results import read_layer
+from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
+from schemas import layout
+
+IMAGES = 6
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for seed in range(IMAGES):
+        write_image(images / f"img{seed}.png", rgb_pattern(36, 40, seed), "PNG")
+    return images
+
+
+def argv(folder, root):
+    return ["--input", str(folder / "*"), "--output", str(root), "--mode", "incremental",
+            "--weights", "random", "--image_size", "32", "--layers", "res2", "--batch_size", "4"]
+
+
+def embedded_once(root) -> None:
+    """Across the completed runs, every image of the input once."""
+    ids, uris, _ = read_layer(str(root), "res2")
+    assert len(ids) == len(set(ids)) == IMAGES and len(set(uris)) == IMAGES
+
+
+def full_disk_for(fragment: str, monkeypatch):
+    """Every atomic write of a path holding ``fragment`` fails as a full disk does."""
+    real = atomic.write_atomically
+
+    def write(path, payload, *args, **kwargs):
+        if fragment in path:
+            raise atomic.WriteFailed(errno.ENOSPC, f"could not write {path}: No space left on device")
+        return real(path, payload, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "write_atomically", write)
+    monkeypatch.setattr(incremental, "write_atomically", write)
+
+
+def test_a_garbled_index_entry_is_named_and_the_root_recovers(folder, tmp_path, capsys):
+    root = tmp_path / "root"
+    assert run(argv(folder, root)) == EXIT_OK
+    (entry,) = (root / layout.RUNS_INDEX_DIR).iterdir()
+    entry.write_text('{"run": "2026')
+    capsys.readouterr()
+    assert run(argv(folder, root)) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(entry) in err and "is damaged" in err and "Move the file" in err
+    assert "Traceback" not in err and not (root / layout.LOCK_FILE).exists()
+    with pytest.raises(incremental.DamagedIndexEntry, match=str(entry)):
+        read_layer(str(root), "res2")
+    # What the message says to do: move the entry and its partition out; run again.
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    shutil.move(str(entry), aside)
+    for partition in root.glob(f"{layout.RUN_PARTITION_PREFIX}*"):
+        shutil.move(str(partition), aside)
+    assert run(argv(folder, root)) == EXIT_OK
+    embedded_once(root)
+
+
+def test_a_full_disk_while_the_index_entry_is_written_leaves_no_stuck_root(folder, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    full_disk_for(f"/{layout.RUNS_INDEX_DIR}/", monkeypatch)
+    assert run(argv(folder, root)) == EXIT_FAILED
+    assert not list(root.glob(f"{layout.RUNS_INDEX_DIR}/*"))  # no 0-byte entry, no temporary
+    assert not (root / layout.LOCK_FILE).exists()
+    monkeypatch.undo()
+    assert run(argv(folder, root)) == EXIT_OK  # the failed run is not trusted: all embedded again
+    (entry,) = incremental.index_entries(str(root))
+    assert entry["counts"]["embedded"] == IMAGES
+    embedded_once(root)
+
+
+def test_a_full_disk_when_the_lock_is_taken_is_a_clear_refusal(folder, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
+    assert run(argv(folder, root)) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "could not take the lock" in err and "No space left" in err and "Traceback" not in err
+    assert not list(root.iterdir())
+    monkeypatch.undo()
+    assert run(argv(folder, root)) == EXIT_OK
+    embedded_once(root)
+
+
+def test_a_moved_root_reads_nothing_again(folder, tmp_path):
+    root, moved = tmp_path / "root", tmp_path / "elsewhere" / "root"
+    assert run(argv(folder, root)) == EXIT_OK
+    moved.parent.mkdir()
+    shutil.move(str(root), moved)
+    assert run(argv(folder, moved)) == EXIT_OK
+    first, second = incremental.index_entries(str(moved))
+    assert json.loads((moved / layout.RUNS_INDEX_DIR / f"{first['run']}.json").read_text())[
+        "partition"] == f"{layout.RUN_PARTITION_PREFIX}{first['run']}"
+    assert second["counts"]["read"] == 0 and second["counts"]["skipped_unchanged"] == IMAGES
+    assert second["counts"]["embedded"] == 0
+    embedded_once(moved)
