@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import time
 
 from apache_beam.io.filesystems import FileSystems
@@ -25,6 +26,8 @@ from pipeline.atomic import write_atomically
 from pipeline.lock import release_lock
 from schemas import Comparison, layout
 from schemas.accounting import INDEX_COUNTS
+
+_log = logging.getLogger(__name__)
 
 
 class NotAnIncrementalRoot(RuntimeError):
@@ -111,9 +114,31 @@ class CompleteRun:
 
 # --- what earlier runs did -------------------------------------------------------------
 
+UNTRUSTED_SUFFIX = ".untrusted"
+
+
+def trusted(root: str, entry: dict, *, set_aside: bool) -> bool:
+    """True when the run of index ``entry`` is all on disk (outputs.damage). Else log what
+    is wrong and, with ``set_aside`` (the launcher, holding the lock), rename its index
+    entry to ``<id>.json.untrusted``, so that no reader sees the run again."""
+    problems = outputs.damage(entry["partition"])
+    if not problems:
+        return True
+    entry_path = layout.run_index_entry(root, entry["run"])
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    if set_aside:
+        FileSystems.rename([entry_path], [entry_path + UNTRUSTED_SUFFIX])
+    _log.warning("run %s under %s is not trusted: %s. %s", entry["run"], root, shown,
+                 f"Its images are embedded again; its index entry is now {entry_path}{UNTRUSTED_SUFFIX}"
+                 if set_aside else "Readers leave it out.")
+    return False
+
+
 def comparison(root: str, key: str, skip_by: str) -> Comparison:
-    """The earlier completed runs under ``root`` with embedding ``key``."""
-    partitions = [e["partition"] for e in index_entries(root) if e["embedding_key"] == key]
+    """The earlier completed runs under ``root`` with embedding ``key`` that are all on
+    disk; the others are set aside (``trusted``), and their images embedded again."""
+    partitions = [e["partition"] for e in index_entries(root)
+                  if e["embedding_key"] == key and trusted(root, e, set_aside=True)]
     return Comparison(
         skip_by,
         tuple(layout.parts_glob(layout.images_dir(p)) for p in partitions),

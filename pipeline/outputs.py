@@ -64,6 +64,42 @@ def is_complete(output_dir: str) -> bool:
         return False
 
 
+def data_dirs(output_dir: str, layers) -> list[str]:
+    """Every folder of Parquet parts a run can write under ``output_dir``."""
+    return ([layout.images_dir(output_dir), layout.errors_dir(output_dir),
+             layout.skipped_dir(output_dir), layout.shards_dir(output_dir)]
+            + [layout.layer_dir(output_dir, layer) for layer in layers])
+
+
+def part_sizes(output_dir: str, layers) -> dict[str, int]:
+    """{path relative to ``output_dir``: bytes} of every part file there: what the manifest
+    records, and what an earlier run is checked against. One listing per folder."""
+    prefix = output_dir.rstrip("/") + "/"
+    return {metadata.path[len(prefix):]: metadata.size_in_bytes
+            for directory in data_dirs(output_dir, layers)
+            for metadata in FileSystems.match([layout.parts_glob(directory)])[0].metadata_list}
+
+
+def damage(output_dir: str) -> list[str]:
+    """Why the run at ``output_dir`` cannot be trusted, or [] when its manifest is complete
+    and its part files are exactly the ones the manifest lists, with their recorded sizes.
+    Manifests written before files were recorded are trusted on the manifest alone."""
+    from pipeline.manifest import read_manifest
+
+    if not is_complete(output_dir):
+        return [f"{layout.MANIFEST_FILE} is missing, unreadable or not complete"]
+    manifest = read_manifest(output_dir)
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict):
+        return []
+    present = part_sizes(output_dir, [layer["name"] for layer in manifest.get("layers", [])])
+    problems = [f"{name} is missing" for name in recorded if name not in present]
+    problems += [f"{name} is {present[name]} bytes, the manifest recorded {size}"
+                 for name, size in recorded.items() if name in present and present[name] != size]
+    problems += [f"{name} is not in the manifest" for name in present if name not in recorded]
+    return problems
+
+
 def part_files(directory: str) -> list[str]:
     """The Parquet part files written into ``directory``, sorted."""
     match = FileSystems.match([layout.parts_glob(directory)])[0]

@@ -116,3 +116,49 @@ def test_a_moved_root_reads_nothing_again(folder, tmp_path):
     assert second["counts"]["read"] == 0 and second["counts"]["skipped_unchanged"] == IMAGES
     assert second["counts"]["embedded"] == 0
     embedded_once(moved)
+
+
+def _first_partition(root):
+    (partition,) = root.glob(f"{layout.RUN_PARTITION_PREFIX}*")
+    return partition
+
+
+DAMAGES = {
+    "manifest deleted": lambda p: (p / layout.MANIFEST_FILE).unlink(),
+    "layer folder deleted": lambda p: shutil.rmtree(p / layout.EMBEDDINGS_DIR / "res2"),
+    "layer part truncated": lambda p: next((p / layout.EMBEDDINGS_DIR / "res2").glob("part-*")).write_bytes(
+        next((p / layout.EMBEDDINGS_DIR / "res2").glob("part-*")).read_bytes()[:100]),
+    "images part deleted": lambda p: next((p / layout.IMAGES_DIR).glob("part-*")).unlink(),
+    "images part garbled": lambda p: next((p / layout.IMAGES_DIR).glob("part-*")).write_bytes(b"garbage"),
+}
+WHAT_IS_WRONG = {
+    "manifest deleted": "manifest.json is missing", "layer folder deleted": "is missing",
+    "layer part truncated": "bytes, the manifest recorded", "images part deleted": "is missing",
+    "images part garbled": "bytes, the manifest recorded",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_an_earlier_run_not_all_on_disk_is_not_trusted(damage, folder, tmp_path, caplog):
+    root = tmp_path / "root"
+    assert run(argv(folder, root)) == EXIT_OK
+    (first,) = incremental.index_entries(str(root))
+    DAMAGES[damage](_first_partition(root))
+    assert run(argv(folder, root)) == EXIT_OK
+    assert f"run {first['run']} under {root} is not trusted" in caplog.text
+    assert WHAT_IS_WRONG[damage] in caplog.text and "Traceback" not in caplog.text
+    (second,) = incremental.index_entries(str(root))  # the first is set aside
+    assert second["counts"]["embedded"] == IMAGES and second["counts"]["read"] == IMAGES
+    assert (root / layout.RUNS_INDEX_DIR / f"{first['run']}.json{incremental.UNTRUSTED_SUFFIX}").exists()
+    embedded_once(root)
+    assert run(argv(folder, root)) == EXIT_OK  # and the root is healthy again: nothing read
+    assert incremental.index_entries(str(root))[-1]["counts"]["read"] == 0
+
+
+def test_readers_leave_out_a_run_not_all_on_disk(folder, tmp_path, caplog):
+    root = tmp_path / "root"
+    assert run(argv(folder, root)) == EXIT_OK
+    DAMAGES["layer part truncated"](_first_partition(root))
+    with pytest.raises(Exception, match="no complete manifest.json and no completed runs"):
+        read_layer(str(root), "res2")
+    assert "Readers leave it out" in caplog.text

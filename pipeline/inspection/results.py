@@ -13,8 +13,8 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.incremental import index_entries
-from pipeline.outputs import is_complete, part_files
+from pipeline.incremental import index_entries, trusted
+from pipeline.outputs import damage, is_complete, part_files
 from schemas import layout
 
 
@@ -43,8 +43,11 @@ def completed_runs(root: str, layer: str | None = None,
     with ``layer`` and ``embedding_key``. Raises IncompleteOutput when there is neither,
     and MixedSettings when runs with ``layer`` differ in settings and no key is given."""
     if is_complete(root):
+        problems = damage(root)
+        if problems:
+            raise IncompleteOutput(f"{root} does not hold what its manifest lists: " + "; ".join(problems[:5]))
         return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
-    entries = [e for e in index_entries(root) if is_complete(e["partition"])]
+    entries = [e for e in index_entries(root) if trusted(root, e, set_aside=False)]
     if not entries:
         raise IncompleteOutput(
             f"{root} has no complete manifest.json and no completed runs in "

@@ -92,6 +92,8 @@ class _WriteManifestFn(beam.DoFn):
             self._run_record, counts, launched_at=self._launched_at,
             submitted_at=self._submitted_at, first_batch_at=first_batch_at, now=time.time(),
         )
+        # What a later run checks this one against before trusting it (outputs.damage).
+        manifest["files"] = outputs.part_sizes(self._output_dir, self._config.layers)
         path = manifest_lib.write_manifest(self._output_dir, manifest)
         _log.info("%d files written; manifest %s", len(written), path)
         if self._on_complete is not None:
