@@ -4,6 +4,7 @@ have, read sample by sample; hostile shards accounted for."""
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import tarfile
 
@@ -233,3 +234,60 @@ def test_keep_columns_copies_parquet_columns_into_images(tmp_path, capsys):
     assert run(clash) == EXIT_USAGE
     assert "images/ has such a column already" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()  # refused before anything was created or locked
+
+
+def _special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info
+
+
+def test_every_tar_member_with_an_image_extension_has_a_row(tmp_path):
+    """Colliding names get distinct keys; a hard link reads its target; symlinks, devices,
+    FIFOs and folders named like images are refused, each with a row."""
+    path = tmp_path / "odd.tar"
+    jpg, png = PICTURES["000000001"], PICTURES["000000000"]
+    with tarfile.open(path, "w") as tar:
+        for name, data in [("a.jpg", jpg), ("a.jpg", png), ("a~2.jpg", jpg), ("b.jpg", png)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        tar.addfile(_special("c.jpg", tarfile.LNKTYPE, "b.jpg"))       # hard link to b.jpg
+        tar.addfile(_special("d.jpg", tarfile.SYMTYPE, "b.jpg"))
+        tar.addfile(_special("e.png", tarfile.CHRTYPE))
+        tar.addfile(_special("f.png", tarfile.FIFOTYPE))
+        tar.addfile(_special("g.jpg", tarfile.DIRTYPE))
+        tar.addfile(_special("h.jpg", tarfile.LNKTYPE, "nowhere.jpg"))
+        tar.addfile(_special("notes", tarfile.DIRTYPE))                 # structure: no row
+    got = list(shards.read_webdataset(listed(path), 10_000_000))
+    assert sorted(outcomes(got)) == sorted([
+        ("a", "image"), ("a~2", "image"), ("a~2~2", "image"), ("b", "image"), ("c", "image"),
+        ("d", "UnsupportedTarMember"), ("e", "UnsupportedTarMember"), ("f", "UnsupportedTarMember"),
+        ("g", "UnsupportedTarMember"), ("h", "LinkTargetMissing")])
+    assert len({element.uri for element in got}) == len(got)
+    by_key = {element.meta.key: element.image_id for element in got if isinstance(element, ImageFile)}
+    assert by_key == {"a": sha(jpg), "a~2": sha(png), "a~2~2": sha(jpg), "b": sha(png), "c": sha(png)}
+    refused = {element.key: str(element.error) for element in got if isinstance(element, shards.Refused)}
+    assert "symbolic link, not a file" in refused["d"] and "character device" in refused["e"]
+    assert "FIFO" in refused["f"] and "directory" in refused["g"] and "nowhere.jpg" in refused["h"]
+
+
+def test_odd_tars_through_the_cli_account_for_every_member_in_both_modes(tmp_path):
+    path = tmp_path / "in" / "odd.tar"
+    path.parent.mkdir()
+    jpg = PICTURES["000000001"]
+    with tarfile.open(path, "w") as tar:
+        for name in ("a.jpg", "a.jpg", "a~2.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = len(jpg)
+            tar.addfile(info, io.BytesIO(jpg))
+        tar.addfile(_special("b.jpg", tarfile.LNKTYPE, "a.jpg"))
+        tar.addfile(_special("c.jpg", tarfile.SYMTYPE, "a.jpg"))
+    common = ["--input", str(path), "--weights", "random", "--image_size", "32", "--layers", "res2"]
+    assert run(common + ["--output", str(tmp_path / "single")]) == EXIT_OK
+    single = json.loads((tmp_path / "single" / layout.MANIFEST_FILE).read_text())["counts"]
+    assert (single["matched"], single["embedded"], single["errors"]) == (5, 4, 1)
+    uris = pq.read_table(tmp_path / "single" / layout.IMAGES_DIR)["uri"].to_pylist()
+    assert len(set(uris)) == 4
+    incremental = common + ["--output", str(tmp_path / "root"), "--mode", "incremental"]
+    assert run(incremental) == EXIT_OK and run(incremental) == EXIT_OK  # no AccountingError

@@ -104,15 +104,21 @@ def _error(listed: ListedFile, key: str | None, exc: BaseException) -> Refused:
 
 
 class _Keys:
-    """Distinct keys within one shard: a key seen again becomes ``key~2``, ``key~3``..."""
+    """Distinct keys within one shard: a key seen again becomes ``key~2``, ``key~3``...,
+    skipping any such name the shard uses itself, so that no two samples share a uri."""
 
     def __init__(self):
-        self._seen: dict[str, int] = {}
+        self._used: set[str] = set()
+        self._next: dict[str, int] = {}
 
     def __call__(self, key: str) -> str:
-        count = self._seen.get(key, 0) + 1
-        self._seen[key] = count
-        return key if count == 1 else f"{key}~{count}"
+        candidate = key
+        while candidate in self._used:
+            count = self._next.get(key, 2)
+            self._next[key] = count + 1
+            candidate = f"{key}~{count}"
+        self._used.add(candidate)
+        return candidate
 
 
 # --- WebDataset --------------------------------------------------------------------------
@@ -125,50 +131,127 @@ def split_member_name(name: str) -> tuple[str, str]:
     return (posixpath.join(directory, stem) if directory else stem), extension.lower()
 
 
-def read_webdataset(listed: ListedFile, max_member_bytes: int, hashing=None):
-    """One ImageFile per sample: the first member of each key group with an image extension.
-    Samples are the runs of consecutive members sharing a key, as WebDataset writes them."""
-    keys = _Keys()
-    with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
-        current, image, refused = None, None, None
+class UnsupportedTarMember(ValueError):
+    """A tar member with an image extension that is not a file: a symlink, a device, a FIFO
+    or a directory. Never followed or read."""
 
-        def finish():
-            key = keys(current)
-            if refused is not None:
-                return _error(listed, key, refused)
-            if image is None:
-                return _error(listed, key, NoImageInSample(
-                    "no member with an image extension (" + ", ".join(IMAGE_EXTENSIONS) + ")"))
-            return sample(listed, key, image, hashing=hashing)
 
-        try:
+class LinkTargetMissing(ValueError):
+    """A hard-linked image member whose target is not a file of the same tar."""
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    for test, kind in ((member.issym, "symbolic link"), (member.isdir, "directory"),
+                       (member.isfifo, "FIFO"), (member.ischr, "character device"),
+                       (member.isblk, "block device")):
+        if test():
+            return kind
+    return "special member"
+
+
+class _TarSamples:
+    """The samples of one WebDataset tar, streamed: the runs of consecutive members sharing
+    a key, each with its first image member. A hard-linked image member is read in a second
+    pass, from its target's bytes, once the stream has ended."""
+
+    def __init__(self, listed: ListedFile, max_member_bytes: int, hashing):
+        self._listed, self._max, self._hashing = listed, max_member_bytes, hashing
+        self._keys = _Keys()
+        self._linked: list[tuple[str, str]] = []  # (key, link target), read after the stream
+        self._start(None)
+
+    def _start(self, key):
+        self._current, self._image, self._refused, self._link = key, None, None, None
+
+    def _has_image(self) -> bool:
+        return self._image is not None or self._refused is not None or self._link is not None
+
+    def _finish(self):
+        """The sample of the group just ended, or None for a link read later."""
+        key = self._keys(self._current)
+        if self._refused is not None:
+            return _error(self._listed, key, self._refused)
+        if self._link is not None:
+            self._linked.append((key, self._link))
+            return None
+        if self._image is None:
+            return _error(self._listed, key, NoImageInSample(
+                "no member with an image extension (" + ", ".join(IMAGE_EXTENSIONS) + ")"))
+        return sample(self._listed, key, self._image, hashing=self._hashing)
+
+    def _take(self, tar, member) -> None:
+        """Record the image member of the current group: its bytes, link or refusal."""
+        if member.islnk():
+            self._link = member.linkname
+        elif not member.isfile():
+            self._refused = UnsupportedTarMember(
+                f"member {member.name} is a {_member_kind(member)}, not a file; not followed")
+        elif member.size > self._max:
+            self._refused = FileTooLarge(f"member {member.name} is {member.size} bytes, over "
+                                         f"--max_file_bytes {self._max}; not read")
+        else:
+            self._image = tar.extractfile(member).read()
+
+    def _stream(self, tar):
+        for member in tar:
+            key, extension = split_member_name(member.name)
+            is_image = extension.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS
+            if not is_image and not member.isfile():
+                continue  # folders and links of non-image members are only structure
+            if key != self._current or (is_image and self._has_image()):
+                if self._current is not None:
+                    yield self._finish()
+                self._start(key)
+            if is_image:
+                self._take(tar, member)
+
+    def __iter__(self):
+        with FileSystems.open(self._listed.uri, compression_type="uncompressed") as handle:
+            try:
+                with tarfile.open(fileobj=handle, mode="r|") as tar:
+                    yield from (found for found in self._stream(tar) if found is not None)
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                if self._current is not None and self._has_image():
+                    found = self._finish()
+                    if found is not None:
+                        yield found
+                yield _error(self._listed, None, ShardBroken(
+                    f"tar shard broken at byte {_tell(handle)}: {type(exc).__name__}: {exc}"))
+                self._linked.clear()
+                return
+        if self._current is not None:
+            found = self._finish()
+            if found is not None:
+                yield found
+        yield from self._linked_samples()
+
+    def _linked_samples(self):
+        """Second pass, only when there are hard links: their targets' bytes."""
+        if not self._linked:
+            return
+        wanted = {target for _, target in self._linked}
+        found: dict[str, bytes | BaseException] = {}
+        with FileSystems.open(self._listed.uri, compression_type="uncompressed") as handle:
             with tarfile.open(fileobj=handle, mode="r|") as tar:
                 for member in tar:
-                    if not member.isfile():
-                        continue
-                    key, extension = split_member_name(member.name)
-                    is_image = extension.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS
-                    if key != current or (is_image and (image is not None or refused is not None)):
-                        if current is not None:
-                            yield finish()
-                        current, image, refused = key, None, None
-                    if not is_image:
-                        continue
-                    if member.size > max_member_bytes:
-                        refused = FileTooLarge(
-                            f"member {member.name} is {member.size} bytes, over --max_file_bytes "
-                            f"{max_member_bytes}; not read")
-                        continue
-                    image = tar.extractfile(member).read()
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            if current is not None and (image is not None or refused is not None):
-                yield finish()
-            offset = _tell(handle)
-            yield _error(listed, None, ShardBroken(
-                f"tar shard broken at byte {offset}: {type(exc).__name__}: {exc}"))
-            return
-        if current is not None:
-            yield finish()
+                    if member.name in wanted and member.isfile():
+                        found[member.name] = (FileTooLarge(
+                            f"link target {member.name} is {member.size} bytes, over --max_file_bytes "
+                            f"{self._max}; not read") if member.size > self._max
+                            else tar.extractfile(member).read())
+        for key, target in self._linked:
+            data = found.get(target, LinkTargetMissing(
+                f"hard link to {target}, which is not a file earlier in this tar"))
+            yield (_error(self._listed, key, data) if isinstance(data, BaseException)
+                   else sample(self._listed, key, data, hashing=self._hashing))
+
+
+def read_webdataset(listed: ListedFile, max_member_bytes: int, hashing=None):
+    """One ImageFile per sample: the first member of each key group with an image extension.
+    Samples are the runs of consecutive members sharing a key, as WebDataset writes them.
+    Every image member has a row: a hard link gives its target's bytes; a symlink, device,
+    FIFO or directory with an image extension is refused (UnsupportedTarMember)."""
+    return iter(_TarSamples(listed, max_member_bytes, hashing))
 
 
 def _tell(handle) -> int | str:
