@@ -15,6 +15,8 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
+from schemas import layout
+
 
 class WriteFailed(OSError):
     """A small output file could not be written; nothing of it was left behind."""
@@ -26,7 +28,7 @@ def _is_local(path: str) -> bool:
 
 def _temporary(path: str) -> str:
     folder, name = os.path.split(path) if _is_local(path) else path.rsplit("/", 1)
-    return f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
+    return f"{folder}/{layout.temporary_name(name, uuid.uuid4().hex[:12])}"
 
 
 def _write_local_temporary(path: str, payload: bytes) -> str:

@@ -19,15 +19,18 @@ def is_local(path: str) -> bool:
 
 
 def existing_entries(output_dir: str) -> list[str]:
-    """Names of whatever already exists directly under ``output_dir`` (files or folders)."""
+    """Names of whatever already exists directly under ``output_dir`` (files or folders),
+    except the temporary files of small writes under way (another run taking the lock)."""
     if is_local(output_dir):
         if not os.path.exists(output_dir):
             return []
         if not os.path.isdir(output_dir):
             return [output_dir]
-        return sorted(os.listdir(output_dir))
-    match = FileSystems.match([layout.join(output_dir, "*")])[0]
-    return sorted({m.path[len(output_dir.rstrip("/")) + 1:].split("/")[0] for m in match.metadata_list})
+        names = os.listdir(output_dir)
+    else:
+        match = FileSystems.match([layout.join(output_dir, "*")])[0]
+        names = {m.path[len(output_dir.rstrip("/")) + 1:].split("/")[0] for m in match.metadata_list}
+    return sorted(name for name in names if not layout.is_temporary(name))
 
 
 def remove_previous_run(output_dir: str) -> list[str]:

@@ -16,6 +16,16 @@ PARQUET_SUFFIX = ".parquet"
 OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, SKIPPED_DIR, SHARDS_DIR, EMBEDDINGS_DIR)
 
 
+def temporary_name(name: str, token: str) -> str:
+    """Where a small file is written before it is renamed into place (pipeline/atomic.py)."""
+    return f".{name}.{token}.tmp"
+
+
+def is_temporary(name: str) -> bool:
+    """A file being written (or left by a write that was killed): never an output."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def join(root: str, *parts: str) -> str:
     """Join path parts under ``root`` with '/'."""
     return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts])
