@@ -3,6 +3,12 @@
 by a fresh process into an incremental root, then a no-op incremental run on the same root.
 
     python -m bench.shards [--work DIR] [--sizes_mb 50,500] [--formats webdataset,parquet,tfrecord]
+    python -m bench.shards --huge_rows_mb 100 [--huge_rows 3]
+
+``--huge_rows_mb`` measures instead a Parquet shard whose one row group holds ``--huge_rows``
+rows of that many MB each (random bytes, as a hostile or broken writer would leave), next to
+a shard of one small JPEG row: peak RSS with the default --max_row_group_bytes (the group is
+refused from the metadata, unread) and with the limit lifted (the group is read).
 
 Samples are generated 500x375 JPEGs (quality 95, noise, about 228 KB each), the same ones in
 every format, written with webdataset's TarWriter, pyarrow (256-row groups) and
@@ -115,10 +121,10 @@ def write_shard(path: pathlib.Path, megabytes: int, shard_format: str) -> int:
     return count
 
 
-def embed(shard: pathlib.Path, root: pathlib.Path) -> tuple[dict, dict]:
+def embed(shard: pathlib.Path, root: pathlib.Path, extra=()) -> tuple[dict, dict]:
     """One incremental run on ``root`` in a fresh process: (its RSS and time, its counts)."""
     result = subprocess.run(
-        [sys.executable, "-c", _RUN, "--input", str(shard), "--output", str(root), *SETTINGS],
+        [sys.executable, "-c", _RUN, "--input", str(shard), "--output", str(root), *SETTINGS, *extra],
         cwd=REPO_ROOT, capture_output=True, text=True, check=False,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -128,16 +134,49 @@ def embed(shard: pathlib.Path, root: pathlib.Path) -> tuple[dict, dict]:
     return json.loads(lines[-1]), json.loads(entries[-1].read_text())["counts"]
 
 
+def write_huge_rows(path: pathlib.Path, megabytes: int, rows: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(megabytes)
+    values = [rng.bytes(megabytes * 1_000_000) for _ in range(rows)]
+    pq.write_table(pa.table({"key": [f"huge{i}" for i in range(rows)], "jpg": values}), str(path),
+                   row_group_size=rows, compression="none")
+
+
+def huge_rows(work: pathlib.Path, megabytes: int, rows: int) -> None:
+    """Peak RSS of one run on a small shard, and on the huge-rows shard with and without
+    the row-group limit, each in a fresh process."""
+    small = work / "small.parquet"
+    _write_parquet(small, _samples(1))
+    huge = work / f"huge-{rows}x{megabytes}mb.parquet"
+    if not huge.exists():
+        write_huge_rows(huge, megabytes, rows)
+    print(f"{'shard':>28} {'--max_row_group_bytes':>22} {'peak RSS MB':>12} {'errors':>7}")
+    for shard, limit in ((small, None), (huge, None), (huge, str(10 ** 12))):
+        root = work / "root-huge"
+        shutil.rmtree(root, ignore_errors=True)
+        extra = ["--max_row_group_bytes", limit] if limit else []
+        measured, counts = embed(shard, root, extra)
+        print(f"{shard.name:>28} {limit or 'default (256 MiB)':>22} {measured['rss_mb']:>12.0f} "
+              f"{counts['errors']:>7}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/resnet50-embeddings-bench-shards")
     parser.add_argument("--sizes_mb", default="50,500")
     parser.add_argument("--formats", default="webdataset,parquet,tfrecord")
+    parser.add_argument("--huge_rows_mb", type=int, default=None)
+    parser.add_argument("--huge_rows", type=int, default=3)
     args = parser.parse_args()
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"settings: {' '.join(SETTINGS)}")
+    if args.huge_rows_mb:
+        huge_rows(work, args.huge_rows_mb, args.huge_rows)
+        return 0
     print(f"{'format':>10} {'shard MB':>9} {'samples':>8} {'peak RSS MB':>12} {'seconds':>8} "
           f"{'no-op read':>10} {'no-op RSS MB':>12} {'no-op s':>8}")
     for shard_format in args.formats.split(","):

@@ -16,6 +16,7 @@ from schemas import (
     DEFAULT_LAYERS,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_ROW_GROUP_BYTES,
     DEFAULT_MIN_SIDE,
     FORMAT_AUTO,
     INPUT_FORMATS,
@@ -199,6 +200,12 @@ class ExtractOptions(PipelineOptions):
             "FileTooLarge). Default: %(default)s (256 MiB).",
         )
         parser.add_argument(
+            "--max_row_group_bytes", type=int, default=DEFAULT_MAX_ROW_GROUP_BYTES,
+            help="Parquet inputs: refuse, row by row and without reading it, a row group whose "
+            "image column holds more bytes than this, by the file's metadata (stage validate, "
+            "RowGroupTooLarge). Bounds a reader's memory. Default: %(default)s (256 MiB).",
+        )
+        parser.add_argument(
             "--image_formats", default=",".join(DEFAULT_IMAGE_FORMATS),
             help="Comma-separated Pillow formats that are ever opened; a file whose first bytes "
             "say another format is refused (stage validate, UnsupportedFormat). 'all' opens "
@@ -294,7 +301,8 @@ def read_config(options: ExtractOptions) -> ReadConfig:
     """The validated ReadConfig of parsed options; raises ValueError naming the flag."""
     return ReadConfig(input_format=options.input_format, image_column=options.image_column,
                       keep_columns=_names(options.keep_columns),
-                      max_file_bytes=options.max_file_bytes)
+                      max_file_bytes=options.max_file_bytes,
+                      max_row_group_bytes=options.max_row_group_bytes)
 
 
 def input_limits(options: ExtractOptions) -> InputLimits:

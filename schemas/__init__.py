@@ -67,6 +67,7 @@ from schemas.limits import (
     DEFAULT_IMAGE_FORMATS,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_ROW_GROUP_BYTES,
     DEFAULT_MIN_SIDE,
     EmptyFile,
     FileTooLarge,
@@ -74,6 +75,7 @@ from schemas.limits import (
     ImageTooSmall,
     InputLimits,
     NEVER_OPENED,
+    RowGroupTooLarge,
     TooManyPixels,
     UnsupportedFormat,
 )

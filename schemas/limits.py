@@ -9,6 +9,10 @@ import dataclasses
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: about 300 MB once decoded to RGB
 DEFAULT_MIN_SIDE = 16
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Parquet inputs: a row group whose image column holds more bytes than this (from the file's
+#: metadata) is refused row by row without being read. A reader's peak memory is about 1.5 to
+#: 3 times the row group it reads (BENCHMARKS.md), so this bounds it.
+DEFAULT_MAX_ROW_GROUP_BYTES = 256 * 1024 * 1024
 #: --image_formats' default (Pillow's format names): what photo collections hold.
 DEFAULT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 #: --image_formats all: every format Pillow opens, except those never opened.
@@ -55,6 +59,10 @@ class EmptyFile(ImageRejected):
 
 class FileTooLarge(ImageRejected):
     """A file over --max_file_bytes; it is never read."""
+
+
+class RowGroupTooLarge(ImageRejected):
+    """A row of a Parquet row group whose images are over --max_row_group_bytes; not read."""
 
 
 class TooManyPixels(ImageRejected):

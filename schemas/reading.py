@@ -7,7 +7,7 @@ import dataclasses
 from typing import NamedTuple
 
 from schemas.arrow import images_schema
-from schemas.limits import DEFAULT_MAX_FILE_BYTES
+from schemas.limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_ROW_GROUP_BYTES
 
 # --input_format: by extension (auto), or one reader for every matched file.
 FORMAT_AUTO, FORMAT_FILES = "auto", "files"
@@ -28,14 +28,17 @@ SKIP_BY = (SKIP_BY_METADATA, SKIP_BY_CONTENT)
 class ReadConfig:
     """What the readers need: ``input_format`` (INPUT_FORMATS), ``image_column`` (the
     Parquet column or TFRecord feature with the image bytes; None for each reader's
-    default), ``keep_columns`` (Parquet columns copied into ``images/`` as text) and
-    ``max_file_bytes`` (a file, sample or element over it is refused unread). Raises
-    ValueError, naming the flag, when made with a value that cannot work."""
+    default), ``keep_columns`` (Parquet columns copied into ``images/`` as text),
+    ``max_file_bytes`` (a file, sample or element over it is refused unread) and
+    ``max_row_group_bytes`` (a Parquet row group whose images hold more is refused row by
+    row, unread). Raises ValueError, naming the flag, when made with a value that cannot
+    work."""
 
     input_format: str = FORMAT_AUTO
     image_column: str | None = None
     keep_columns: tuple[str, ...] = ()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_row_group_bytes: int = DEFAULT_MAX_ROW_GROUP_BYTES
 
     def __post_init__(self):
         object.__setattr__(self, "keep_columns", tuple(self.keep_columns))
@@ -44,8 +47,9 @@ class ReadConfig:
                              f"{', '.join(INPUT_FORMATS)}")
         if self.image_column is not None and not self.image_column.strip():
             raise ValueError("--image_column is empty")
-        if self.max_file_bytes < 1:
-            raise ValueError(f"--max_file_bytes must be at least 1, got {self.max_file_bytes}")
+        for name in ("max_file_bytes", "max_row_group_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         images_schema(self.keep_columns)  # names images/ has already, or twice
 
     def record(self) -> dict:

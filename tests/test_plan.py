@@ -14,7 +14,7 @@ def test_parse_args_makes_every_typed_setting_once():
     parsed = parse_args(["--input", "x/*", "--output", "out", "--weights", "random",
                          "--input_format", "parquet", "--keep_columns", "url, txt", "--max_file_bytes", "99",
                          "--max_pixels", "1000"])
-    assert parsed.read == ReadConfig("parquet", None, ("url", "txt"), 99)
+    assert parsed.read == ReadConfig("parquet", None, ("url", "txt"), 99, 256 * 1024 * 1024)
     assert parsed.limits.max_pixels == 1000 and parsed.config.weights == "random"
     with pytest.raises(UsageError, match="--keep_columns key: images/ has such a column"):
         parse_args(["--input", "x/*", "--output", "out", "--keep_columns", "key"])

@@ -10,13 +10,15 @@ def test_defaults_and_record():
     assert read.input_format == "auto" and read.image_column is None
     assert read.keep_columns == ("url", "txt") and read.max_file_bytes == 256 * 1024 * 1024
     assert read.record() == {"input_format": "auto", "image_column": None,
-                             "keep_columns": ["url", "txt"], "max_file_bytes": 256 * 1024 * 1024}
+                             "keep_columns": ["url", "txt"], "max_file_bytes": 256 * 1024 * 1024,
+                             "max_row_group_bytes": 256 * 1024 * 1024}
 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"input_format": "zip"}, "--input_format 'zip' is not one of auto"),
     ({"image_column": " "}, "--image_column is empty"),
     ({"max_file_bytes": 0}, "--max_file_bytes must be at least 1"),
+    ({"max_row_group_bytes": 0}, "--max_row_group_bytes must be at least 1"),
     ({"keep_columns": ("uri",)}, "images/ has such a column already"),
     ({"keep_columns": ("url", "url")}, "names a column twice"),
 ])

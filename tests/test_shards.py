@@ -291,3 +291,30 @@ def test_odd_tars_through_the_cli_account_for_every_member_in_both_modes(tmp_pat
     assert len(set(uris)) == 4
     incremental = common + ["--output", str(tmp_path / "root"), "--mode", "incremental"]
     assert run(incremental) == EXIT_OK and run(incremental) == EXIT_OK  # no AccountingError
+
+
+def test_a_row_group_over_the_limit_is_refused_row_by_row_unread(tmp_path, monkeypatch):
+    """Its size comes from the metadata; its image column is never read."""
+    path = tmp_path / "groups.parquet"
+    small, large = PICTURES["000000000"], PICTURES["000000001"] * 40
+    table = pa.table({"key": ["s0", "s1", "l0", "l1", "s2"],
+                      "jpg": [small, small, large, large, small]})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for rows in ((0, 2), (2, 2), (4, 1)):  # three row groups; the middle one is large
+            writer.write_table(table.slice(*rows))
+    limit = 10 * len(small)
+    sizes = [shards.image_bytes(pq.ParquetFile(path).metadata.row_group(g), "jpg") for g in range(3)]
+    assert sizes[0] < limit < sizes[1]
+    read_groups = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, **kwargs):
+        read_groups.extend(kwargs.get("row_groups", []))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    got = list(shards.read_parquet(listed(path), 10_000_000, max_row_group_bytes=limit))
+    assert outcomes(got) == [("s0", "image"), ("s1", "image"), ("l0", "RowGroupTooLarge"),
+                             ("l1", "RowGroupTooLarge"), ("s2", "image")]
+    assert read_groups == [0, 2]
+    assert "row group 1 holds" in str(got[2].error) and "--max_row_group_bytes" in str(got[2].error)

@@ -26,11 +26,13 @@ from schemas import (
     FORMAT_TFRECORD,
     FORMAT_WEBDATASET,
     SHARD_FORMATS,
+    DEFAULT_MAX_ROW_GROUP_BYTES,
     FileMeta,
     FileTooLarge,
     ImageFile,
     ListedFile,
     ReadConfig,
+    RowGroupTooLarge,
 )
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
@@ -297,11 +299,47 @@ def _row_sample(listed: ListedFile, key: str, data, kept, column: str, max_image
     return sample(listed, key, data, kept, hashing)
 
 
+def image_bytes(row_group: pq.RowGroupMetaData, column: str) -> int:
+    """Bytes of the image column in one row group, uncompressed, from the metadata alone."""
+    leaves = (column, f"{column}.bytes")
+    return sum(row_group.column(i).total_uncompressed_size for i in range(row_group.num_columns)
+               if row_group.column(i).path_in_schema in leaves)
+
+
+def _refused_rows(parquet: pq.ParquetFile, group: int, has_key: bool, first_row: int, size: int,
+                  limit: int):
+    """(key, RowGroupTooLarge) per row of a row group over ``limit``, its images unread."""
+    rows = parquet.metadata.row_group(group).num_rows
+    names = (parquet.read_row_group(group, columns=["key"]).column("key").to_pylist() if has_key
+             else [None] * rows)
+    error = RowGroupTooLarge(f"row group {group} holds {size} bytes of images, over "
+                             f"--max_row_group_bytes {limit}; not read")
+    for offset, name in enumerate(names):
+        yield (str(name) if name is not None else str(first_row + offset)), error
+
+
+def _batch_rows(batch: pa.RecordBatch, column: str, is_struct: bool, keep_columns):
+    """(key or None, image bytes, kept values or None) per row of one record batch."""
+    images = batch.column(column)
+    if is_struct:
+        images = images.field("bytes")
+    present = batch.schema.names
+    names = batch.column("key").to_pylist() if "key" in present else [None] * batch.num_rows
+    kept_values = {name: batch.column(name).to_pylist() for name in keep_columns if name in present}
+    for i, data in enumerate(images.to_pylist()):
+        kept = (tuple(_as_text(kept_values[n][i]) if n in kept_values else None for n in keep_columns)
+                if keep_columns else None)
+        yield (str(names[i]) if names[i] is not None else None), data, kept
+
+
 def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str | None = None,
-                 batch_rows: int = 256, keep_columns: tuple[str, ...] = (), hashing=None):
+                 batch_rows: int = 256, keep_columns: tuple[str, ...] = (), hashing=None,
+                 max_row_group_bytes: int = DEFAULT_MAX_ROW_GROUP_BYTES):
     """One ImageFile per row. The key is the ``key`` column when there is one, else the row
     number. A null image is an error row; so is a file that is not Parquet. The values of
-    ``keep_columns`` that the file has are carried as text in ``kept`` (None where absent)."""
+    ``keep_columns`` that the file has are carried as text in ``kept`` (None where absent).
+    Row groups are read one at a time; one whose images hold more than
+    ``max_row_group_bytes`` (by the metadata) gives an error row per row, unread."""
     keys = _Keys()
     with FileSystems.open(listed.uri, compression_type="uncompressed") as handle:
         try:
@@ -320,18 +358,20 @@ def read_parquet(listed: ListedFile, max_image_bytes: int, requested_column: str
         columns = list(dict.fromkeys([column] + (["key"] if has_key else []) + kept_present))
         row = 0
         try:
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-                images = batch.column(column)
-                if is_struct:
-                    images = images.field("bytes")
-                names = batch.column("key").to_pylist() if has_key else None
-                kept_values = {name: batch.column(name).to_pylist() for name in kept_present}
-                for i, data in enumerate(images.to_pylist()):
-                    kept = (tuple(_as_text(kept_values[n][i]) if n in kept_values else None
-                                  for n in keep_columns) if keep_columns else None)
-                    key = keys(str(names[i]) if names and names[i] is not None else str(row))
-                    row += 1
-                    yield _row_sample(listed, key, data, kept, column, max_image_bytes, hashing)
+            for group in range(parquet.metadata.num_row_groups):
+                size = image_bytes(parquet.metadata.row_group(group), column)
+                if size > max_row_group_bytes:
+                    for name, error in _refused_rows(parquet, group, has_key, row, size,
+                                                     max_row_group_bytes):
+                        row += 1
+                        yield _error(listed, keys(name), error)
+                    continue
+                for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group],
+                                                  columns=columns):
+                    for name, data, kept in _batch_rows(batch, column, is_struct, keep_columns):
+                        key = keys(name if name is not None else str(row))
+                        row += 1
+                        yield _row_sample(listed, key, data, kept, column, max_image_bytes, hashing)
         except Exception as exc:
             yield _error(listed, None, ShardBroken(
                 f"Parquet shard broken after row {row}: {type(exc).__name__}: {exc}"))
@@ -407,7 +447,8 @@ def read_shard(listed: ListedFile, kind: str, read: ReadConfig, hashing=None):
         return read_webdataset(listed, read.max_file_bytes, hashing)
     if kind == FORMAT_PARQUET:
         return read_parquet(listed, read.max_file_bytes, read.image_column,
-                            keep_columns=read.keep_columns, hashing=hashing)
+                            keep_columns=read.keep_columns, hashing=hashing,
+                            max_row_group_bytes=read.max_row_group_bytes)
     if kind == FORMAT_TFRECORD:
         return read_tfrecord(listed, read.max_file_bytes, read.image_column, hashing)
     raise ValueError(f"not a shard format: {kind!r} (one of {', '.join(SHARD_FORMATS)})")
