@@ -31,6 +31,7 @@ from pipeline.local import LOCAL_RUNNER, set_tensorflow_threads, use_local_worke
 from pipeline.options import help_text, model_handler
 from pipeline.plan import RunPlan, UsageError, plan_run, run_record
 from pipeline.progress import ProgressPrinter
+from pipeline.workers import WorkerWatch
 from schemas import layout
 from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 
@@ -124,18 +125,24 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
     _log.info("embedding %s files from %s into %s", "the" if plan.matched is None else plan.matched,
               plan.options.input, output_dir)
     progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
+    watch = None if plan.remote else WorkerWatch(progress_dir)
     try:
         pipeline = build_job(plan, runner, extract=extract, model_factory=model_factory,
                              progress_dir=progress_dir)
         progress = (ProgressPrinter(progress_dir, plan.matched, plan.options.progress_seconds)
                     if progress_dir else contextlib.nullcontext())
-        with progress:
+        with watch or contextlib.nullcontext(), progress:
             result = pipeline.run()
             if on_result is not None:
                 on_result(result)
             if plan.dry_run:
                 return Outcome(BUILT, reason=f"built the {runner} job; nothing was submitted")
             state = result.wait_until_finish()
+    except KeyboardInterrupt:
+        if watch is None or not watch.died:
+            raise
+        _log.error("%s: %s has no manifest and is incomplete", watch.died, output_dir)
+        return Outcome(FAILED, reason=watch.died)
     except Exception:
         _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
         return Outcome(FAILED, reason="the pipeline failed")

@@ -1,0 +1,109 @@
+"""Local runs: notice a worker process that dies, and end the run instead of waiting forever.
+
+Beam's local runner starts its worker processes (``sdk_worker_main``) from a thread that
+only logs when one exits. Usually it then runs the lost bundle again on another worker, and
+the run completes (FinalizeRun's accounting check proves it whole). Sometimes it waits for
+the lost bundle without end. WorkerWatch polls this launcher's descendant worker processes
+(Linux ``/proc``). Once one has ended, a run whose progress counts stop moving for
+``stall_seconds`` is ended: the remaining workers are killed and the launcher's main thread
+interrupted, and the run is reported failed (exit 1), its lock released."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+_log = logging.getLogger(__name__)
+WORKER_MARK = b"apache_beam.runners.worker.sdk_worker_main"
+POLL_SECONDS = 0.5
+#: After a worker died: how long a run may show no progress before it is ended.
+STALL_SECONDS = 30.0
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == b"Z" else int(fields[1])
+
+
+def worker_pids(ancestor: int) -> set[int]:
+    """The live worker processes descending from ``ancestor``."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if WORKER_MARK not in handle.read():
+                    continue
+        except OSError:
+            continue
+        parent, hops = _parent(pid), 0
+        while parent not in (None, 0, 1, ancestor) and hops < 8:
+            parent, hops = _parent(parent), hops + 1
+        if parent == ancestor:
+            found.add(pid)
+    return found
+
+
+class WorkerWatch:
+    """Context manager around a local job whose progress counts are in ``progress_dir``
+    (pipeline/job/counting.py). ``died`` says, after an interrupted run, that a lost worker
+    ended it (the launcher then exits 1, not as for Ctrl-C)."""
+
+    def __init__(self, progress_dir: str | None, stall_seconds: float = STALL_SECONDS):
+        self.died: str | None = None
+        self._progress_dir = progress_dir
+        self._stall = stall_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+
+    def __enter__(self):
+        if os.path.isdir("/proc"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2 * POLL_SECONDS)
+        return False
+
+    def _counts(self):
+        from pipeline.progress import read_counts
+
+        return dict(read_counts(self._progress_dir)) if self._progress_dir else {}
+
+    def _watch(self):
+        me, seen, gone = os.getpid(), set(), set()
+        counts, moved_at = None, time.monotonic()
+        while not self._stop.wait(POLL_SECONDS):
+            alive = worker_pids(me)
+            gone |= seen - alive
+            seen |= alive
+            if not gone:
+                continue
+            now_counts = self._counts()
+            if now_counts != counts:
+                counts, moved_at = now_counts, time.monotonic()
+            elif time.monotonic() - moved_at > self._stall:
+                self._end(sorted(gone), worker_pids(me))
+                return
+
+    def _end(self, gone: list[int], remaining: set[int]):
+        self.died = (f"worker process {', '.join(map(str, gone))} ended (killed, or out of memory) "
+                     f"and the run made no progress for {self._stall:.0f} s after it")
+        _log.error("%s; ending the run and %d other worker process(es)", self.died, len(remaining))
+        for pid in remaining:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.kill(os.getpid(), signal.SIGINT)  # wakes the main thread wherever it waits

@@ -1,0 +1,59 @@
+"""pipeline/workers.py: a local run whose worker dies and that then stops moving is ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline.workers import WORKER_MARK, WorkerWatch, worker_pids
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux /proc")
+
+
+def fake_worker() -> subprocess.Popen:
+    """A child whose command line reads like Beam's worker's."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", WORKER_MARK.decode()])
+
+
+def test_worker_pids_finds_descendant_workers_only():
+    worker = fake_worker()
+    try:
+        time.sleep(0.3)
+        assert worker_pids(os.getpid()) == {worker.pid}
+        assert worker_pids(worker.pid) == set()  # none descend from the worker itself
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_a_stalled_run_after_a_lost_worker_is_interrupted_and_says_why(tmp_path):
+    lost, other = fake_worker(), fake_worker()
+    watch = WorkerWatch(str(tmp_path), stall_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with watch:
+            time.sleep(1.0)
+            lost.send_signal(signal.SIGKILL)
+            lost.wait()
+            time.sleep(30)  # the main thread waiting, as for a lost bundle
+    assert time.monotonic() - started < 10
+    assert watch.died.startswith(f"worker process {lost.pid} ended")
+    assert other.wait(timeout=5) == -signal.SIGKILL  # the other workers are ended too
+
+
+def test_a_run_that_keeps_moving_is_left_alone(tmp_path):
+    lost = fake_worker()
+    watch = WorkerWatch(str(tmp_path), stall_seconds=1.5)
+    with watch:
+        time.sleep(1.0)
+        lost.kill()
+        lost.wait()
+        for step in range(8):  # progress files keep changing: Beam ran the bundle again
+            (tmp_path / "1.json").write_text(f'{{"embedded": {step}}}')
+            time.sleep(0.5)
+    assert watch.died is None
