@@ -33,7 +33,8 @@ def _parent(pid: int) -> int | None:
 
 
 def worker_pids(ancestor: int) -> set[int]:
-    """The live worker processes descending from ``ancestor``."""
+    """The live worker processes (Python, running ``sdk_worker_main``) descending from
+    ``ancestor``."""
     found = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -41,9 +42,12 @@ def worker_pids(ancestor: int) -> set[int]:
         pid = int(name)
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if WORKER_MARK not in handle.read():
-                    continue
+                argv = handle.read().split(b"\0")
         except OSError:
+            continue
+        # Beam starts each worker through a shell (``sh -c "python -m ...sdk_worker_main"``):
+        # the worker is the Python process, not its shell.
+        if WORKER_MARK not in argv or os.path.basename(argv[0]).endswith(b"sh"):
             continue
         parent, hops = _parent(pid), 0
         while parent not in (None, 0, 1, ancestor) and hops < 8:
