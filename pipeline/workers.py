@@ -1,9 +1,9 @@
 """Local runs: notice a worker process that dies, and end the run instead of waiting forever.
 
 Beam's local runner starts its worker processes (``sdk_worker_main``) from a thread that
-only logs when one exits. Usually it then runs the lost bundle again on another worker, and
-the run completes (FinalizeRun's accounting check proves it whole). Sometimes it waits for
-the lost bundle without end. WorkerWatch polls this launcher's descendant worker processes
+only logs when one exits. Usually the bundle that worker held then fails ("Channel closed
+prematurely") and so does the run; sometimes the runner waits for the lost bundle without
+end. WorkerWatch polls this launcher's descendant worker processes
 (Linux ``/proc``). Once one has ended, a run whose progress counts stop moving for
 ``stall_seconds`` is ended: the remaining workers are killed and the launcher's main thread
 interrupted, and the run is reported failed (exit 1), its lock released."""

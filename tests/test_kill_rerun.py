@@ -78,10 +78,9 @@ def test_kill_during_write_then_overwrite_completes(tmp_path):
 
 
 def test_a_worker_killed_mid_run_never_leaves_the_run_hanging(tmp_path):
-    """SIGKILL one of the two local worker processes mid-run, twice: each run ends within a
-    minute, either complete (Beam ran the lost bundle again; the accounting check passed) or
-    failed with exit 1; no lock and no worker process is left behind. (Twenty tries are in
-    docs/recovery.md.)"""
+    """SIGKILL one of the two local worker processes mid-run, twice: each run ends within
+    two minutes, failed with exit 1 (or, should a runner retry the bundle, complete and
+    accounted for); no lock and no worker process is left behind."""
     from pipeline.workers import worker_pids
 
     folder = tmp_path / "in"
