@@ -12,6 +12,7 @@ _IMPORTED_AT = time.time()  # before the heavy imports below: start-up is counte
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from pipeline.progress import ProgressPrinter
 from pipeline.workers import WorkerWatch
 from schemas import layout
 from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
+from transforms.lifeline import LAUNCHER_PID_VARIABLE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
 _log = logging.getLogger("pipeline.run")
@@ -91,6 +93,8 @@ def prepare(plan: RunPlan) -> str:
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
         use_local_workers(plan.pipeline_options, plan.options, plan.argv, plan.matched)
+    if not plan.remote:  # local worker processes end with this launcher (transforms/lifeline.py)
+        os.environ[LAUNCHER_PID_VARIABLE] = str(os.getpid())
     if plan.options.tf_threads:
         set_tensorflow_threads(plan.options.tf_threads)
     if plan.options.overwrite:

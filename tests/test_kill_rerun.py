@@ -110,3 +110,37 @@ def test_a_worker_killed_mid_run_never_leaves_the_run_hanging(tmp_path):
             assert manifest["counts"]["embedded"] == IMAGES
         else:
             assert not is_complete(str(out))
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path):
+    """No orphans: the local worker processes exit within seconds of their launcher."""
+    from pipeline.workers import worker_pids
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(IMAGES):
+        write_image(folder / f"img{i:03d}.png", rgb_pattern(64, 64, 3000 + i), "PNG")
+    argv = ["--input", str(folder / "*"), "--output", str(tmp_path / "out"), "--weights", "random",
+            "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers, deadline = set(), time.monotonic() + 120
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = worker_pids(process.pid)
+        time.sleep(0.2)
+    assert len(workers) == 2
+    time.sleep(3)  # the workers have imported the transforms and are embedding
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 3  # measured here: 0.3 s (1.5 s without transforms/lifeline.py)
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _running(pid)]

@@ -1,6 +1,7 @@
 """One composable PTransform per step: list, read, skip, decode, resize, batch, extract, write;
 ReadInputs and EmbedImages compose them."""
 
+from transforms import lifeline
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages
@@ -29,3 +30,5 @@ __all__ = [
     "ExtractLayers",
     "WriteEmbeddings",
 ]
+
+lifeline.start()  # a local run's worker process: end with the launcher
