@@ -162,3 +162,23 @@ def test_readers_leave_out_a_run_not_all_on_disk(folder, tmp_path, caplog):
     with pytest.raises(Exception, match="no complete manifest.json and no completed runs"):
         read_layer(str(root), "res2")
     assert "Readers leave it out" in caplog.text
+
+
+def test_a_full_disk_while_parts_are_written_fails_the_run_and_the_next_one_completes(
+        folder, tmp_path, monkeypatch, capsys):
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "root"
+    real = pq.ParquetWriter.write_table
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    assert run(argv(folder, root)) == EXIT_FAILED
+    assert not (root / layout.LOCK_FILE).exists() and not list(root.glob(f"{layout.RUNS_INDEX_DIR}/*"))
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real)
+    assert run(argv(folder, root)) == EXIT_OK
+    (entry,) = incremental.index_entries(str(root))
+    assert entry["counts"]["embedded"] == IMAGES
+    embedded_once(root)
