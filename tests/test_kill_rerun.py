@@ -20,6 +20,31 @@ IMAGES = 240
 LAYERS = ("res2", "res5")
 
 
+def _inputs(tmp_path: pathlib.Path, first_seed: int) -> pathlib.Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(IMAGES):
+        write_image(folder / f"img{i:03d}.png", rgb_pattern(64, 64, first_seed + i), "PNG")
+    return folder
+
+
+def _argv(folder: pathlib.Path, out: pathlib.Path) -> list[str]:
+    return ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
+            "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "2"]
+
+
+def _two_workers(process) -> set[int]:
+    """The two local worker processes of a launcher, once both have started."""
+    from pipeline.workers import worker_pids
+
+    workers, deadline = set(), time.monotonic() + 120
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = worker_pids(process.pid)
+        time.sleep(0.2)
+    assert len(workers) == 2, "the local run did not start two worker processes"
+    return workers
+
+
 def _wait_for_writing(out: pathlib.Path, process, timeout=240.0) -> bool:
     """True once Beam's temporary part files exist under ``out`` (writing has begun)."""
     deadline = time.monotonic() + timeout
@@ -31,13 +56,9 @@ def _wait_for_writing(out: pathlib.Path, process, timeout=240.0) -> bool:
 
 
 def test_kill_during_write_then_overwrite_completes(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(IMAGES):
-        write_image(folder / f"img{i:03d}.png", rgb_pattern(64, 64, 1000 + i), "PNG")
+    folder = _inputs(tmp_path, 1000)
     out = tmp_path / "out"
-    argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
-            "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "2"]
+    argv = _argv(folder, out)
 
     process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -83,21 +104,13 @@ def test_a_worker_killed_mid_run_never_leaves_the_run_hanging(tmp_path):
     accounted for); no lock and no worker process is left behind."""
     from pipeline.workers import worker_pids
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(IMAGES):
-        write_image(folder / f"img{i:03d}.png", rgb_pattern(64, 64, 2000 + i), "PNG")
+    folder = _inputs(tmp_path, 2000)
     for attempt in range(2):
         out = tmp_path / f"out{attempt}"
-        argv = ["--input", str(folder / "*"), "--output", str(out), "--weights", "random",
-                "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "2"]
-        process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        workers, deadline = set(), time.monotonic() + 120
-        while len(workers) < 2 and time.monotonic() < deadline:
-            workers = worker_pids(process.pid)
-            time.sleep(0.2)
-        assert len(workers) == 2, "the local run did not start two worker processes"
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + _argv(folder, out),
+                                   cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True)
+        workers = _two_workers(process)
         while not (out / "images").exists() and process.poll() is None:
             time.sleep(0.1)  # embedding has begun
         os.kill(sorted(workers)[attempt % 2], signal.SIGKILL)
@@ -122,21 +135,10 @@ def _running(pid: int) -> bool:
 
 def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path):
     """No orphans: the local worker processes exit within seconds of their launcher."""
-    from pipeline.workers import worker_pids
-
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(IMAGES):
-        write_image(folder / f"img{i:03d}.png", rgb_pattern(64, 64, 3000 + i), "PNG")
-    argv = ["--input", str(folder / "*"), "--output", str(tmp_path / "out"), "--weights", "random",
-            "--image_size", "64", "--layers", ",".join(LAYERS), "--batch_size", "2"]
+    argv = _argv(_inputs(tmp_path, 3000), tmp_path / "out")
     process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers, deadline = set(), time.monotonic() + 120
-    while len(workers) < 2 and time.monotonic() < deadline:
-        workers = worker_pids(process.pid)
-        time.sleep(0.2)
-    assert len(workers) == 2
+    workers = _two_workers(process)
     time.sleep(3)  # the workers have imported the transforms and are embedding
     process.kill()
     process.wait(timeout=30)
