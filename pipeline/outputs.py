@@ -89,9 +89,13 @@ def damage(output_dir: str) -> list[str]:
     Manifests written before files were recorded are trusted on the manifest alone."""
     from pipeline.manifest import read_manifest
 
-    if not is_complete(output_dir):
-        return [f"{layout.MANIFEST_FILE} is missing, unreadable or not complete"]
-    manifest = read_manifest(output_dir)
+    missing = [f"{layout.MANIFEST_FILE} is missing, unreadable or not complete"]
+    try:
+        manifest = read_manifest(output_dir)  # read once: this runs for every earlier run
+    except (OSError, ValueError):
+        return missing
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
+        return missing
     recorded = manifest.get("files")
     if not isinstance(recorded, dict):
         return []
