@@ -182,3 +182,16 @@ def test_a_full_disk_while_parts_are_written_fails_the_run_and_the_next_one_comp
     (entry,) = incremental.index_entries(str(root))
     assert entry["counts"]["embedded"] == IMAGES
     embedded_once(root)
+
+
+def test_a_run_copied_under_a_new_id_is_read_once(folder, tmp_path, caplog):
+    root = tmp_path / "root"
+    assert run(argv(folder, root)) == EXIT_OK
+    (first,) = incremental.index_entries(str(root))
+    copy_id = first["run"] + "-copy"
+    shutil.copytree(_first_partition(root), root / f"{layout.RUN_PARTITION_PREFIX}{copy_id}")
+    entry = dict(first, run=copy_id, partition=f"{layout.RUN_PARTITION_PREFIX}{copy_id}")
+    (root / layout.RUNS_INDEX_DIR / f"{copy_id}.json").write_text(json.dumps(entry))
+    assert len(incremental.index_entries(str(root))) == 2
+    embedded_once(root)
+    assert f"{IMAGES} rows of res2 repeat an (image_id, uri) of an earlier run" in caplog.text

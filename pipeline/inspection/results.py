@@ -4,6 +4,7 @@ incremental root, read across all of its completed runs; incomplete runs are nev
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -16,6 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.incremental import index_entries, trusted
 from pipeline.outputs import damage, is_complete, part_files
 from schemas import layout
+
+LOG = logging.getLogger(__name__)
 
 
 class LayerMatrix(NamedTuple):
@@ -101,12 +104,22 @@ def layer_dataset(root: str, layer: str, embedding_key: str | None = None) -> ds
 
 
 def read_layer(root: str, layer: str, embedding_key: str | None = None) -> LayerMatrix:
-    """All rows of ``embeddings/<layer>/`` in every completed output under ``root``."""
+    """All rows of ``embeddings/<layer>/`` in every completed output under ``root``, one per
+    (image_id, uri): when two trusted runs hold the same image at the same uri (a run's
+    folder copied under a new run id, say), the older run's row is kept and the others are
+    left out with a warning. One image at two uris is two rows, as the job writes it."""
     parts = list(iter_layer_parts(root, layer, embedding_key))
     if not parts:
         return LayerMatrix([], [], np.zeros((0, 0), np.float32))
-    return LayerMatrix(
-        [i for part in parts for i in part.image_ids],
-        [u for part in parts for u in part.uris],
-        np.concatenate([part.matrix for part in parts]),
-    )
+    ids = [i for part in parts for i in part.image_ids]
+    uris = [u for part in parts for u in part.uris]
+    matrix = np.concatenate([part.matrix for part in parts])
+    first = {}
+    for row, pair in enumerate(zip(ids, uris)):
+        first.setdefault(pair, row)
+    if len(first) == len(ids):
+        return LayerMatrix(ids, uris, matrix)
+    LOG.warning("%s: %d rows of %s repeat an (image_id, uri) of an earlier run; each is read once",
+                root, len(ids) - len(first), layer)
+    keep = sorted(first.values())
+    return LayerMatrix([ids[r] for r in keep], [uris[r] for r in keep], matrix[keep])
