@@ -19,6 +19,8 @@ from schemas import (
     DEFAULT_MAX_ROW_GROUP_BYTES,
     DEFAULT_MIN_SIDE,
     FORMAT_AUTO,
+    IMAGE_PATHS,
+    IMAGE_PATHS_NEVER,
     INPUT_FORMATS,
     MIXED_PRECISIONS,
     MODE_SINGLE,
@@ -60,8 +62,11 @@ class ExtractOptions(PipelineOptions):
         """Where the images are and how to read them."""
         parser.add_argument(
             "--input",
-            help="Images to embed: a file, a glob such as 'photos/*.jpg' or 'photos/**', or "
-            "any Beam filesystem pattern such as gs://bucket/images/*.",
+            action="append",
+            help="Images to embed: a file, a folder (everything below it), a glob such as "
+            "'photos/*.jpg' or 'photos/**', or any Beam filesystem pattern such as "
+            "gs://bucket/images/*. Give it several times to read several; a file that two "
+            "match is read once. Files under --output are never read.",
         )
         parser.add_argument(
             "--output",
@@ -71,24 +76,39 @@ class ExtractOptions(PipelineOptions):
             "--input_format",
             default=FORMAT_AUTO,
             choices=INPUT_FORMATS,
-            help="auto (default): by each matched file's extension: .tar a WebDataset shard, "
-            ".parquet a Parquet table, .tfrecord/.tfrecords/.tfrec TFRecords of "
+            help="auto (default): by each matched file's extension: .tar, .tar.gz or .tgz a "
+            "WebDataset shard, .parquet a Parquet table, .tfrecord/.tfrecords/.tfrec (or "
+            ".tfrecord.gz, or TFDS's name.tfrecord-00000-of-00010) TFRecords of "
             "tf.train.Example, anything else an image file. Or one of files, webdataset, "
-            "parquet, tfrecord for every file.",
+            "parquet, tfrecord for every file. Compressed shards (.gz, .bz2, .xz, .zst) are "
+            "decompressed as they are read.",
         )
         parser.add_argument(
             "--image_column",
             default=None,
             help="Parquet: the column with the image bytes (binary, or a struct with a binary "
-            "'bytes' field). Default: the first of jpg, png, webp, image, image_bytes, bytes. "
-            "TFRecord: the tf.train.Example feature. Default: image/encoded.",
+            "'bytes' field). Default: the Image column named in the file's Hugging Face "
+            "metadata, else the first of jpg, png, webp, image, image_bytes, bytes. "
+            "TFRecord: the tf.train.Example feature. Default: image/encoded, else image, "
+            "else the only bytes feature.",
+        )
+        parser.add_argument(
+            "--image_paths",
+            default=IMAGE_PATHS_NEVER,
+            choices=IMAGE_PATHS,
+            help="Parquet images stored as {bytes: null, path} (Hugging Face datasets built "
+            "from local files): never (default) makes each an error row naming this flag; "
+            "relative reads the path relative to the Parquet file's folder. An absolute path, "
+            "or one leaving that folder, is an error row: a Parquet file never makes the "
+            "pipeline read other files.",
         )
         parser.add_argument(
             "--keep_columns",
             default="",
-            help="Parquet inputs: comma-separated columns copied into images/ as text, such "
-            "as url,txt from img2dataset, so results join back to captions and URLs. Null "
-            "for images from other inputs. Default: none.",
+            help="Comma-separated columns copied into images/ as text, so results join back "
+            "to captions, labels and URLs: Parquet columns (url,txt from img2dataset), "
+            "TFRecord features (label), WebDataset members by extension (cls,txt,json). "
+            "Null where an input has none; a name no input has is a warning. Default: none.",
         )
 
     @staticmethod
@@ -302,7 +322,8 @@ def read_config(options: ExtractOptions) -> ReadConfig:
     return ReadConfig(input_format=options.input_format, image_column=options.image_column,
                       keep_columns=_names(options.keep_columns),
                       max_file_bytes=options.max_file_bytes,
-                      max_row_group_bytes=options.max_row_group_bytes)
+                      max_row_group_bytes=options.max_row_group_bytes,
+                      image_paths=options.image_paths)
 
 
 def input_limits(options: ExtractOptions) -> InputLimits:

@@ -49,6 +49,7 @@ from schemas import (
     ReadConfig,
     layout,
 )
+from transforms.listing import is_under
 from transforms.shards import shard_format
 
 _log = logging.getLogger("pipeline.plan")
@@ -80,7 +81,11 @@ def parse_args(argv: list[str]) -> Parsed:
         raise UsageError("--input is required: a file, glob or gs:// pattern of images")
     if not options.output:
         raise UsageError("--output is required: the directory to write Parquet files into")
-    options.input = absolute_pattern(options.input)
+    options.input = input_patterns(options.input)
+    options.output = options.output if "://" in options.output else os.path.abspath(options.output)
+    if output_is_a_file(options.output):
+        raise UsageError(f"--output {options.output} is an existing file; name a folder (new, "
+                         "empty, or an earlier run's)")
     try:
         parsed = Parsed(pipeline_options, options, extraction_config(options),
                         input_limits(options), read_config(options))
@@ -115,24 +120,63 @@ def check_model_placement(pipeline_options: PipelineOptions, options: ExtractOpt
 
 
 def absolute_pattern(pattern: str) -> str:
-    """Local patterns become absolute, so the URIs in the outputs do not depend on the cwd."""
-    return os.path.abspath(pattern) if outputs.is_local(pattern) else pattern
+    """Local patterns become absolute, so the URIs in the outputs do not depend on the cwd;
+    a folder (local, or a remote pattern ending in ``/``) means everything below it."""
+    if not outputs.is_local(pattern):
+        if pattern.endswith("/"):
+            _log.info("--input %s is a folder: reading everything below it (%s**)", pattern, pattern)
+            return pattern + "**"
+        return pattern
+    absolute = os.path.abspath(pattern)
+    if os.path.isdir(absolute):
+        below = os.path.join(absolute, "**")
+        _log.info("--input %s is a folder: reading everything below it (%s)", pattern, below)
+        return below
+    return absolute
 
 
-def input_file_count(pattern: str, *, count_all: bool, input_format: str = "auto") -> int | None:
-    """Check that ``pattern`` matches at least one file (UsageError if not). With
-    ``count_all`` (local runs, for the progress line and the one-batch heuristic) return how
-    many images it holds when every file is an image file, or None when shards are among
-    them (their samples are only counted by reading them). Without it, stop at the first
-    match and return None, so that the launcher never lists the collection: the job lists it."""
+def input_patterns(given: list[str] | str) -> list[str]:
+    """--input's values (it may be given several times), each made absolute, once each."""
+    values = [given] if isinstance(given, str) else list(given)
+    return list(dict.fromkeys(absolute_pattern(value) for value in values))
+
+
+def output_is_a_file(output: str) -> bool:
+    """Whether --output names an existing file (an object, on gs://) rather than a folder."""
+    if outputs.is_local(output):
+        return os.path.isfile(output)
+    try:
+        return FileSystems.exists(output) and not output.endswith("/")
+    except Exception:  # No credentials in a dry run: the job finds out.
+        return False
+
+
+def _matched_paths(pattern: str, count_all: bool) -> list[str]:
     try:
         match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
-        paths = [metadata.path for metadata in match.metadata_list]
+        return [metadata.path for metadata in match.metadata_list]
     except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
         _log.info("matching %s raised %s", pattern, exc)
-        paths = []
-    if not paths:
-        raise UsageError(f"--input {pattern!r} matches no file")
+        return []
+
+
+def input_file_count(patterns: list[str] | str, *, count_all: bool, input_format: str = "auto",
+                     output: str | None = None) -> int | None:
+    """Check that each pattern matches at least one file outside ``output`` (UsageError if
+    not). With ``count_all`` (local runs, for the progress line and the one-batch heuristic)
+    return how many images they hold when every file is an image file, or None when shards
+    are among them (their samples are only counted by reading them). Without it, stop at
+    each pattern's first match and return None, so that the launcher never lists the
+    collection: the job lists it."""
+    paths: set[str] = set()
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        found = [path for path in _matched_paths(pattern, count_all) if not is_under(path, output)]
+        if not found and not count_all and output is not None:
+            found = [path for path in _matched_paths(pattern, True) if not is_under(path, output)][:1]
+        if not found:
+            where = f" outside --output {output}" if output else ""
+            raise UsageError(f"--input {pattern!r} matches no file{where}")
+        paths.update(found)
     if not count_all or any(shard_format(path, input_format) != FORMAT_FILES for path in paths):
         return None
     return len(paths)
@@ -141,9 +185,10 @@ def input_file_count(pattern: str, *, count_all: bool, input_format: str = "auto
 def check_remote_paths(options: ExtractOptions, config: ExtractionConfig) -> None:
     """Remote workers can read neither local inputs nor a local weights file, nor write a
     local output."""
-    if outputs.is_local(options.input):
-        raise UsageError(f"--input {options.input} is local: remote workers cannot read "
-                         "it; copy the images to gs:// (or another shared filesystem)")
+    for pattern in options.input:
+        if outputs.is_local(pattern):
+            raise UsageError(f"--input {pattern} is local: remote workers cannot read "
+                             "it; copy the images to gs:// (or another shared filesystem)")
     if outputs.is_local(options.output):
         raise UsageError(f"--output {options.output} is local: remote workers cannot write it")
     if weights_kind(config.weights) == "file" and "://" not in config.weights:
@@ -164,7 +209,7 @@ def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool
     matched = None
     if check_paths:
         matched = input_file_count(options.input, count_all=not remote,
-                                   input_format=options.input_format)
+                                   input_format=options.input_format, output=options.output)
     if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
         return matched, None
     try:

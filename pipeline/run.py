@@ -115,6 +115,7 @@ def build_job(plan: RunPlan, runner: str, *, extract, model_factory, progress_di
                            on_complete=on_complete)
     pipeline = beam.Pipeline(options=plan.pipeline_options)
     build_pipeline(pipeline, input_pattern=plan.options.input, output_dir=output.output_dir,
+                   output_root=plan.options.output,
                    config=config, limits=plan.limits, read=plan.read, extract=extract,
                    handler=model_handler(plan.options, config, model_factory),
                    comparison=output.comparison, finalize=finalize, progress_dir=progress_dir)
@@ -127,7 +128,7 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
     runner = prepare(plan)
     output_dir = plan.output.output_dir
     _log.info("embedding %s files from %s into %s", "the" if plan.matched is None else plan.matched,
-              plan.options.input, output_dir)
+              ", ".join(plan.options.input), output_dir)
     progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     watch = None if plan.remote else WorkerWatch(progress_dir)
     try:

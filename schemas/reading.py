@@ -23,12 +23,18 @@ MODES = (MODE_SINGLE, MODE_INCREMENTAL)
 SKIP_BY_METADATA, SKIP_BY_CONTENT = "metadata", "content"
 SKIP_BY = (SKIP_BY_METADATA, SKIP_BY_CONTENT)
 
+# --image_paths: whether an image struct with null bytes and a ``path`` is read from that path.
+IMAGE_PATHS_NEVER, IMAGE_PATHS_RELATIVE = "never", "relative"
+IMAGE_PATHS = (IMAGE_PATHS_NEVER, IMAGE_PATHS_RELATIVE)
+
 
 @dataclasses.dataclass(frozen=True)
 class ReadConfig:
     """What the readers need: ``input_format`` (INPUT_FORMATS), ``image_column`` (the
     Parquet column or TFRecord feature with the image bytes; None for each reader's
-    default), ``keep_columns`` (Parquet columns copied into ``images/`` as text),
+    default), ``keep_columns`` (Parquet columns, TFRecord features or WebDataset members
+    copied into ``images/`` as text), ``image_paths`` (IMAGE_PATHS: whether a Parquet image
+    whose bytes are null is read from its ``path``, relative to the shard's folder),
     ``max_file_bytes`` (a file, sample or element over it is refused unread) and
     ``max_row_group_bytes`` (a Parquet row group whose images hold more is refused row by
     row, unread). Raises ValueError, naming the flag, when made with a value that cannot
@@ -39,12 +45,15 @@ class ReadConfig:
     keep_columns: tuple[str, ...] = ()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_row_group_bytes: int = DEFAULT_MAX_ROW_GROUP_BYTES
+    image_paths: str = IMAGE_PATHS_NEVER
 
     def __post_init__(self):
         object.__setattr__(self, "keep_columns", tuple(self.keep_columns))
         if self.input_format not in INPUT_FORMATS:
             raise ValueError(f"--input_format {self.input_format!r} is not one of "
                              f"{', '.join(INPUT_FORMATS)}")
+        if self.image_paths not in IMAGE_PATHS:
+            raise ValueError(f"--image_paths {self.image_paths!r} is not one of {', '.join(IMAGE_PATHS)}")
         if self.image_column is not None and not self.image_column.strip():
             raise ValueError("--image_column is empty")
         for name in ("max_file_bytes", "max_row_group_bytes"):

@@ -80,7 +80,7 @@ def test_the_launcher_lists_the_input_only_for_local_runs(tmp_path, monkeypatch)
 
     # preflight asks for the full count only when the runner is local.
     counted = []
-    monkeypatch.setattr(plan_module, "input_file_count", lambda p, count_all, input_format: counted.append(count_all))
+    monkeypatch.setattr(plan_module, "input_file_count", lambda p, count_all, input_format, output: counted.append(count_all))
     monkeypatch.setattr(plan_module.outputs, "is_local", lambda path: False)
     parsed = plan_module.parse_args(["--input", pattern, "--output", "gs://b/out", "--weights", "random"])
     for remote in (True, False):

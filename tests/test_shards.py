@@ -87,8 +87,11 @@ def listed(path) -> ListedFile:
 
 def test_format_by_extension():
     assert [shards.shard_format(u) for u in ("a/00000.tar", "b.parquet", "c.TFRecord", "d.tfrecords",
-                                             "e.tfrec", "f.jpg", "g.tar.gz")] == [
-        "webdataset", "parquet", "tfrecord", "tfrecord", "tfrecord", "files", "files"]
+                                             "e.tfrec", "f.jpg", "g.tar.gz", "h.TGZ",
+                                             "i.tfrecord.gz", "mnist-train.tfrecord-00000-of-00004",
+                                             "j.jpg.gz", "k.parquet.gz")] == [
+        "webdataset", "parquet", "tfrecord", "tfrecord", "tfrecord", "files", "webdataset",
+        "webdataset", "tfrecord", "tfrecord", "files", "parquet"]
     assert shards.shard_format("x.jpg", "parquet") == "parquet"
 
 

@@ -79,24 +79,26 @@ def read_compared(p, listed, read: ReadConfig, comparison: Comparison) -> ReadSi
 
 
 class ReadInputs(beam.PTransform):
-    """PBegin -> ReadSide: the files matching ``pattern`` listed (ListFiles) and read with
+    """PBegin -> ReadSide: the files matching ``patterns`` (one or several; never those
+    under ``exclude``, the output root) listed (ListFiles) and read with
     ``read`` (ReadImages). With a ``comparison`` that has earlier runs (incremental runs),
     inputs an earlier run under the same embedding key embedded are skipped: by listing
     (``--skip_by metadata``) before anything is opened, then by content (SHA-256); only the
     images left are read again to embed (RereadImages). Every input image comes out once,
     in ``matched``, and ends in ``files``, ``errors``, ``unchanged`` or ``same_content``."""
 
-    def __init__(self, pattern: str, read: ReadConfig = ReadConfig(),
-                 comparison: Comparison | None = None):
+    def __init__(self, patterns, read: ReadConfig = ReadConfig(),
+                 comparison: Comparison | None = None, exclude: str | None = None):
         super().__init__()
-        self._pattern = pattern
+        self._patterns, self._exclude = patterns, exclude
         self._read = read
         self._comparison = comparison if comparison is not None and comparison.has_earlier_runs else None
 
     def expand(self, pbegin) -> ReadSide:
         compare = self._comparison
         joins_by_uri = compare is not None and compare.by_metadata
-        listed = pbegin | "ListFiles" >> ListFiles(self._pattern, spread=not joins_by_uri)
+        listed = pbegin | "ListFiles" >> ListFiles(self._patterns, exclude=self._exclude,
+                                                  spread=not joins_by_uri)
         if compare is None:
             return read_once(pbegin, listed, self._read)
         return read_compared(pbegin, listed, self._read, compare)

@@ -1,4 +1,4 @@
-"""ListFiles: a file pattern -> one record per matched file, before anything is opened."""
+"""ListFiles: file patterns -> one record per matched file, before anything is opened."""
 
 from __future__ import annotations
 
@@ -29,38 +29,57 @@ def listed_file(metadata: FileMetadata) -> ListedFile:
     )
 
 
+def is_under(uri: str, folder: str | None) -> bool:
+    """Whether ``uri`` is ``folder`` or inside it (plain prefix test on the path text)."""
+    if not folder:
+        return False
+    folder = folder.rstrip("/")
+    return uri == folder or uri.startswith(folder + "/")
+
+
 class _ToListedFn(beam.DoFn):
+    def __init__(self, exclude: str | None):
+        self._exclude = exclude
+
     def setup(self):
         self._listed = Metrics.counter(METRICS_NAMESPACE, "listed")
+        self._excluded = Metrics.counter(METRICS_NAMESPACE, "listed_in_output")
 
     def process(self, metadata: FileMetadata):
+        if is_under(metadata.path, self._exclude):
+            self._excluded.inc()
+            return
         self._listed.inc()
         yield listed_file(metadata)
 
 
 class ListFiles(beam.PTransform):
-    """PBegin -> ListedFile(uri, size_bytes, modified_us): every file ``file_pattern``
-    matches, as the filesystem lists it; no file is opened. The listing step of the read
-    side: skipping by metadata sits after it, readers after that.
+    """PBegin -> ListedFile(uri, size_bytes, modified_us): every file the ``patterns`` (one
+    pattern, or several) match, as the filesystem lists it, each once; no file is opened.
+    Files under ``exclude`` (the run's output root) are never listed. The listing step of
+    the read side: skipping by metadata sits after it, readers after that.
 
-    ``file_pattern`` is anything ``FileSystems.match`` accepts: a local path or glob, or a
+    A pattern is anything ``FileSystems.match`` accepts: a local path or glob, or a
     ``gs://`` (or other Beam filesystem) pattern; directories are never matched. With
     ``spread`` (the default) records are reshuffled so that whatever reads them spreads
-    across workers; pass False when a join by key follows, which spreads them anyway. A
-    pattern that matches nothing gives an empty collection (the launcher refuses that case
-    before the job)."""
+    across workers; pass False when a join by key follows, which spreads them anyway.
+    Several patterns are deduplicated (a file two of them match is listed once), which
+    spreads them too. A pattern that matches nothing adds nothing (the launcher refuses
+    that case before the job)."""
 
-    def __init__(self, file_pattern: str, *, spread: bool = True):
+    def __init__(self, patterns, *, exclude: str | None = None, spread: bool = True):
         super().__init__()
-        self._file_pattern = file_pattern
+        self._patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        self._exclude = exclude
         self._spread = spread
 
     def expand(self, pbegin):
         listed = (
             pbegin
-            | "Match" >> fileio.MatchFiles(
-                self._file_pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
-            )
-            | "Record" >> beam.ParDo(_ToListedFn())
+            | "Patterns" >> beam.Create(self._patterns)
+            | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+            | "Record" >> beam.ParDo(_ToListedFn(self._exclude))
         )
+        if len(self._patterns) > 1:
+            return listed | "OnceEach" >> beam.Distinct()
         return listed | "Spread" >> beam.Reshuffle() if self._spread else listed

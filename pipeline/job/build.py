@@ -11,19 +11,22 @@ from transforms import EmbedImages, ReadInputs, WriteEmbeddings
 
 
 def build_pipeline(
-    p: beam.Pipeline, *, input_pattern: str, output_dir: str, config: ExtractionConfig,
+    p: beam.Pipeline, *, input_pattern, output_dir: str, config: ExtractionConfig,
     limits: InputLimits = InputLimits(), read: ReadConfig = ReadConfig(),
     handler: ResNet50Handler | None = None, extract: beam.PTransform | None = None,
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
-    progress_dir: str | None = None,
+    progress_dir: str | None = None, output_root: str | None = None,
 ) -> dict:
-    """Add ReadInputs -> EmbedImages -> WriteEmbeddings [-> finalize] to ``p``. ``read``:
+    """Add ReadInputs -> EmbedImages -> WriteEmbeddings [-> finalize] to ``p``.
+    ``input_pattern``: one pattern or several; nothing under ``output_root`` (default
+    ``output_dir``) is read. ``read``:
     how inputs are read; ``comparison`` (incremental runs): the skips, when there are earlier
     runs, and the ``skipped/`` and ``shards/`` outputs; ``handler``: where the model runs;
     ``extract`` replaces ExtractLayers (fault injection); ``finalize`` (a FinalizeRun): the
     last step, the accounting check and manifest; ``progress_dir`` (local runs): counts for
     the progress line. Returns the written file names per output (and ``manifest``)."""
-    side = p | "ReadInputs" >> ReadInputs(input_pattern, read, comparison)
+    side = p | "ReadInputs" >> ReadInputs(input_pattern, read, comparison,
+                                               exclude=output_root or output_dir)
     embedded = side.files | "EmbedImages" >> EmbedImages(
         config, limits, max_file_bytes=read.max_file_bytes, handler=handler, extract=extract)
     errors = (side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
