@@ -122,21 +122,47 @@ def count_rows(directory: str) -> int:
     return total
 
 
-def errors_by_stage(output_dir: str) -> dict[str, dict[str, int]]:
-    """{stage: {error_type: count}} over ``errors/``."""
+def errors_by_stage(output_dir: str) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
+    """({stage: {error_type: count}}, {"stage/error_type": the smallest uri with it}) over
+    ``errors/``: the summary prints one line per error type with an example."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    examples: dict[str, str] = {}
     for path in part_files(layout.errors_dir(output_dir)):
         with FileSystems.open(path) as handle:
-            table = pq.read_table(handle, columns=["stage", "error_type"])
-        for stage, error_type in zip(table["stage"].to_pylist(), table["error_type"].to_pylist()):
+            table = pq.read_table(handle, columns=["uri", "stage", "error_type"])
+        for uri, stage, error_type in zip(table["uri"].to_pylist(), table["stage"].to_pylist(),
+                                          table["error_type"].to_pylist()):
             counts[stage][error_type] += 1
-    return {stage: dict(types) for stage, types in sorted(counts.items())}
+            name = f"{stage}/{error_type}"
+            examples[name] = min(examples.get(name, uri), uri)
+    return {stage: dict(types) for stage, types in sorted(counts.items())}, dict(sorted(examples.items()))
+
+
+def kept_columns_missing(output_dir: str, kept: list[str]) -> list[str]:
+    """The ``--keep_columns`` names that are null in every row of ``images/`` (no embedded
+    input had them), from the Parquet footers' null counts; [] when images/ is empty."""
+    rows, nulls = 0, collections.Counter()
+    for path in part_files(layout.images_dir(output_dir)):
+        with FileSystems.open(path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+        rows += metadata.num_rows
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for i in range(row_group.num_columns):
+                column = row_group.column(i)
+                name = column.path_in_schema
+                if name in kept:
+                    stats = column.statistics
+                    nulls[name] += (stats.null_count if stats is not None and stats.has_null_count
+                                    else 0)
+    return [name for name in kept if rows and nulls[name] == rows]
 
 
 def written_counts(output_dir: str, config: ExtractionConfig) -> dict:
     """Rows in images/, errors/ and every layer, with errors by stage."""
-    by_stage = errors_by_stage(output_dir)
+    by_stage, examples = errors_by_stage(output_dir)
     return {
+        "error_examples": examples,
         accounting.EMBEDDED: count_rows(layout.images_dir(output_dir)),
         accounting.ERRORS: count_rows(layout.errors_dir(output_dir)),
         "errors_by_stage": by_stage,

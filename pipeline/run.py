@@ -2,13 +2,18 @@
 
 Exit codes: 0 the run completed (per-image errors are data), 1 the run itself failed,
 2 a usage problem found before any work, 3 the run completed and wrote everything but more
-than --max_error_fraction of the inputs failed."""
+than --max_error_fraction of the inputs failed, or it matched inputs and embedded (or
+skipped) none of them, unless --max_error_fraction is 1."""
 
 from __future__ import annotations
 
 import time
 
 _IMPORTED_AT = time.time()  # before the heavy imports below: start-up is counted from here
+
+from pipeline.quiet import quiet_tensorflow_without_gpu  # before TensorFlow loads
+
+quiet_tensorflow_without_gpu()
 
 import contextlib
 import logging
@@ -27,6 +32,7 @@ from pipeline import lock as lock_lib
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.job.build import build_pipeline
+from pipeline.interrupt import Interrupts
 from pipeline.job.finalize import FinalizeRun
 from pipeline.local import LOCAL_RUNNER, set_tensorflow_threads, use_local_workers
 from pipeline.options import help_text, model_handler
@@ -34,14 +40,15 @@ from pipeline.plan import RunPlan, UsageError, plan_run, run_record
 from pipeline.progress import ProgressPrinter
 from pipeline.workers import WorkerWatch
 from schemas import layout
-from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
+from schemas.accounting import BY_NAME, EMBEDDED, nothing_done, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 from transforms.lifeline import LAUNCHER_PID_VARIABLE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
 _log = logging.getLogger("pipeline.run")
 
 # How a job ended, as the launcher saw it.
-COMPLETED, FAILED, BUILT, LAUNCHED = "completed", "failed", "built", "launched"
+COMPLETED, FAILED, BUILT, LAUNCHED, INTERRUPTED = "completed", "failed", "built", "launched", "interrupted"
 
 
 class Outcome(NamedTuple):
@@ -130,7 +137,20 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
     _log.info("embedding %s files from %s into %s", "the" if plan.matched is None else plan.matched,
               ", ".join(plan.options.input), output_dir)
     progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
+    interrupts = None if plan.remote else Interrupts(output_dir)
     watch = None if plan.remote else WorkerWatch(progress_dir)
+    try:
+        with interrupts or contextlib.nullcontext():
+            return _run_job(plan, runner, watch, progress_dir, interrupts, extract=extract,
+                            model_factory=model_factory, on_result=on_result)
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+
+
+def _run_job(plan: RunPlan, runner: str, watch, progress_dir, interrupts, *, extract,
+             model_factory, on_result) -> Outcome:
+    output_dir = plan.output.output_dir
     try:
         pipeline = build_job(plan, runner, extract=extract, model_factory=model_factory,
                              progress_dir=progress_dir)
@@ -144,16 +164,15 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
                 return Outcome(BUILT, reason=f"built the {runner} job; nothing was submitted")
             state = result.wait_until_finish()
     except KeyboardInterrupt:
-        if watch is None or not watch.died:
-            raise
-        _log.error("%s: %s has no manifest and is incomplete", watch.died, output_dir)
-        return Outcome(FAILED, reason=watch.died)
+        if watch is not None and watch.died:
+            _log.error("%s: %s has no manifest and is incomplete", watch.died, output_dir)
+            return Outcome(FAILED, reason=watch.died)
+        return Outcome(INTERRUPTED, reason="Ctrl-C")
     except Exception:
+        if interrupts is not None and interrupts.interrupted:
+            return Outcome(INTERRUPTED, reason="Ctrl-C")
         _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
         return Outcome(FAILED, reason="the pipeline failed")
-    finally:
-        if progress_dir:
-            shutil.rmtree(progress_dir, ignore_errors=True)
     return finished(plan, result, state)
 
 
@@ -176,6 +195,8 @@ def report(plan: RunPlan, outcome: Outcome) -> int:
     output_dir = plan.output.output_dir
     if outcome.ending == FAILED:
         return EXIT_FAILED
+    if outcome.ending == INTERRUPTED:
+        return EXIT_INTERRUPTED
     if outcome.ending == BUILT:
         print(f"dry run: {outcome.reason}")
         return EXIT_OK
@@ -186,9 +207,14 @@ def report(plan: RunPlan, outcome: Outcome) -> int:
     manifest = outcome.manifest
     print_summary(manifest, output_dir)
     print(f"manifest: {layout.manifest_path(output_dir)}")
+    counts = manifest["counts"]
+    if nothing_done(counts) and manifest.get("max_error_fraction") != 1:
+        _log.error("none of the %d inputs was embedded or skipped: every one failed (see the "
+                   "errors above and in errors/); exiting with %d. Pass --max_error_fraction 1 "
+                   "when a run may fail every input.", counts[MATCHED], EXIT_TOO_MANY_ERRORS)
+        return EXIT_TOO_MANY_ERRORS
     if not manifest["max_error_fraction_exceeded"]:
         return EXIT_OK
-    counts = manifest["counts"]
     _log.error("%d of %d inputs failed (%.1f%%), over --max_error_fraction %s; exiting with %d",
                counts[ERRORS], counts[MATCHED], 100 * manifest["error_fraction"],
                manifest["max_error_fraction"], EXIT_TOO_MANY_ERRORS)
@@ -203,11 +229,14 @@ def print_summary(manifest: dict, output_dir: str) -> None:
                    f"{counts[SKIPPED_SAME_CONTENT]} skipped for the same content")
     print(f"images embedded: {counts[EMBEDDED]} of {counts[MATCHED]} matched; "
           f"{counts[READ]} files read{skipped}")
-    by_stage = ", ".join(
-        f"{stage}: {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
-        for stage, types in counts["errors_by_stage"].items()
-    )
-    print(f"errors: {counts[ERRORS]}" + (f" [{by_stage}]" if by_stage else ""))
+    print(f"errors: {counts[ERRORS]}" + (" (one row each in errors/)" if counts[ERRORS] else ""))
+    examples = counts.get("error_examples", {})
+    for stage, types in counts["errors_by_stage"].items():
+        for error_type, number in sorted(types.items(), key=lambda item: -item[1]):
+            example = examples.get(f"{stage}/{error_type}")
+            print(f"  {stage}/{error_type}: {number}" + (f", e.g. {example}" if example else ""))
+    for name in manifest.get("kept_columns_missing", []):
+        print(f"warning: --keep_columns {name}: no input had it; its column is null throughout")
     print(f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']})")
     for layer in manifest["layers"]:
         print(
@@ -228,7 +257,12 @@ def main() -> None:
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
         lambda record: "No semi_persistent_directory found" not in record.getMessage()
     )
-    sys.exit(run(launched_at=_IMPORTED_AT))
+    try:
+        code = run(launched_at=_IMPORTED_AT)
+    except KeyboardInterrupt:  # Ctrl-C while planning, before any job: nothing to clean up
+        print("interrupted (Ctrl-C) before the run started", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 if __name__ == "__main__":

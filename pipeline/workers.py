@@ -57,6 +57,23 @@ def worker_pids(ancestor: int) -> set[int]:
     return found
 
 
+def end_workers(pids) -> None:
+    """SIGKILL each worker and, first, the shell Beam started it through (a shell whose
+    child is killed prints "Killed")."""
+    for pid in pids:
+        parent = _parent(pid)
+        try:
+            with open(f"/proc/{parent}/cmdline", "rb") as handle:
+                is_shell = os.path.basename(handle.read().split(b"\0")[0]).endswith(b"sh")
+        except OSError:
+            is_shell = False
+        for target in ([parent] if is_shell else []) + [pid]:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 class WorkerWatch:
     """Context manager around a local job whose progress counts are in ``progress_dir``
     (pipeline/job/counting.py). ``died`` says, after an interrupted run, that a lost worker
@@ -105,9 +122,7 @@ class WorkerWatch:
         self.died = (f"worker process {', '.join(map(str, gone))} ended (killed, or out of memory) "
                      f"and the run made no progress for {self._stall:.0f} s after it")
         _log.error("%s; ending the run and %d other worker process(es)", self.died, len(remaining))
-        for pid in remaining:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        os.kill(os.getpid(), signal.SIGINT)  # wakes the main thread wherever it waits
+        end_workers(remaining)
+        from pipeline.interrupt import wake_main_thread
+
+        wake_main_thread()  # KeyboardInterrupt in the main thread, wherever it waits

@@ -74,3 +74,8 @@ def unaccounted(counts: dict) -> str | None:
     return (f"{counts[MATCHED]} inputs matched but images/ has {counts[EMBEDDED]} rows and "
             f"errors/ {counts[ERRORS]}, with {counts.get(SKIPPED_UNCHANGED, 0)} skipped unchanged "
             f"and {counts.get(SKIPPED_SAME_CONTENT, 0)} skipped for the same content")
+
+
+def nothing_done(counts: dict) -> bool:
+    """Inputs were matched and every one failed: none embedded, none skipped."""
+    return counts[MATCHED] > 0 and done(counts) == counts.get(ERRORS, 0)

@@ -146,3 +146,27 @@ def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path):
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if _running(pid)]
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path):
+    """A terminal's Ctrl-C reaches the launcher and every worker (one process group): the
+    run prints one line and no traceback, exits 130, and leaves no lock and no worker."""
+    from pipeline.interrupt import Interrupts
+    from pipeline.workers import worker_pids
+
+    folder, out = _inputs(tmp_path, 4000), tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + _argv(folder, out),
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _two_workers(process)
+    while not (out / "images").exists() and process.poll() is None:
+        time.sleep(0.1)  # embedding has begun: every worker has imported transforms
+    os.killpg(process.pid, signal.SIGINT)
+    code = process.wait(timeout=60)
+    printed = process.stdout.read() + process.stderr.read()
+    assert code == 130, printed[-3000:]
+    assert printed.count(Interrupts(str(out)).message) == 1
+    assert "Traceback" not in printed and "CRITICAL" not in printed
+    assert "cuInit" not in printed  # no GPU here: no CUDA probe errors
+    assert not (out / layout.LOCK_FILE).exists() and not worker_pids(process.pid)

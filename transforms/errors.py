@@ -36,5 +36,7 @@ def image_error(uri: str, image_id: str | None, stage: str, exc: BaseException) 
         error_type=type(exc).__name__,
         message=describe(exc, uri),
     )
-    _log.warning("%s failed for %s: %s: %s", stage, uri, error.error_type, error.message)
+    # One line per image only at DEBUG: the run's summary gives a line per error type with
+    # its count and an example, and errors/ holds every row.
+    _log.debug("%s failed for %s: %s: %s", stage, uri, error.error_type, error.message)
     return beam.pvalue.TaggedOutput(ERRORS_TAG, error)

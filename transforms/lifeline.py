@@ -4,11 +4,16 @@ Beam's local runner starts worker processes that outlive a launcher killed with 
 (observed: 5 to 30 s, while still writing). The launcher of a local run names itself in
 LAUNCHER_PID_VARIABLE; the workers inherit the environment, and on first import of
 ``transforms`` each starts one daemon thread that exits the process within about a second
-of the launcher's end. Remote workers (Dataflow) never see the variable."""
+of the launcher's end. Such a worker also ignores SIGINT: a terminal's Ctrl-C reaches the
+whole process group, and the launcher alone handles it (pipeline/interrupt.py), ending
+the workers itself. Remote workers (Dataflow) never see the variable."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import threading
 import time
 
@@ -33,6 +38,20 @@ def _watch(pid: int) -> None:
     os._exit(1)  # no cleanup to run: the run is incomplete and has no manifest
 
 
+def ignore_interrupts() -> None:
+    """SIGINT ignored by the whole process, from any thread: ``signal.signal`` only works in
+    the main thread, and a worker imports ``transforms`` in one of Beam's threads."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal(int(signal.SIGINT), ctypes.c_void_p(int(signal.SIG_IGN)))
+    except (OSError, AttributeError, TypeError):  # no libc to call: Ctrl-C stays noisy
+        pass
+
+
 def start() -> bool:
     """Start the watch in a worker process of a local run; True when started."""
     global _started
@@ -40,5 +59,6 @@ def start() -> bool:
     if _started or not value.isdigit() or int(value) == os.getpid():
         return False
     _started = True
+    ignore_interrupts()
     threading.Thread(target=_watch, args=(int(value),), name="launcher-lifeline", daemon=True).start()
     return True

@@ -94,6 +94,8 @@ class _WriteManifestFn(beam.DoFn):
         )
         # What a later run checks this one against before trusting it (outputs.damage).
         manifest["files"] = outputs.part_sizes(self._output_dir, self._config.layers)
+        manifest["kept_columns_missing"] = outputs.kept_columns_missing(
+            self._output_dir, list(self._run_record.get("read", {}).get("keep_columns", [])))
         path = manifest_lib.write_manifest(self._output_dir, manifest)
         _log.info("%d files written; manifest %s", len(written), path)
         if self._on_complete is not None:

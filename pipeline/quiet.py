@@ -1,0 +1,28 @@
+"""Before TensorFlow loads: no CUDA probe errors on a machine that has no GPU.
+
+On a machine without an NVIDIA driver, every process that loads TensorFlow logs
+``E0000 ... cuda_platform.cc:52] failed call to cuInit: ... UNKNOWN ERROR (303)``, an
+error level line that TF_CPP_MIN_LOG_LEVEL=2 keeps. When the user has not set
+TF_CPP_MIN_LOG_LEVEL and the machine has no ``/dev/nvidia*`` device, the launcher sets it
+to 3 (errors hidden; Python exceptions are unaffected), and Beam's local worker processes
+inherit it. A machine with a GPU, and Dataflow's workers, are left as they are. Imported
+first by ``pipeline.run``."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+
+
+def has_nvidia_device() -> bool:
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/nvidiactl")
+
+
+def quiet_tensorflow_without_gpu() -> bool:
+    """Set TF_CPP_MIN_LOG_LEVEL=3 when unset and no GPU device exists; True when set."""
+    if LOG_LEVEL_VARIABLE in os.environ or has_nvidia_device() or not os.path.isdir("/dev"):
+        return False
+    os.environ[LOG_LEVEL_VARIABLE] = "3"
+    return True
