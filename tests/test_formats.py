@@ -163,3 +163,32 @@ def test_cli_refuses_other_formats_by_default_and_opens_them_with_all(tmp_path, 
 
     assert run(common + ["--output", str(tmp_path / "x"), "--image_formats", "JPEG,EPS"]) == EXIT_USAGE
     assert run(common + ["--output", str(tmp_path / "y"), "--image_formats", "JPEG,NOPE"]) == EXIT_USAGE
+
+
+def _twelve_bit_jpeg() -> bytes:
+    """An 8-bit baseline JPEG whose frame header says extended, 12-bit (SOF1, precision 12),
+    as libjpeg-turbo's testimages/monkey12.jpg does: Pillow refuses it on that header."""
+    from images import encode, rgb_pattern
+
+    data = bytearray(encode(rgb_pattern(40, 48, 1), "JPEG"))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 1], data[frame + 4] = 0xC1, 12
+    return bytes(data)
+
+
+def test_jpeg_sample_precision_reads_the_frame_header():
+    from images import encode, rgb_pattern
+    from transforms.formats import jpeg_sample_precision
+
+    assert jpeg_sample_precision(encode(rgb_pattern(40, 48, 1), "JPEG")) == 8
+    assert jpeg_sample_precision(_twelve_bit_jpeg()) == 12
+    assert jpeg_sample_precision(encode(rgb_pattern(40, 48, 1), "PNG")) is None
+    assert jpeg_sample_precision(b"\xff\xd8\xff\xe0\x00") is None  # cut off before any frame
+
+
+def test_a_12_bit_jpeg_is_named_as_such_not_unidentified():
+    from transforms.decode import decode_image
+    from transforms.formats import UnsupportedJpegPrecision
+
+    with pytest.raises(UnsupportedJpegPrecision, match="12-bit JPEG.*8-bit JPEGs only"):
+        decode_image(_twelve_bit_jpeg(), max_pixels=10**8, min_side=16)

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from schemas import (
     DEFAULT_DECODE_WARN_SECONDS,
@@ -29,7 +29,7 @@ from schemas import (
     assert_shape,
 )
 from transforms.errors import METRICS_NAMESPACE, image_error
-from transforms.formats import allowed_for_open, check_format, check_opened
+from transforms.formats import allowed_for_open, check_format, check_opened, explain_unreadable_jpeg
 from transforms.slow import SlowDecodes
 from transforms.turbojpeg import JPEG_FORMATS, decode_turbo, orient, takes_fast_path
 
@@ -72,6 +72,8 @@ def open_checked(data: bytes, *, max_pixels: int, min_side: int,
         image = Image.open(io.BytesIO(data), formats=allowed_for_open(image_formats))
     except Image.DecompressionBombError as exc:  # Beyond twice Pillow's own limit.
         raise TooManyPixels(str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise (explain_unreadable_jpeg(data) or exc) from exc
     try:
         check_opened(image.format, image_formats)
     except UnsupportedFormat:

@@ -108,3 +108,43 @@ def check_format(data: bytes, allowed: tuple[str, ...]) -> None:
     prefix = data[:PREFIX_BYTES]
     if name not in allowed and not any(_starts_like(other, prefix) for other in allowed):
         raise UnsupportedFormat(f"{name}: not in --image_formats ({','.join(allowed)})")
+
+
+class UnsupportedJpegPrecision(ValueError):
+    """A JPEG whose samples are not 8 bits (12-bit, as in medical and some raw workflows):
+    Pillow and libjpeg-turbo's 8-bit decoder, which this pipeline uses, cannot read it."""
+
+
+#: Start-of-frame markers (SOF0..SOF15 but DHT, JPG and DAC), which carry the precision.
+_START_OF_FRAME = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_sample_precision(data: bytes, max_scan: int = 1 << 16) -> int | None:
+    """The bits per sample of a JPEG, from its first start-of-frame segment; None when
+    ``data`` is not a JPEG or the frame header is not in the first ``max_scan`` bytes."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    position, end = 2, min(len(data), max_scan)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2: position + 4], "big")
+        if marker in _START_OF_FRAME:
+            return data[position + 4] if position + 4 < len(data) else None
+        position += 2 + length
+    return None
+
+
+def explain_unreadable_jpeg(data: bytes) -> UnsupportedJpegPrecision | None:
+    """The error to report instead of Pillow's "cannot identify image file" for a JPEG whose
+    samples are not 8 bits; None for anything else."""
+    precision = jpeg_sample_precision(data)
+    if precision is None or precision == 8:
+        return None
+    return UnsupportedJpegPrecision(
+        f"{precision}-bit JPEG (sample precision {precision}): Pillow reads 8-bit JPEGs only; "
+        "convert it first, for example to a 16-bit PNG with libjpeg-turbo 3's djpeg or ImageMagick")
