@@ -370,16 +370,18 @@ def options_parser(**parser_arguments) -> argparse.ArgumentParser:
 HELP_WIDTH = 100
 
 
-def help_text() -> str:
-    """``--help``: this job's options; every Beam pipeline option is accepted as well."""
+def help_text(prog: str = "python -m pipeline.run") -> str:
+    """``--help``: this job's options; every Beam pipeline option is accepted as well.
+    ``prog`` names the command (``resnet50-embed`` when run as the installed script)."""
     return options_parser(
         add_help=True,
-        prog="python -m pipeline.run",
+        prog=prog,
         # The same width on every terminal: docs/cli.md holds this text verbatim.
         formatter_class=lambda prog: argparse.HelpFormatter(prog, width=HELP_WIDTH),
         description="Embed images with a multi-layer ResNet50 and write per-layer Parquet.",
         epilog="Any Apache Beam pipeline option is accepted too (--runner, --project, "
         "--region, --temp_location, --direct_num_workers, ...). Exit codes: 0 run completed "
         "(per-image errors are in errors/), 1 run failed, 2 bad usage, before any work, 3 completed "
-        "but over --max_error_fraction.",
+        "but over --max_error_fraction, or inputs matched and none embedded or skipped (unless "
+        "--max_error_fraction 1), 130 interrupted (Ctrl-C).",
     ).format_help()

@@ -44,6 +44,8 @@ from schemas.accounting import BY_NAME, EMBEDDED, nothing_done, ERRORS, MATCHED,
 from transforms.lifeline import LAUNCHER_PID_VARIABLE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
+#: The console script setup.py installs for this CLI.
+INSTALLED_NAME = "resnet50-embed"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
 _log = logging.getLogger("pipeline.run")
 
@@ -72,7 +74,8 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
     --dry_run, the built Dataflow job is ``result.job``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print(help_text())
+        called = os.path.basename(sys.argv[0] or "")
+        print(help_text(called) if called == INSTALLED_NAME else help_text())
         return EXIT_OK
     try:
         plan = plan_run(argv, launched_at or time.time())

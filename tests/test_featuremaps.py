@@ -50,3 +50,15 @@ def test_the_pipelines_own_guards_apply(tmp_path, capsys):
             "--weights", "random", "--image_size", "32"]
     assert inspect(argv) == 2
     assert "--min_side" in capsys.readouterr().err and not (tmp_path / "m.png").exists()
+
+
+def test_titles_keep_their_spaces():
+    from PIL import ImageDraw, Image as PILImage
+
+    from pipeline.inspection.featuremaps import title_font
+
+    draw = ImageDraw.Draw(PILImage.new("RGB", (10, 10)))
+    font = title_font()
+    joined = draw.textlength("inputas", font=font)
+    spaced = draw.textlength("input as", font=font)
+    assert spaced - joined >= 4  # a space at least 4 pixels wide

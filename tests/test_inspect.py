@@ -92,3 +92,87 @@ def test_incomplete_output_is_refused(tmp_path, capsys):
     assert inspect(["summary", str(tmp_path)]) == 2
     assert inspect(["neighbors", str(tmp_path), "--layer", "res5", "--image", "x"]) == 2
     assert "no complete manifest" in capsys.readouterr().err
+
+
+def test_neighbors_names_a_missing_layer_and_takes_relative_paths(near_duplicates_output, capsys,
+                                                                  monkeypatch):
+    folder, out = near_duplicates_output
+    assert inspect(["neighbors", str(out), "--layer", "res3", "--image", str(folder / "img0.png")]) == 2
+    err = capsys.readouterr().err
+    assert "layer res3 was not written" in err and "res4, res5" in err and "img0.png" not in err
+    monkeypatch.chdir(folder)
+    assert inspect(["neighbors", str(out), "--layer", "res5", "--image", "img0.png", "-k", "1"]) == 0
+    assert str(folder / "img0-noised.png") in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def incremental_root(tmp_path_factory):
+    """A root with two runs under one key (the second adds two images) and one run under
+    another key (other layers)."""
+    folder = tmp_path_factory.mktemp("root") / "in"
+    folder.mkdir()
+    for i in range(4):
+        write_image(folder / f"img{i}.png", rgb_pattern(40, 40, 700 + i), "PNG")
+    root = folder.parent / "root"
+    argv = ["--input", str(folder), "--output", str(root), "--mode", "incremental",
+            "--weights", "random", "--image_size", "32"]
+    assert run(argv + ["--layers", "res2,res5"]) == EXIT_OK
+    for i in range(4, 6):
+        write_image(folder / f"img{i}.png", rgb_pattern(40, 40, 700 + i), "PNG")
+    assert run(argv + ["--layers", "res2,res5"]) == EXIT_OK
+    assert run(argv + ["--layers", "res2"]) == EXIT_OK
+    return folder, root
+
+
+def test_summary_and_neighbors_read_an_incremental_root_by_key(incremental_root, capsys):
+    from pipeline.incremental import index_entries
+
+    folder, root = incremental_root
+    entries = index_entries(str(root))
+    wide = entries[0]["embedding_key"]
+    assert inspect(["summary", str(root)]) == 2
+    assert "--embedding_key" in capsys.readouterr().err
+    assert inspect(["summary", str(root), "--embedding_key", wide]) == 0
+    text = capsys.readouterr().out
+    assert f"2 completed runs, embedding key {wide}; 6 images embedded in all" in text
+    assert "embedded 4 of 4 matched" in text and "embedded 2 of 6 matched" in text
+    assert "layer res5" in text
+    assert inspect(["neighbors", str(root), "--layer", "res5", "--image", str(folder / "img5.png"),
+                    "-k", "10"]) == 0  # only one key has res5: no key needed
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    assert inspect(["neighbors", str(root), "--layer", "res2", "--image", str(folder / "img5.png"),
+                    "--embedding_key", entries[-1]["embedding_key"], "-k", "10"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+def test_read_layer_reads_what_write_embeddings_wrote_when_asked(tmp_path):
+    import apache_beam as beam
+
+    from pipeline.inspection.results import IncompleteOutput, read_layer
+    from schemas import ExtractionConfig
+    from transforms import EmbedImages, WriteEmbeddings
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        write_image(folder / f"img{i}.png", rgb_pattern(40, 40, 800 + i), "PNG")
+    config = ExtractionConfig(layers=("res5",), image_size=32, weights="random")
+    pictures = [(str(path), path.read_bytes()) for path in sorted(folder.iterdir())]
+    with beam.Pipeline() as p:  # the README's "use it in your own Beam pipeline"
+        embedded = p | beam.Create(pictures) | EmbedImages(config)
+        _ = embedded | WriteEmbeddings(str(tmp_path / "out"), config)
+    with pytest.raises(IncompleteOutput, match="require_manifest=False"):
+        read_layer(str(tmp_path / "out"), "res5")
+    rows = read_layer(str(tmp_path / "out"), "res5", require_manifest=False)
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i}.png") for i in range(3))
+    assert rows.matrix.shape == (3, 2048)
+
+
+def test_every_inspect_option_has_help():
+    from pipeline.inspection.cli import parser
+
+    top = parser()
+    subcommands = next(a for a in top._actions if a.dest == "command").choices
+    for name, sub in subcommands.items():
+        for action in sub._actions:
+            assert action.help, (name, action.dest)

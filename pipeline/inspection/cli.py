@@ -4,8 +4,9 @@ pictures, a run's summary, nearest neighbours.
     resnet50-inspect shapes [--image_size 224|HxW] [--layers L1,L2]
     resnet50-inspect featuremaps IMAGE --layers L1,L2 --out maps.png [--channels 16]
         [--weights imagenet|random|PATH.h5] [--image_size 224] [--resize_mode center_crop]
-    resnet50-inspect summary OUTPUT
-    resnet50-inspect neighbors OUTPUT --layer L --image URI_OR_ID [-k 5]
+    resnet50-inspect summary OUTPUT_OR_ROOT [--embedding_key KEY]
+    resnet50-inspect neighbors OUTPUT_OR_ROOT --layer L --image URI_PATH_OR_ID [-k 5]
+        [--embedding_key KEY]
 """
 
 from __future__ import annotations
@@ -19,33 +20,43 @@ from pipeline.inspection.featuremaps import feature_map_figure
 from pipeline.inspection.neighbors import nearest
 from pipeline.inspection.reports import shapes_table, summary
 from pipeline.inspection.results import IncompleteOutput
-from schemas import ExtractionConfig
+from schemas import RESIZE_MODES, ExtractionConfig
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: one sub-command per tool."""
+    """The command line: one sub-command per tool; every option has its help."""
     top = argparse.ArgumentParser(prog="resnet50-inspect", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
     shapes = commands.add_parser("shapes", help="every layer's output shape and size per image")
-    shapes.add_argument("--image_size", default="224")
+    shapes.add_argument("--image_size", default="224", help="N for NxN, or HxW (default 224)")
     shapes.add_argument("--layers", default=None, help="comma-separated; default: every layer")
     pictures = commands.add_parser("featuremaps", help="one PNG of the first channels of each layer")
-    pictures.add_argument("image")
-    pictures.add_argument("--layers", required=True)
-    pictures.add_argument("--out", required=True)
-    pictures.add_argument("--channels", type=int, default=16)
-    pictures.add_argument("--weights", default="imagenet")
-    pictures.add_argument("--seed", type=int, default=0)
-    pictures.add_argument("--image_size", default="224")
-    pictures.add_argument("--resize_mode", default="center_crop")
-    report = commands.add_parser("summary", help="what a completed run did")
-    report.add_argument("output")
+    pictures.add_argument("image", help="the image file to run through the model")
+    pictures.add_argument("--layers", required=True, help="comma-separated layers, e.g. res2,res4")
+    pictures.add_argument("--out", required=True, help="the PNG to write")
+    pictures.add_argument("--channels", type=int, default=16, help="channels shown per layer (default 16)")
+    pictures.add_argument("--weights", default="imagenet",
+                          help="imagenet (default; downloads once), random, or a .h5 weights file")
+    pictures.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
+    pictures.add_argument("--image_size", default="224", help="N for NxN, or HxW (default 224)")
+    pictures.add_argument("--resize_mode", default="center_crop",
+                          choices=RESIZE_MODES, help="as the job's --resize_mode (default center_crop)")
+    report = commands.add_parser("summary", help="what a completed run did, or every run of a root")
+    report.add_argument("output", help="a run's --output, or an incremental root")
+    report.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
     near = commands.add_parser("neighbors", help="the k nearest images by cosine similarity")
-    near.add_argument("output")
-    near.add_argument("--layer", required=True)
-    near.add_argument("--image", required=True, help="a URI from images/, or an image_id (or prefix)")
-    near.add_argument("-k", type=int, default=5)
+    near.add_argument("output", help="a run's --output, or an incremental root")
+    near.add_argument("--layer", required=True, help="the layer to compare in, e.g. res5")
+    near.add_argument("--image", required=True,
+                      help="a URI from images/, a local path (made absolute, as --input's are), "
+                      "or an image_id (or prefix)")
+    near.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
+    near.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
     return top
+
+
+EMBEDDING_KEY_HELP = ("on an incremental root whose runs used several settings: the key of "
+                      "the runs to read (each run's index entry and manifest name it)")
 
 
 def featuremaps(args) -> str:
@@ -60,13 +71,14 @@ def featuremaps(args) -> str:
 def neighbors(args) -> str:
     return "\n".join(
         f"{rank:>3}  cosine {neighbor.cosine:.4f}  {neighbor.uri}  ({neighbor.image_id[:12]})"
-        for rank, neighbor in enumerate(nearest(args.output, args.layer, args.image, args.k), 1))
+        for rank, neighbor in enumerate(
+            nearest(args.output, args.layer, args.image, args.k, args.embedding_key), 1))
 
 
 COMMANDS = {
     "shapes": lambda args: shapes_table(args.image_size, args.layers.split(",") if args.layers else None),
     "featuremaps": featuremaps,
-    "summary": lambda args: summary(args.output),
+    "summary": lambda args: summary(args.output, args.embedding_key),
     "neighbors": neighbors,
 }
 

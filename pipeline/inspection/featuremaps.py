@@ -8,13 +8,19 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from schemas import ExtractionConfig, InputLimits, canonical_layer, layer_shape
 
 TILE = 96  # pixels per channel tile (the longer side)
 COLUMNS = 8
 TITLE = 22
+
+
+def title_font() -> ImageFont.ImageFont:
+    """Pillow's bitmap font: the default FreeType font at its default size draws spaces
+    about one pixel wide ("inputas the model saw it"), so titles ran together."""
+    return ImageFont.load_default_imagefont()
 GAP = 4
 BACKGROUND = (255, 255, 255)
 
@@ -55,6 +61,7 @@ def render(pixels: np.ndarray, maps: dict[str, np.ndarray], config: ExtractionCo
     canvas_h = TITLE + height + GAP + len(maps) * (TITLE + rows_per_layer * (tile_h + GAP))
     canvas = Image.new("RGB", (canvas_w, canvas_h), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
+    draw.font = title_font()
     draw.text((GAP, 4), f"input as the model saw it: {config.image_size} ({config.resize_mode}); "
               f"weights: {config.weights}", fill=(0, 0, 0))
     canvas.paste(Image.fromarray(pixels), (GAP, TITLE))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -15,11 +16,22 @@ class Neighbor(NamedTuple):
     uri: str
 
 
-def nearest(root: str, layer: str, image: str, k: int = 5) -> list[Neighbor]:
-    """The ``k`` rows most similar to ``image`` (a URI, or an image_id or its unique prefix)
-    in ``layer``, most similar first, the query row itself left out. Full feature maps are
-    compared flattened."""
-    rows = read_layer(root, layer)
+def as_queried(image: str) -> str:
+    """A local path as the job wrote it (absolute, as --input's are); a URI or an image_id
+    prefix unchanged."""
+    if "://" in image or not (os.path.exists(image) or os.sep in image or "#" in image):
+        return image
+    path, hash_mark, key = image.partition("#")  # a shard sample: <shard>#<key>
+    return os.path.abspath(path) + hash_mark + key
+
+
+def nearest(root: str, layer: str, image: str, k: int = 5,
+            embedding_key: str | None = None) -> list[Neighbor]:
+    """The ``k`` rows most similar to ``image`` (a URI or local path, or an image_id or its
+    unique prefix) in ``layer``, most similar first, the query row itself left out. Full
+    feature maps are compared flattened."""
+    rows = read_layer(root, layer, embedding_key)
+    image = as_queried(image)
     matches = [i for i, uri in enumerate(rows.uris) if uri == image] or [
         i for i, image_id in enumerate(rows.image_ids) if image_id.startswith(image)
     ]

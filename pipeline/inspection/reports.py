@@ -1,4 +1,4 @@
-"""Text reports for ``resnet50-inspect``: layer shapes, and a run's summary."""
+"""Text reports for ``resnet50-inspect``: layer shapes, and a summary of a run or a root."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.inspection.results import iter_layer_parts
+from pipeline.inspection.results import completed_runs, iter_layer_parts
 from pipeline.manifest import read_manifest
-from pipeline.outputs import part_files
+from pipeline.outputs import is_complete, part_files
 from schemas import LAYER_NAMES, alias_of, canonical_layer, layer_shape, layout, parse_image_size
 from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 
@@ -49,8 +49,38 @@ def _error_examples(root: str, per_kind: int = 3) -> dict[tuple[str, str], list[
     return examples
 
 
-def summary(root: str) -> str:
-    """What a completed run did: counts, errors with examples, layers with norm statistics."""
+def _error_lines(root: str, errors_by_stage: dict) -> list[str]:
+    examples = _error_examples(root)
+    return [f"  errors at {stage}: {error_type} x{count}  e.g. {', '.join(examples.get((stage, error_type), []))}"
+            for stage, types in errors_by_stage.items() for error_type, count in types.items()]
+
+
+def _layer_lines(root: str, layers: list[dict], embedding_key: str | None) -> list[str]:
+    lines = []
+    for layer in layers:
+        norms = np.concatenate([  # part by part: full feature maps can be far larger than memory
+            np.linalg.norm(part.matrix.reshape(len(part.uris), -1).astype(np.float64), axis=1)
+            for part in iter_layer_parts(root, layer["name"], embedding_key)
+        ] or [np.zeros(0)])
+        stats = (f"norm min {norms.min():.4g} mean {norms.mean():.4g} max {norms.max():.4g}"
+                 if len(norms) else "no rows")
+        lines.append(f"layer {layer['name']:<18} dims {layer['dims']:>8} shape {tuple(layer['shape'])}  {stats}")
+    return lines
+
+
+def _settings_line(manifest: dict) -> str:
+    config = manifest["config"]
+    return (f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']}); "
+            f"input {config['image_size'][0]}x{config['image_size'][1]}, "
+            f"{config['resize_mode']}, pooling {config['pooling']}")
+
+
+def summary(root: str, embedding_key: str | None = None) -> str:
+    """What a completed run did (``root`` one run's output), or every completed run of an
+    incremental root (under ``embedding_key`` when its runs used several settings): counts,
+    errors with examples, layers with norm statistics."""
+    if not is_complete(root):
+        return _root_summary(root, embedding_key)
     manifest = read_manifest(root)
     counts, timings = manifest["counts"], manifest["timings"]
     lines = [
@@ -59,22 +89,25 @@ def summary(root: str) -> str:
         + (f"; files read: {counts[READ]}, " + ", ".join(
             f"{BY_NAME[kind].label}: {counts[kind]}" for kind in (SKIPPED_UNCHANGED, SKIPPED_SAME_CONTENT))
            if READ in counts else ""),
-        f"weights: {manifest['weights']['kind']} ({manifest['weights']['spec']}); "
-        f"input {manifest['config']['image_size'][0]}x{manifest['config']['image_size'][1]}, "
-        f"{manifest['config']['resize_mode']}, pooling {manifest['config']['pooling']}",
+        _settings_line(manifest),
         f"run time: {timings['seconds_total']:.1f} s, {timings.get('images_per_second') or 0:.1f} images/s",
     ]
-    examples = _error_examples(root)
-    for stage, types in counts["errors_by_stage"].items():
-        for error_type, count in types.items():
-            shown = ", ".join(examples.get((stage, error_type), []))
-            lines.append(f"  errors at {stage}: {error_type} x{count}  e.g. {shown}")
-    for layer in manifest["layers"]:
-        norms = np.concatenate([  # part by part: full feature maps can be far larger than memory
-            np.linalg.norm(part.matrix.reshape(len(part.uris), -1).astype(np.float64), axis=1)
-            for part in iter_layer_parts(root, layer["name"])
-        ] or [np.zeros(0)])
-        stats = (f"norm min {norms.min():.4g} mean {norms.mean():.4g} max {norms.max():.4g}"
-                 if len(norms) else "no rows")
-        lines.append(f"layer {layer['name']:<18} dims {layer['dims']:>8} shape {tuple(layer['shape'])}  {stats}")
-    return "\n".join(lines)
+    lines += _error_lines(root, counts["errors_by_stage"])
+    return "\n".join(lines + _layer_lines(root, manifest["layers"], None))
+
+
+def _root_summary(root: str, embedding_key: str | None) -> str:
+    """Every completed, trusted run of an incremental root under one embedding key."""
+    entries = completed_runs(root, embedding_key=embedding_key)
+    newest = read_manifest(entries[-1]["partition"])
+    embedded = sum(entry["counts"][EMBEDDED] for entry in entries)
+    lines = [f"incremental root: {root}: {len(entries)} completed runs, embedding key "
+             f"{entries[-1]['embedding_key']}; {embedded} images embedded in all",
+             _settings_line(newest)]
+    for entry in entries:
+        counts = entry["counts"]
+        lines.append(f"run {entry['run']}: embedded {counts[EMBEDDED]} of {counts[MATCHED]} matched; "
+                     f"errors {counts[ERRORS]}; skipped {counts.get('skipped', 0)}")
+        manifest = read_manifest(entry["partition"])
+        lines += _error_lines(entry["partition"], manifest["counts"]["errors_by_stage"])
+    return "\n".join(lines + _layer_lines(root, newest["layers"], entries[-1]["embedding_key"]))

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.incremental import index_entries, trusted
+from pipeline.manifest import read_manifest
 from pipeline.outputs import damage, is_complete, part_files
 from schemas import layout
 
@@ -38,41 +39,70 @@ class MixedSettings(ValueError):
     """Runs under one root embedded the same layer with different settings."""
 
 
-def completed_runs(root: str, layer: str | None = None,
-                   embedding_key: str | None = None) -> list[dict]:
+class MissingLayer(KeyError):
+    """A layer that no completed output under the root wrote."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def _written_layers(output_dir: str) -> list[str]:
+    return [layer["name"] for layer in read_manifest(output_dir)["layers"]]
+
+
+def completed_runs(root: str, layer: str | None = None, embedding_key: str | None = None,
+                   require_manifest: bool = True) -> list[dict]:
     """The completed outputs under ``root`` as index entries (``run``, ``partition``,
     ``embedding_key``, ``layers``), oldest first: the root itself when it is a single run's
     output; else the runs in its index whose manifest is complete, optionally only those
-    with ``layer`` and ``embedding_key``. Raises IncompleteOutput when there is neither,
-    and MixedSettings when runs with ``layer`` differ in settings and no key is given."""
+    with ``layer`` and ``embedding_key``. With ``require_manifest`` False, a folder with
+    neither (what WriteEmbeddings writes in your own pipeline) is read as it is. Raises
+    IncompleteOutput when there is nothing to read, MissingLayer when no output wrote
+    ``layer``, and MixedSettings when runs with ``layer`` differ in settings and no key is
+    given."""
     if is_complete(root):
         problems = damage(root)
         if problems:
             raise IncompleteOutput(f"{root} does not hold what its manifest lists: " + "; ".join(problems[:5]))
+        if layer is not None and layer not in _written_layers(root):
+            raise MissingLayer(f"layer {layer} was not written to {root} (its layers: "
+                               f"{', '.join(_written_layers(root))})")
         return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
     entries = [e for e in index_entries(root) if trusted(root, e, set_aside=False)]
+    if not entries and not require_manifest:
+        return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
     if not entries:
         raise IncompleteOutput(
             f"{root} has no complete manifest.json and no completed runs in "
-            f"{layout.RUNS_INDEX_DIR}/: the run failed, was killed or is running"
+            f"{layout.RUNS_INDEX_DIR}/: the run failed, was killed or is running. A folder "
+            "written by WriteEmbeddings in your own pipeline has no manifest: read it with "
+            "require_manifest=False"
         )
-    if layer is not None:
-        entries = [e for e in entries if layer in e["layers"]]
     if embedding_key is not None:
         entries = [e for e in entries if e["embedding_key"] == embedding_key]
+        if not entries:
+            raise IncompleteOutput(f"no completed run under {root} has embedding key {embedding_key}")
+    if layer is not None:
+        written = sorted({name for e in entries for name in e["layers"]})
+        entries = [e for e in entries if layer in e["layers"]]
+        if not entries:
+            raise MissingLayer(f"layer {layer} was not written by any completed run under {root} "
+                               f"(their layers: {', '.join(written)})")
     keys = sorted({e["embedding_key"] for e in entries})
     if len(keys) > 1:
         raise MixedSettings(
-            f"runs under {root} embedded {layer} with {len(keys)} different settings "
-            f"(embedding keys {', '.join(keys)}); pass embedding_key= to choose one"
+            f"runs under {root} embedded {layer or 'their layers'} with {len(keys)} different "
+            f"settings (embedding keys {', '.join(keys)}); choose one with embedding_key= "
+            "(--embedding_key in resnet50-inspect)"
         )
     return entries
 
 
-def iter_layer_parts(root: str, layer: str, embedding_key: str | None = None):
+def iter_layer_parts(root: str, layer: str, embedding_key: str | None = None,
+                     require_manifest: bool = True):
     """One LayerMatrix per non-empty part file of ``embeddings/<layer>/`` in every completed
     output under ``root``: for statistics over outputs too large to hold at once."""
-    for entry in completed_runs(root, layer, embedding_key):
+    for entry in completed_runs(root, layer, embedding_key, require_manifest):
         for path in part_files(layout.layer_dir(entry["partition"], layer)):
             with FileSystems.open(path) as handle:
                 table = pq.read_table(handle)
@@ -103,12 +133,15 @@ def layer_dataset(root: str, layer: str, embedding_key: str | None = None) -> ds
                       partitioning=partitioning, partition_base_dir=base)
 
 
-def read_layer(root: str, layer: str, embedding_key: str | None = None) -> LayerMatrix:
+def read_layer(root: str, layer: str, embedding_key: str | None = None,
+               require_manifest: bool = True) -> LayerMatrix:
     """All rows of ``embeddings/<layer>/`` in every completed output under ``root``, one per
     (image_id, uri): when two trusted runs hold the same image at the same uri (a run's
     folder copied under a new run id, say), the older run's row is kept and the others are
-    left out with a warning. One image at two uris is two rows, as the job writes it."""
-    parts = list(iter_layer_parts(root, layer, embedding_key))
+    left out with a warning. One image at two uris is two rows, as the job writes it.
+    ``require_manifest`` False reads a folder written by WriteEmbeddings in your own
+    pipeline, which has no manifest."""
+    parts = list(iter_layer_parts(root, layer, embedding_key, require_manifest))
     if not parts:
         return LayerMatrix([], [], np.zeros((0, 0), np.float32))
     ids = [i for part in parts for i in part.image_ids]
