@@ -3,6 +3,7 @@
 by a fresh process into an incremental root, then a no-op incremental run on the same root.
 
     python -m bench.shards [--work DIR] [--sizes_mb 50,500] [--formats webdataset,parquet,tfrecord]
+    python -m bench.shards --formats webdataset-gz,tfrecord-gz   # .tar.gz, .tfrecord.gz: streamed
     python -m bench.shards --huge_rows_mb 100 [--huge_rows 3]
 
 ``--huge_rows_mb`` measures instead a Parquet shard whose one row group holds ``--huge_rows``
@@ -12,7 +13,7 @@ refused from the metadata, unread) and with the limit lifted (the group is read)
 
 Samples are generated 500x375 JPEGs (quality 95, noise, about 228 KB each), the same ones in
 every format, written with webdataset's TarWriter, pyarrow (256-row groups) and
-tf.io.TFRecordWriter. Settings: --image_size 32 --layers res2 --weights random, one process
+tf.io.TFRecordWriter (gzip: TarWriter(compress=True), TFRecordOptions("GZIP")). Settings: --image_size 32 --layers res2 --weights random, one process
 (--direct_num_workers 1), so that the reader's memory, not a second model, shows. Each run
 reports its peak RSS (ru_maxrss) and wall time; the no-op run also how many samples it read
 (0: the shard is skipped unopened)."""
@@ -35,7 +36,8 @@ from PIL import Image
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SETTINGS = ["--image_size", "32", "--layers", "res2", "--weights", "random",
             "--direct_num_workers", "1", "--progress_seconds", "3600", "--mode", "incremental"]
-EXTENSIONS = {"webdataset": ".tar", "parquet": ".parquet", "tfrecord": ".tfrecord"}
+EXTENSIONS = {"webdataset": ".tar", "parquet": ".parquet", "tfrecord": ".tfrecord",
+              "webdataset-gz": ".tar.gz", "tfrecord-gz": ".tfrecord.gz"}
 _RUN = """
 import json, resource, sys, time
 from pipeline.run import run
@@ -64,11 +66,11 @@ def _samples(megabytes: int):
         count += 1
 
 
-def _write_webdataset(path, samples) -> int:
+def _write_webdataset(path, samples, compress: bool = False) -> int:
     import webdataset
 
     count = 0
-    with webdataset.TarWriter(str(path)) as sink:
+    with webdataset.TarWriter(str(path), compress=compress) as sink:
         for key, image in samples:
             sink.write({"__key__": key, "jpg": image, "txt": b"caption"})
             count += 1
@@ -95,11 +97,12 @@ def _write_parquet(path, samples) -> int:
     return count
 
 
-def _write_tfrecord(path, samples) -> int:
+def _write_tfrecord(path, samples, compress: bool = False) -> int:
     import tensorflow as tf
 
     count = 0
-    with tf.io.TFRecordWriter(str(path)) as writer:
+    options = tf.io.TFRecordOptions(compression_type="GZIP") if compress else None
+    with tf.io.TFRecordWriter(str(path), options=options) as writer:
         for _key, image in samples:
             example = tf.train.Example(features=tf.train.Features(feature={
                 "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
@@ -108,7 +111,9 @@ def _write_tfrecord(path, samples) -> int:
     return count
 
 
-WRITERS = {"webdataset": _write_webdataset, "parquet": _write_parquet, "tfrecord": _write_tfrecord}
+WRITERS = {"webdataset": _write_webdataset, "parquet": _write_parquet, "tfrecord": _write_tfrecord,
+           "webdataset-gz": lambda path, samples: _write_webdataset(path, samples, compress=True),
+           "tfrecord-gz": lambda path, samples: _write_tfrecord(path, samples, compress=True)}
 
 
 def write_shard(path: pathlib.Path, megabytes: int, shard_format: str) -> int:

@@ -11,7 +11,7 @@ def test_defaults_and_record():
     assert read.keep_columns == ("url", "txt") and read.max_file_bytes == 256 * 1024 * 1024
     assert read.record() == {"input_format": "auto", "image_column": None,
                              "keep_columns": ["url", "txt"], "max_file_bytes": 256 * 1024 * 1024,
-                             "max_row_group_bytes": 256 * 1024 * 1024}
+                             "max_row_group_bytes": 256 * 1024 * 1024, "image_paths": "never"}
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -19,6 +19,7 @@ def test_defaults_and_record():
     ({"image_column": " "}, "--image_column is empty"),
     ({"max_file_bytes": 0}, "--max_file_bytes must be at least 1"),
     ({"max_row_group_bytes": 0}, "--max_row_group_bytes must be at least 1"),
+    ({"image_paths": "absolute"}, "--image_paths 'absolute' is not one of never, relative"),
     ({"keep_columns": ("uri",)}, "images/ has such a column already"),
     ({"keep_columns": ("url", "url")}, "names a column twice"),
 ])

@@ -67,7 +67,7 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
         "tf_threads": "2", "jpeg_draft": "off", "max_pixels": "5000000", "min_side": "8",
         "max_file_bytes": "1000000", "max_row_group_bytes": "2000000", "max_error_fraction": "0.05", "mode": "incremental",
         "skip_by": "content", "lock_stale_hours": "6", "input_format": "parquet",
-        "image_column": "png", "keep_columns": "url,txt", "overwrite": "false", "progress_seconds": "30",
+        "image_column": "png", "image_paths": "relative", "keep_columns": "url,txt", "overwrite": "false", "progress_seconds": "30",
         "image_formats": "jpeg,png,pcx", "decode_warn_seconds": "12.5", "model_copies": "1",
         "accelerator_hint": "type:nvidia-l4;count:1;install-nvidia-driver",
     }
@@ -86,7 +86,8 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
     assert options.image_column == "png" and options.keep_columns == "url,txt"
     assert read.image_column == "png" and read.keep_columns == ("url", "txt")
     assert read.input_format == "parquet" and read.max_file_bytes == 1_000_000
-    assert read.max_row_group_bytes == 2_000_000
+    assert read.max_row_group_bytes == 2_000_000 and read.image_paths == "relative"
+    assert options.input == [str(tmp_path / "*.png")]
     assert options.progress_seconds == 30.0
     assert limits.image_formats == ("JPEG", "PNG", "PCX") and limits.decode_warn_seconds == 12.5
     assert options.model_copies == 1 and options.accelerator_hint.startswith("type:nvidia-l4;")
