@@ -227,3 +227,16 @@ def test_a_run_that_embedded_nothing_exits_3_unless_failures_are_expected(tmp_pa
     assert "none of the 1203 inputs was embedded or skipped" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "failed for" in r.getMessage()]
     assert run(argv(path, tmp_path / "expected", "--max_error_fraction", "1")) == EXIT_OK
+
+
+def test_an_unchanged_compressed_shard_is_skipped_unopened_by_the_next_incremental_run(tmp_path):
+    from pipeline.incremental import index_entries
+
+    write_tgz(tmp_path / "sample.tar.gz")
+    write_tfds(tmp_path / "train.tfrecord.gz", gzip=True)
+    root = tmp_path / "root"
+    for _ in range(2):
+        assert run(argv(tmp_path / "*.gz", root, "--mode", "incremental")) == EXIT_OK
+    first, second = (entry["counts"] for entry in index_entries(str(root)))
+    assert first["embedded"] == 2 * len(PICTURES) and first["errors"] == 0
+    assert second["read"] == 0 and second["skipped_unchanged"] == 2 * len(PICTURES)
