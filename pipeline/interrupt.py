@@ -32,6 +32,10 @@ def wake_main_thread() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _not_beam(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("apache_beam")
+
+
 class Interrupts:
     """Context manager around a local job, entered in the main thread. ``interrupted`` says
     that Ctrl-C ended the run; ``message`` is the one line printed then. Outside the main
@@ -62,16 +66,19 @@ class Interrupts:
         raise KeyboardInterrupt
 
     def _quiet_beam(self) -> None:
-        """Beam's errors about the workers just ended, and its threads' tracebacks, are noise."""
-        beam_logger = logging.getLogger("apache_beam")
-        self._quieted = [(beam_logger, beam_logger.disabled), threading.excepthook]
-        beam_logger.disabled = True
+        """Beam's errors about the workers just ended, and its threads' tracebacks, are noise:
+        records of ``apache_beam`` and its children are dropped by every root handler."""
+        handlers = logging.getLogger().handlers
+        for handler in handlers:
+            handler.addFilter(_not_beam)
+        self._quieted = [handlers, threading.excepthook]
         threading.excepthook = lambda args: None
 
     def __exit__(self, *exc):
         if self._usable:
             signal.signal(signal.SIGINT, self._previous)
         if self._quieted:
-            (beam_logger, disabled), hook = self._quieted
-            beam_logger.disabled, threading.excepthook = disabled, hook
+            handlers, threading.excepthook = self._quieted
+            for handler in handlers:
+                handler.removeFilter(_not_beam)
         return False

@@ -142,13 +142,10 @@ def input_patterns(given: list[str] | str) -> list[str]:
 
 
 def output_is_a_file(output: str) -> bool:
-    """Whether --output names an existing file (an object, on gs://) rather than a folder."""
-    if outputs.is_local(output):
-        return os.path.isfile(output)
-    try:
-        return FileSystems.exists(output) and not output.endswith("/")
-    except Exception:  # No credentials in a dry run: the job finds out.
-        return False
+    """Whether a local --output names an existing file rather than a folder. Remote outputs
+    are not looked up here: parsing never touches the network (on gs:// an object and a
+    folder of the same name can both exist anyway)."""
+    return outputs.is_local(output) and os.path.isfile(output)
 
 
 def _matched_paths(pattern: str, count_all: bool) -> list[str]:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
 
 from pipeline import incremental
 from pipeline import lock as lock_lib
@@ -41,7 +41,7 @@ from pipeline.progress import ProgressPrinter
 from pipeline.workers import WorkerWatch
 from schemas import layout
 from schemas.accounting import BY_NAME, EMBEDDED, nothing_done, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
-from transforms.lifeline import LAUNCHER_PID_VARIABLE
+from transforms.lifeline import LAUNCHER_PID_VARIABLE, LIFELINE_PLUGIN
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_ERRORS = 0, 1, 2, 3
 #: The console script setup.py installs for this CLI.
@@ -105,6 +105,10 @@ def prepare(plan: RunPlan) -> str:
         use_local_workers(plan.pipeline_options, plan.options, plan.argv, plan.matched)
     if not plan.remote:  # local worker processes end with this launcher (transforms/lifeline.py)
         os.environ[LAUNCHER_PID_VARIABLE] = str(os.getpid())
+        # ... and import it as a Beam plugin, in their main thread as they start, so that
+        # they ignore a terminal's Ctrl-C from their first second (pipeline/interrupt.py).
+        setup = plan.pipeline_options.view_as(SetupOptions)
+        setup.beam_plugins = list(dict.fromkeys((setup.beam_plugins or []) + [LIFELINE_PLUGIN]))
     if plan.options.tf_threads:
         set_tensorflow_threads(plan.options.tf_threads)
     if plan.options.overwrite:

@@ -2,6 +2,9 @@
 ReadInputs and EmbedImages compose them."""
 
 from transforms import lifeline
+
+lifeline.start()  # a local run's worker process: end with the launcher, ignore Ctrl-C; first
+
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages
@@ -30,5 +33,3 @@ __all__ = [
     "ExtractLayers",
     "WriteEmbeddings",
 ]
-
-lifeline.start()  # a local run's worker process: end with the launcher

@@ -6,7 +6,11 @@ LAUNCHER_PID_VARIABLE; the workers inherit the environment, and on first import 
 ``transforms`` each starts one daemon thread that exits the process within about a second
 of the launcher's end. Such a worker also ignores SIGINT: a terminal's Ctrl-C reaches the
 whole process group, and the launcher alone handles it (pipeline/interrupt.py), ending
-the workers itself. Remote workers (Dataflow) never see the variable."""
+the workers itself. The launcher names this module in --beam_plugins, which Beam's worker
+imports in its main thread as it starts, before it connects: from then on (about a second
+after the process starts) a Ctrl-C never reaches the worker. (Beam's own
+``terminate_sdk_harness`` ends a broken harness with SIGINT, then SIGKILL after 60 s: in
+a local run the second ends it.) Remote workers (Dataflow) never see the variable."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import threading
 import time
 
 LAUNCHER_PID_VARIABLE = "RESNET50_EMBEDDINGS_LAUNCHER_PID"
+#: Named in --beam_plugins of local runs: each worker imports it in its main thread at start.
+LIFELINE_PLUGIN = "transforms.lifeline"
 CHECK_SECONDS = 0.5
 _started = False
 
