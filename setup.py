@@ -10,7 +10,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "schemas", "models"]),
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*", "schemas",
+                                    "schemas.*", "models", "models.*"]),
     install_requires=[
         "apache-beam>=2.77,<3",
         "tensorflow>=2.21,<2.22",
