@@ -32,6 +32,19 @@ def _parent(pid: int) -> int | None:
     return None if fields[0] == b"Z" else int(fields[1])
 
 
+def _command(pid: int) -> list[bytes]:
+    """A process's argv, [] when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _is_shell(argv: list[bytes]) -> bool:
+    return bool(argv) and os.path.basename(argv[0]).endswith(b"sh")
+
+
 def worker_pids(ancestor: int) -> set[int]:
     """The live worker processes (Python, running ``sdk_worker_main``) descending from
     ``ancestor``."""
@@ -40,14 +53,10 @@ def worker_pids(ancestor: int) -> set[int]:
         if not name.isdigit():
             continue
         pid = int(name)
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
+        argv = _command(pid)
         # Beam starts each worker through a shell (``sh -c "python -m ...sdk_worker_main"``):
         # the worker is the Python process, not its shell.
-        if WORKER_MARK not in argv or os.path.basename(argv[0]).endswith(b"sh"):
+        if WORKER_MARK not in argv or _is_shell(argv):
             continue
         parent, hops = _parent(pid), 0
         while parent not in (None, 0, 1, ancestor) and hops < 8:
@@ -62,12 +71,8 @@ def end_workers(pids) -> None:
     child is killed prints "Killed")."""
     for pid in pids:
         parent = _parent(pid)
-        try:
-            with open(f"/proc/{parent}/cmdline", "rb") as handle:
-                is_shell = os.path.basename(handle.read().split(b"\0")[0]).endswith(b"sh")
-        except OSError:
-            is_shell = False
-        for target in ([parent] if is_shell else []) + [pid]:
+        shell = [parent] if parent is not None and _is_shell(_command(parent)) else []
+        for target in shell + [pid]:
             try:
                 os.kill(target, signal.SIGKILL)
             except OSError:

@@ -115,11 +115,12 @@ class _TarSamples:
                 self._kept[extension] = as_text(tar.extractfile(member).read())
 
     def __iter__(self):
+        compressed = compression_of(self._listed.uri) != CompressionTypes.UNCOMPRESSED
         with open_shard(self._listed.uri) as handle:
             try:
                 with tarfile.open(fileobj=handle, mode="r|") as tar:
                     yield from (found for found in self._stream(tar) if found is not None)
-                while handle.read(1 << 16):  # a compressed stream's trailer: its CRC, its end
+                while compressed and handle.read(1 << 16):  # the trailer: its CRC, its end
                     pass
             except (tarfile.TarError, EOFError, OSError) as exc:
                 if self._current is not None and self._has_image():
@@ -127,9 +128,9 @@ class _TarSamples:
                     if found is not None:
                         yield found
                 why = str(exc) if isinstance(exc, ShardBroken) else f"{type(exc).__name__}: {exc}"
-                codec = compression_of(self._listed.uri)
-                if codec != CompressionTypes.UNCOMPRESSED and not isinstance(exc, ShardBroken):
-                    why += f" (in the data decompressed from {codec}: it may be corrupt)"
+                if compressed and not isinstance(exc, ShardBroken):
+                    why += (f" (in the data decompressed from {compression_of(self._listed.uri)}: "
+                            "it may be corrupt)")
                 yield refusal(self._listed, None, ShardBroken(f"tar shard broken at byte {tell(handle)}: {why}"))
                 self._linked.clear()
                 return
