@@ -37,10 +37,19 @@ from schemas.reading import (
     ReadConfig,
 )
 from schemas.rows import ERROR_ROWS, IMAGE_ROWS, SHARD_ROWS, SKIPPED_ROWS, Rows
-from schemas.config import MIXED_PRECISIONS, OUTPUT_DTYPES, POOLINGS, RESIZE_MODES, ExtractionConfig
+from schemas.config import (
+    DEFAULT_MIN_COSINE,
+    JIT_COMPILE,
+    MIXED_PRECISIONS,
+    OUTPUT_DTYPES,
+    POOLINGS,
+    RESIZE_MODES,
+    ExtractionConfig,
+)
 from schemas.contracts import ShapeContractError, assert_shape, shape_matches
 from schemas.elements import (
     ERRORS_TAG,
+    MODELS_TAG,
     STAGE_BATCH,
     STAGE_DECODE,
     STAGE_EXTRACT,

@@ -20,6 +20,9 @@ RESIZE_MODES = ("center_crop", "stretch", "pad")
 POOLINGS = ("avg", "max", "none")
 OUTPUT_DTYPES = ("float32", "float16")
 MIXED_PRECISIONS = ("none", "float16", "bfloat16")
+#: --jit_compile: XLA on, off, or auto (on where the model runs on a GPU).
+JIT_COMPILE = ("auto", "on", "off")
+DEFAULT_MIN_COSINE = 0.99
 
 ResizeMode = Literal["center_crop", "stretch", "pad"]
 Pooling = Literal["avg", "max", "none"]
@@ -40,6 +43,12 @@ class ExtractionConfig:
     output_dtype: str = "float32"
     mixed_precision: str = "none"
     jpeg_draft: bool = True
+    #: XLA for the forward pass: auto (on for a GPU, off for a CPU), on or off. Does not
+    #: change values beyond float rounding, so it is not in the embedding key.
+    jit_compile: str = "auto"
+    #: Reduced precision's certificate: each model's first batch is also run in float32,
+    #: and a layer whose minimum cosine similarity is under this fails the run.
+    min_cosine: float = DEFAULT_MIN_COSINE
     #: SHA-256 of the weights file, filled in by the launcher once it has read the file
     #: (ImageNet's cached file included); None for random weights and for dry runs.
     weights_sha256: str | None = None
@@ -61,11 +70,14 @@ class ExtractionConfig:
             (self.pooling, POOLINGS, "pooling"),
             (self.output_dtype, OUTPUT_DTYPES, "output_dtype"),
             (self.mixed_precision, MIXED_PRECISIONS, "mixed_precision"),
+            (self.jit_compile, JIT_COMPILE, "jit_compile"),
         ):
             if value not in choices:
                 raise ValueError(f"--{flag} {value!r} is not one of {', '.join(choices)}")
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"--min_cosine must be between -1 and 1, got {self.min_cosine}")
 
     @property
     def keras_layers(self) -> dict[str, str]:
@@ -99,7 +111,7 @@ class ExtractionConfig:
     def value_settings(self) -> dict:
         """Every setting that changes an embedding's values, and nothing else: the one list
         behind the embedding key, the manifest's ``config`` and the Parquet metadata. The
-        batch size does not change values and is not here. Keep the keys and their encoding
+        batch size and XLA do not change values (beyond float rounding) and are not here. Keep the keys and their encoding
         as they are: the embedding key of an existing incremental root is a hash of them."""
         return {
             "layers": sorted(canonical_layer(name) for name in self.layers),
@@ -130,4 +142,6 @@ class ExtractionConfig:
             "weights_spec": self.weights,
             "seed": self.seed,
             "batch_size": self.batch_size,
+            "jit_compile": self.jit_compile,
+            "min_cosine": self.min_cosine,
         }

@@ -168,3 +168,5 @@ class ImageError(NamedTuple):
 
 #: Tag of the error output of every transform that can reject an image.
 ERRORS_TAG = "errors"
+#: ExtractLayers' output of model records (JSON text): where each model ran, for the manifest.
+MODELS_TAG = "models"

@@ -57,11 +57,29 @@ def calibrated_weights_file(tmp_path_factory) -> str:
     return write_calibrated_weights(str(path), seed=5, images=48, side=96)
 
 
+@pytest.fixture(scope="session")
+def overflowing_weights_file(tmp_path_factory) -> str:
+    """Seeded ResNet50 whose res5 exceeds float16's range (65,504) and not float32's: the
+    last BatchNorm's scale times 10^6. float16 turns res5 into inf; float32 is fine."""
+    import tf_keras
+
+    from models.weights import randomize
+
+    model = tf_keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    randomize(model, 3)
+    norm = model.get_layer("conv5_block3_3_bn")
+    gamma, *rest = norm.get_weights()
+    norm.set_weights([gamma * 1e6, *rest])
+    path = tmp_path_factory.mktemp("overflow") / "resnet50_overflowing.h5"
+    model.save_weights(str(path))
+    return str(path)
+
+
 #: Modules that run whole jobs, start processes or build packages: not in the fast tier
 #: (./run_tests.sh --fast, -m "not slow"). Every other module unit-tests one module.
 SLOW_MODULES = frozenset({
     "test_build", "test_damage", "test_foreign_inputs", "test_handler", "test_hostile", "test_img2dataset", "test_incremental",
-    "test_incremental_shards", "test_kill_rerun", "test_lock", "test_packaging", "test_progress",
+    "test_incremental_shards", "test_kill_rerun", "test_lock", "test_packaging", "test_pinning", "test_progress",
     "test_readme", "test_run", "test_run_dataflow", "test_run_local", "test_serving",
 })
 

@@ -63,13 +63,18 @@ def test_mixed_precision_stays_close_on_a_calibrated_network(benchmark_network, 
     images = np.stack([rgb_pattern(size, size, 700 + i) for i in range(6)])
     plain = LayerExtractor(ExtractionConfig(layers=layers, image_size=size, weights=benchmark_network))(images)
     mixed = LayerExtractor(ExtractionConfig(layers=layers, image_size=size, weights=benchmark_network,
-                                            mixed_precision=precision))(images)
+                                            mixed_precision=precision))
+    outputs = mixed(images)
     for layer in layers:
-        assert mixed[layer].dtype == np.float32  # stored as --output_dtype, float32 by default
-        a, b = plain[layer].astype(np.float64), mixed[layer].astype(np.float64)
+        assert outputs[layer].dtype == np.float32  # stored as --output_dtype, float32 by default
+        a, b = plain[layer].astype(np.float64), outputs[layer].astype(np.float64)
         cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         assert cosine.min() >= 0.99, (layer, cosine.min())
         assert not np.array_equal(a, b)  # it really ran in reduced precision
+        # the certificate (first batch against float32) is this very computation
+        assert mixed.certificate["layers"][layer]["min"] == pytest.approx(cosine.min(), abs=2e-6)
+        assert mixed.certificate["layers"][layer]["mean"] == pytest.approx(cosine.mean(), abs=2e-6)
+    assert mixed.certificate["images"] == 6 and mixed.describe()["precision"] == f"mixed_{precision}"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +90,65 @@ def test_keras_policy_is_restored_after_a_mixed_build(weights_file):
 
     LayerExtractor(ExtractionConfig(layers=("res2",), image_size=32, weights=weights_file, mixed_precision="bfloat16"))
     assert tf_keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_reduced_model_that_overflows_is_refused_by_its_certificate(overflowing_weights_file, pixels):
+    from models.precision import PrecisionCertificateFailed
+
+    weights = overflowing_weights_file
+    config = ExtractionConfig(layers=("res2", "res5"), image_size="64x48", weights=weights, mixed_precision="float16")
+    extractor = LayerExtractor(config)
+    with pytest.raises(PrecisionCertificateFailed, match=r"layer res5 has min cosine -1\.000000 between float16"):
+        extractor(pixels)
+    assert extractor.certificate["layers"]["res2"]["min"] > 0.99  # the layers before it were fine
+    with pytest.raises(PrecisionCertificateFailed):  # and it stays refused
+        extractor(pixels[:1])
+    plain = LayerExtractor(ExtractionConfig(layers=("res5",), image_size="64x48", weights=weights))(pixels)["res5"]
+    assert np.isfinite(plain).all() and np.abs(plain).max() > 65504
+
+
+def test_xla_pads_each_batch_and_gives_graph_modes_numbers(weights_file, pixels):
+    config = ExtractionConfig(layers=("res2", "res5"), image_size="64x48", weights=weights_file, batch_size=2,
+                              jit_compile="on")
+    xla = LayerExtractor(config)
+    graph = LayerExtractor(ExtractionConfig(layers=("res2", "res5"), image_size="64x48", weights=weights_file))
+    assert xla.jit and not graph.jit  # auto on a CPU: off
+    for n in (3, 1, 2):
+        ours, expected = xla(pixels[:n]), graph(pixels[:n])
+        for layer in ("res2", "res5"):
+            assert ours[layer].shape == (n,) + config.embedding_shape(layer)
+            # XLA fuses and reorders float32 sums: equal to 1e-4 of each layer's largest value
+            scale = np.abs(expected[layer]).max()
+            np.testing.assert_allclose(ours[layer], expected[layer], rtol=0, atol=1e-4 * scale)
+    assert xla.shapes_run == {(2, 64, 48, 3)} and xla.compilations == 1
+
+
+def test_xla_compiles_once_per_model_process(tmp_path):
+    """XLA's own record of its compilations (--xla_dump_to writes one module per compile):
+    batches of 5, 4, 3 and 9 with --batch_size 4 compile one module; the same function
+    without the padding compiles one per batch size."""
+    import os
+    import subprocess
+    import sys
+
+    dump = tmp_path / "xla"
+    code = """
+import numpy as np, pathlib, sys, tensorflow as tf
+from schemas import ExtractionConfig
+from models.extractor import LayerExtractor
+count = lambda: len(list(pathlib.Path(sys.argv[1]).glob("*before_optimizations.txt")))
+pixels = np.zeros((9, 32, 32, 3), np.uint8)
+extractor = LayerExtractor(ExtractionConfig(layers=("res2",), image_size=32, weights="random", batch_size=4,
+                                            jit_compile="on"))
+for n in (5, 4, 3, 9):
+    extractor(pixels[:n])
+padded = count()
+unpadded = tf.function(extractor._forward.python_function, jit_compile=True)
+for n in (5, 4, 3, 9):
+    unpadded(tf.constant(pixels[:n]))
+print(padded, count() - padded)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(dump)], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         env=dict(os.environ, XLA_FLAGS=f"--xla_dump_to={dump}", TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.stdout.split()[-2:] == ["1", "4"], out.stdout + out.stderr[-2000:]
