@@ -12,6 +12,19 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.utils import shared
 
+from models.gpus import GpuListing
+from models.placement import (
+    GPUS_AUTO,
+    ProcessClaims,
+    Target,
+    claims_folder,
+    describe_process,
+    machine_listing,
+    parse_gpus,
+    pin,
+    target_for_copy,
+    target_for_process,
+)
 from models.weights import check_weights_identity, resolve_weights_file
 from schemas import STAGE_EXTRACT, ExtractionConfig, ShapeContractError, assert_shape
 
@@ -38,6 +51,12 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
       of its SDK processes (``share_model_across_processes()`` is then True). ExtractLayers
       serves each copy from a model process of its own; Beam's RunInference hosts it in one
       of the SDK processes. None (default): one model per process.
+    - ``gpus``: which GPUs of a machine the models use: ``"auto"`` (default: every GPU the
+      driver lists, or those CUDA_VISIBLE_DEVICES allows), ``"none"`` (the CPU), or indexes
+      such as ``"0,2"`` (models/placement.py). Copy i of ``model_copies`` runs on GPU
+      i mod G; a model per process takes the GPU with the fewest processes of this job, so
+      Beam's RunInference spreads its models over the GPUs too. Pinned by
+      CUDA_VISIBLE_DEVICES in the model's process before TensorFlow loads.
     - ``accelerator``: a Dataflow accelerator resource hint (``get_resource_hints()``), e.g.
       ``"type:nvidia-l4;count:1;install-nvidia-driver"``, for the inference step only.
     - ``min_batch_size`` / ``max_batch_size``: RunInference's batching (default: up to
@@ -53,6 +72,7 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
     """
 
     def __init__(self, config: ExtractionConfig, *, model_copies: int | None = None,
+                 gpus: str | tuple[int, ...] = GPUS_AUTO,
                  accelerator: str | None = None, min_batch_size: int | None = None,
                  max_batch_size: int | None = None,
                  model_factory: Callable[[ExtractionConfig], LayerModel] | None = None):
@@ -62,6 +82,7 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
                          max_batch_size=max_batch_size or config.batch_size,
                          model_copies=model_copies)
         self.config = config
+        self.gpus = gpus if isinstance(gpus, tuple) else parse_gpus(gpus)
         self.accelerator = accelerator or None
         self._model_factory = model_factory
         #: Names this handler's models on every worker of one job and in no other job: the
@@ -71,13 +92,31 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
         self.per_process = shared.Shared()
 
     def load_model(self) -> LayerModel:
+        """A model for this process (Beam's default; also each copy Beam itself hosts): on
+        the least-claimed of the chosen GPUs of this machine, or the CPU."""
+        listing = machine_listing()
+        target = target_for_process(self.gpus, listing, ProcessClaims(claims_folder(self.model_tag)))
+        return self._load(target, listing, copy=None)
+
+    def load_copy(self, copy: int) -> LayerModel:
+        """Model copy ``copy`` of ``model_copies``, in a model process of its own (models/
+        serving.py): on chosen GPU ``copy`` mod G."""
+        listing = machine_listing()
+        return self._load(target_for_copy(copy, self.gpus, listing), listing, copy=copy)
+
+    def _load(self, target: Target, listing: GpuListing, *, copy: int | None) -> LayerModel:
+        pinned = pin(target)  # before anything here can initialise CUDA
         weights_file = resolve_weights_file(self.config.weights)
         check_weights_identity(self.config.weights, weights_file, self.config.weights_sha256)
         if self._model_factory is not None:
-            return self._model_factory(self.config)
-        from models.extractor import LayerExtractor
+            model = self._model_factory(self.config)
+        else:
+            from models.extractor import LayerExtractor
 
-        return LayerExtractor(self.config, weights_file)
+            model = LayerExtractor(self.config, weights_file)
+        where = describe_process(target, copy=copy, pinned=pinned)
+        where["listing"] = listing.source
+        return PlacedModel(model, where)
 
     def run_inference(self, batch: Sequence[np.ndarray], model: LayerModel,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
@@ -109,3 +148,24 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
     def __repr__(self) -> str:
         return (f"ResNet50Handler(layers={list(self.config.layers)}, key={self.config.embedding_key}, "
                 f"model_copies={self._model_copies}, accelerator={self.accelerator!r})")
+
+
+class PlacedModel:
+    """A LayerModel with the record of where it was placed: calls go to ``model``;
+    ``describe()`` is the placement (host, pid, copy, GPU, CUDA_VISIBLE_DEVICES) plus the
+    model's own ``describe()`` (device, precision, XLA, batch size, certificate) when it has
+    one. Other attributes are the model's."""
+
+    def __init__(self, model: LayerModel, placement: dict):
+        self.model = model
+        self.placement = placement
+
+    def __call__(self, pixels: np.ndarray) -> dict:
+        return self.model(pixels)
+
+    def describe(self) -> dict:
+        own = self.model.describe() if hasattr(self.model, "describe") else {"model": type(self.model).__name__}
+        return {**self.placement, **own}
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)

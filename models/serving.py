@@ -6,13 +6,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import tempfile
 
 import numpy as np
 from apache_beam.utils.multi_process_shared import MultiProcessShared
 
 from models.handler import LayerModel, ResNet50Handler
 from models.handover import BatchSlot, SlotReader, SlotUnavailable
+from models.placement import STATE_DIR
 
 _log = logging.getLogger(__name__)
 
@@ -20,10 +20,6 @@ _log = logging.getLogger(__name__)
 #: BrokenPipe, ConnectionReset and ConnectionRefused are ConnectionErrors; a socket closed
 #: mid-reply is an EOFError.
 PROCESS_LOST = (ConnectionError, EOFError)
-
-
-#: Where MultiProcessShared keeps each model process's lock and address files.
-STATE_DIR = os.path.join(tempfile.gettempdir(), "resnet50-embeddings-models")
 
 
 class ModelProcessLost(RuntimeError):
@@ -53,10 +49,15 @@ class ServedModel:
     def pid(self) -> int:
         return os.getpid()
 
+    def describe(self) -> dict:
+        """Where and how this copy computes (PlacedModel.describe)."""
+        return self._model.describe() if hasattr(self._model, "describe") else {"pid": os.getpid()}
 
-def _serve(handler: ResNet50Handler) -> ServedModel:
-    """Runs in the model process: the one place its model is built (handler.load_model)."""
-    return ServedModel(handler.load_model())
+
+def _serve(handler: ResNet50Handler, copy: int) -> ServedModel:
+    """Runs in model process ``copy``: the one place its model is built (handler.load_copy,
+    which pins the process to its GPU before TensorFlow loads)."""
+    return ServedModel(handler.load_copy(copy))
 
 
 class SharedModel:
@@ -83,6 +84,8 @@ class SharedModel:
         self._reloads = reloads
         self.reloaded = 0
         self._copies: list = []
+        #: The copies that embedded a batch for this process (their records go to the manifest).
+        self.used: set[int] = set()
         self._local = None
         self._slot = None
         if not handler.share_model_across_processes():
@@ -104,7 +107,7 @@ class SharedModel:
         losses = 0
         while True:
             try:
-                return MultiProcessShared(functools.partial(_serve, self._handler), tag=self._tag(index),
+                return MultiProcessShared(functools.partial(_serve, self._handler, index), tag=self._tag(index),
                                           path=STATE_DIR, always_proxy=True, spawn_process=True).acquire()
             except PROCESS_LOST as exc:
                 losses += 1
@@ -123,7 +126,9 @@ class SharedModel:
         losses = 0
         while True:
             try:
-                return self._send(self._copies[index], pixels)
+                outputs = self._send(self._copies[index], pixels)
+                self.used.add(index)
+                return outputs
             except PROCESS_LOST as exc:
                 losses += 1
                 if losses > self._reloads:
@@ -146,6 +151,21 @@ class SharedModel:
                 self._slot.close()
                 self._slot = None
         return model(pixels)
+
+    def describe(self, copies: set[int] | None = None) -> list[dict]:
+        """Where each model this process uses computes: its own model, or the model
+        processes ``copies`` (default: all) as they describe themselves."""
+        if self._local is not None:
+            return [self._local.describe()] if hasattr(self._local, "describe") else []
+        records = []
+        for index, proxy in enumerate(self._copies):
+            if copies is not None and index not in copies:
+                continue
+            try:
+                records.append(proxy.describe())
+            except PROCESS_LOST:
+                pass  # gone: it described itself before, or a new one will
+        return records
 
     def close(self) -> None:
         """End the model processes this process started (the others end with theirs), and

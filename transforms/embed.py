@@ -9,6 +9,7 @@ import apache_beam as beam
 from models.handler import ResNet50Handler
 from schemas import (
     ERRORS_TAG,
+    MODELS_TAG,
     STAGE_READ,
     DEFAULT_MAX_FILE_BYTES,
     EmptyFile,
@@ -57,6 +58,14 @@ class _AsImageFileFn(beam.DoFn):
         yield ImageFile(FileMeta(key, hashlib.sha256(data).hexdigest()), data)
 
 
+def _model_records(extracted, pipeline):
+    """ExtractLayers' ``models`` output; none from a replacement that has no such output."""
+    try:
+        return extracted[MODELS_TAG]
+    except (KeyError, ValueError, AttributeError, TypeError):
+        return pipeline | "NoModelRecords" >> beam.Create([])
+
+
 class EmbedImages(beam.PTransform):
     """The extraction as one composite, for a PCollection you already have.
 
@@ -64,7 +73,7 @@ class EmbedImages(beam.PTransform):
     ``ImageFile`` elements. ``key`` becomes the ``uri`` of every output row; ``image_id`` is
     the hex SHA-256 of ``data``, the same as for the same picture read as a file.
 
-    Output: a dict of two PCollections, ready for ``WriteEmbeddings(output_dir, config)``:
+    Output: a dict of three PCollections, ready for ``WriteEmbeddings(output_dir, config)``:
 
     - ``embeddings``: BatchEmbeddings. ``infos[i]`` is image i's ``images/`` row (ImageInfo:
       meta (uri, image_id, ...), width, height, format); ``layers[name]`` is an array of shape
@@ -74,6 +83,8 @@ class EmbedImages(beam.PTransform):
       that could not be embedded: malformed elements, empty bytes or bytes over
       ``max_file_bytes`` (``read`` / ``validate``), the header guards of ``limits``, decode, resize, batch and extract
       failures. Every input comes out exactly once, as an embedded row or an error.
+    - ``models``: JSON text records of where each model ran and at what precision, one
+      per model per bundle (ExtractLayers); FinalizeRun puts them in the manifest.
 
     Steps: DecodeImages -> ResizeImages -> BatchByShape -> ExtractLayers, each with the
     shape assertions of ``schemas``. ``handler`` (a ResNet50Handler of the same ``config``)
@@ -115,4 +126,5 @@ class EmbedImages(beam.PTransform):
         errors = (
             files.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
         ) | "Errors" >> beam.Flatten()
-        return {"embeddings": extracted.embeddings, "errors": errors}
+        return {"embeddings": extracted.embeddings, "errors": errors,
+                "models": _model_records(extracted, elements.pipeline)}

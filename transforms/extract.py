@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import json
 import logging
+import os
+import socket
+import sys
 import time
 from typing import NamedTuple
 
@@ -14,9 +18,12 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from models.handler import ResNet50Handler
+from models.placement import cuda_untouched
+from models.precision import PrecisionCertificateFailed
 from models.serving import ModelProcessLost, SharedModel
 from schemas import (
     ERRORS_TAG,
+    MODELS_TAG,
     STAGE_EXTRACT,
     BatchEmbeddings,
     ExtractionConfig,
@@ -46,6 +53,13 @@ def _in_global_window(output):
     if isinstance(output, beam.pvalue.TaggedOutput):
         return beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, window.max_timestamp(), [window]))
     return WindowedValue(output, window.max_timestamp(), [window])
+
+
+def sdk_process_record() -> dict:
+    """This SDK process, which sends its batches to model processes: it should never have
+    loaded TensorFlow, let alone initialised CUDA (a context costs ~100 MB on each GPU)."""
+    return {"kind": "sdk_process", "host": socket.gethostname(), "pid": os.getpid(),
+            "tensorflow_imported": "tensorflow" in sys.modules, "cuda_untouched": cuda_untouched()}
 
 
 class _ExtractFn(beam.DoFn):
@@ -87,8 +101,8 @@ class _ExtractFn(beam.DoFn):
             outputs = self._model(batch.pixels)  # the input was checked in process()
             millis = int((time.perf_counter() - started) * 1000)
             self._handler.check_outputs(outputs, len(batch.infos), uri=first.uri, image_id=first.image_id)
-        except ModelProcessLost:
-            raise
+        except (ModelProcessLost, PrecisionCertificateFailed):
+            raise  # the run stops: no image is at fault
         except ShapeContractError as exc:  # Deterministic: retrying smaller batches cannot help.
             return [_Failed(info, exc) for info in batch.infos]
         except Exception as exc:
@@ -135,6 +149,13 @@ class _ExtractFn(beam.DoFn):
         while self._pending:
             for output in self._emit(self._pending.popleft().result()):
                 yield _in_global_window(output)
+        if self._seen_a_batch:  # where the models that embedded this bundle ran (manifest)
+            records = [{"kind": "model", **record} for record in self._model.describe(self._model.used)]
+            if self._handler.share_model_across_processes():
+                records.append(sdk_process_record())
+            for record in records:
+                yield _in_global_window(beam.pvalue.TaggedOutput(
+                    MODELS_TAG, json.dumps(record, sort_keys=True, default=str)))
 
 
 class ExtractLayers(beam.PTransform):
@@ -152,7 +173,10 @@ class ExtractLayers(beam.PTransform):
     synchronous, the plain path). The handler's resource hints (``accelerator``) go on this
     step alone, after a Reshuffle (``ToModelWorkers``) that hands the batches over to the
     workers that have the accelerator.
-    Returns a DoOutputsTuple with ``embeddings`` and ``errors``.
+    Returns a DoOutputsTuple with ``embeddings``, ``errors`` and ``models``: JSON text of
+    where each model that embedded a batch ran (host, pid, copy, GPU, CUDA_VISIBLE_DEVICES,
+    device, precision, XLA, batch size, precision certificate), repeated per bundle.
+    Reduced precision whose certificate fails (models/precision.py) stops the run.
     """
 
     def __init__(self, model: ResNet50Handler | ExtractionConfig, *, in_flight_batches: int = 1):
@@ -166,4 +190,4 @@ class ExtractLayers(beam.PTransform):
         if hints:
             batches = batches | "ToModelWorkers" >> beam.Reshuffle()
             extract = extract.with_resource_hints(**hints)
-        return batches | "Extract" >> extract.with_outputs(ERRORS_TAG, main="embeddings")
+        return batches | "Extract" >> extract.with_outputs(ERRORS_TAG, MODELS_TAG, main="embeddings")

@@ -50,5 +50,5 @@ def build_pipeline(
     if finalize is None:
         return written
     manifest = {"written": tuple(written.values()) | "AllWritten" >> beam.Flatten(),
-                **counted} | "FinalizeRun" >> finalize
+                "models": embedded["models"], **counted} | "FinalizeRun" >> finalize
     return {**written, "manifest": manifest}

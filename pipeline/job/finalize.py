@@ -7,6 +7,7 @@ laptop, and a Flex Template launch whose launcher never waits for the job."""
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import time
 
@@ -66,6 +67,74 @@ def build_manifest(run_record: dict, counts: dict, *, launched_at: float,
     }
 
 
+#: The manifest lists at most this many model processes (a fleet of 100 8-GPU VMs has
+#: 800); ``model_processes_total`` counts them all.
+MAX_MODEL_RECORDS = 1024
+
+
+def _record_key(record: dict) -> tuple:
+    return (record.get("kind", "model"), str(record.get("host")), record.get("pid"), record.get("copy"))
+
+
+def _better(known: dict | None, record: dict) -> bool:
+    """A record with a certificate (its first batch ran) beats one without."""
+    return known is None or (known.get("certificate") is None and record.get("certificate") is not None)
+
+
+class ModelRecordsFn(beam.CombineFn):
+    """ExtractLayers' records (JSON text, one per model and per SDK process per bundle) to
+    {"model_processes": [...], "sdk_processes_sharing": [...], "model_processes_total": n}:
+    one record for each (kind, host, pid, copy), the one that holds the most, sorted by host,
+    copy and pid. Its accumulator grows with the processes of the job, never with its
+    images or bundles; past MAX_MODEL_RECORDS processes of a kind only the count grows."""
+
+    def create_accumulator(self):
+        return {}, {"model": 0, "sdk_process": 0}
+
+    def add_input(self, accumulator, text):
+        return self._add(accumulator, json.loads(text))
+
+    def _add(self, accumulator, record):
+        best, overflow = accumulator
+        key = _record_key(record)
+        if key in best:
+            if _better(best[key], record):
+                best[key] = record
+        elif sum(1 for known in best if known[0] == key[0]) < MAX_MODEL_RECORDS:
+            best[key] = record
+        else:
+            overflow[key[0]] = overflow.get(key[0], 0) + 1  # may count a process twice: a bound
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for best, overflow in accumulators:
+            for record in best.values():
+                self._add(merged, record)
+            for kind, count in overflow.items():
+                merged[1][kind] = merged[1].get(kind, 0) + count
+        return merged
+
+    def extract_output(self, accumulator):
+        best, overflow = accumulator
+        ordered = sorted(best.items(), key=lambda item: (item[0][1], item[0][3] if item[0][3] is not None else -1,
+                                                        item[0][2] or 0))
+        strip = lambda record: {k: v for k, v in record.items() if k != "kind"}  # noqa: E731
+        processes = [strip(record) for key, record in ordered if key[0] == "model"]
+        return {"model_processes": processes,
+                "model_processes_total": len(processes) + overflow.get("model", 0),
+                "sdk_processes_sharing": [strip(record) for key, record in ordered if key[0] == "sdk_process"]}
+
+
+def model_records(texts) -> dict:
+    """ModelRecordsFn over a list of record texts (one machine's worth, or a test's)."""
+    fn = ModelRecordsFn()
+    accumulator = fn.create_accumulator()
+    for text in texts:
+        accumulator = fn.add_input(accumulator, text)
+    return fn.extract_output(accumulator)
+
+
 class _WriteManifestFn(beam.DoFn):
     def __init__(self, output_dir: str, config: ExtractionConfig, run_record: dict,
                  launched_at: float, submitted_at: float, on_complete):
@@ -76,7 +145,7 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, first_batch_at, written, **counted):
+    def process(self, _, first_batch_at, written, models=None, **counted):
         counts = {
             **{name: counted[name] for name in FROM_ELEMENTS},
             accounting.SKIPPED: counted[accounting.SKIPPED_UNCHANGED] + counted[accounting.SKIPPED_SAME_CONTENT],
@@ -92,6 +161,7 @@ class _WriteManifestFn(beam.DoFn):
             self._run_record, counts, launched_at=self._launched_at,
             submitted_at=self._submitted_at, first_batch_at=first_batch_at, now=time.time(),
         )
+        manifest.update(models or model_records(()))
         # What a later run checks this one against before trusting it (outputs.damage).
         manifest["files"] = outputs.part_sizes(self._output_dir, self._config.layers)
         manifest["kept_columns_missing"] = outputs.kept_columns_missing(
@@ -122,7 +192,9 @@ class FinalizeRun(beam.PTransform):
     or sample skipped by its listing in ``skipped_unchanged`` (an Unchanged shard stands
     for its samples, in ``matched`` too) and per image skipped for its content in
     ``skipped_same_content``; ``embedded`` (BatchEmbeddings: their arrival time marks the
-    first embedded batch; the embedded and error counts come from the written files). Only counts of these reach the
+    first embedded batch; the embedded and error counts come from the written files), and
+    optionally ``models`` (ExtractLayers' model records: the manifest's
+    ``model_processes``, one per model process, however many bundles it served). Only counts of these reach the
     last step, as singleton side inputs. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the
     job fails and no manifest is written. ``on_complete(manifest)`` runs after the manifest
@@ -143,6 +215,10 @@ class FinalizeRun(beam.PTransform):
             | "BatchTime" >> beam.Map(lambda _: time.time())
             | "FirstBatch" >> beam.CombineGlobally(_earliest)
         )
+        extra = {}
+        if "models" in inputs:
+            extra["models"] = beam.pvalue.AsSingleton(
+                inputs["models"] | "ModelRecords" >> beam.CombineGlobally(ModelRecordsFn()))
         return (
             inputs[MATCHED].pipeline
             | "Once" >> beam.Create([None])
@@ -151,5 +227,6 @@ class FinalizeRun(beam.PTransform):
                 **counts,
                 first_batch_at=beam.pvalue.AsSingleton(first_batch_at),
                 written=beam.pvalue.AsList(inputs["written"]),
+                **extra,
             )
         )
