@@ -9,6 +9,8 @@ import difflib
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from models.handler import ResNet50Handler
+from models.placement import GPUS_AUTO, parse_gpus
+from models.precision import AUTO
 from schemas import (
     ALL_FORMATS,
     DEFAULT_DECODE_WARN_SECONDS,
@@ -17,11 +19,13 @@ from schemas import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_ROW_GROUP_BYTES,
+    DEFAULT_MIN_COSINE,
     DEFAULT_MIN_SIDE,
     FORMAT_AUTO,
     IMAGE_PATHS,
     IMAGE_PATHS_NEVER,
     INPUT_FORMATS,
+    JIT_COMPILE,
     MIXED_PRECISIONS,
     MODE_SINGLE,
     MODES,
@@ -141,8 +145,11 @@ class ExtractOptions(PipelineOptions):
             "to store the full h x w x c feature map.",
         )
         parser.add_argument(
-            "--batch_size", type=int, default=32,
-            help="Images per forward pass. Default: %(default)s.",
+            "--batch_size", type=int, default=None,
+            help="Images per forward pass. Default: by the device the model runs on, from "
+            "NVIDIA's published tables: 32 on a CPU; on a GPU 64 (T4), 128 (V100), 64 "
+            "(A100/L4/H100 in reduced precision) or 256 (the same in float32), for 224x224 "
+            "and smaller for larger inputs (docs/gpus.md). The manifest records it and why.",
         )
         parser.add_argument(
             "--weights",
@@ -167,10 +174,38 @@ class ExtractOptions(PipelineOptions):
         parser.add_argument(
             "--mixed_precision",
             default="none",
-            choices=MIXED_PRECISIONS,
-            help="Compute in bfloat16 (CPUs with AVX512_BF16/AMX, TPUs, Ampere+ GPUs) or "
-            "float16 (GPUs with tensor cores); weights stay float32, pooling is done in "
-            "float32, and outputs are stored as --output_dtype. Default: none (float32).",
+            choices=MIXED_PRECISIONS + (AUTO,),
+            help="Compute in bfloat16 (CPUs with AVX512_BF16/AMX, GPUs of compute capability "
+            ">= 8.0) or float16 (GPUs >= 7.0, tensor cores); weights stay float32, pooling is "
+            "done in float32, outputs are stored as --output_dtype. auto: float16 on 7.x, "
+            "bfloat16 on >= 8.0 and on CPUs with AVX512_BF16 or AMX, else none; resolved by "
+            "the launcher from the driver's GPU listing (local) or the Dataflow accelerator "
+            "type, so one embedding key never mixes precisions. Each model's first batch is "
+            "also run in float32 and compared (--min_cosine). Default: none (float32).",
+        )
+        parser.add_argument(
+            "--min_cosine", type=float, default=DEFAULT_MIN_COSINE,
+            help="Reduced precision's certificate: a layer whose minimum cosine similarity "
+            "with float32 on a model's first batch is under this stops the run before that "
+            "model writes an embedding. The manifest records each model's per-layer min and "
+            "mean. Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--jit_compile",
+            default="auto",
+            choices=JIT_COMPILE,
+            help="XLA for the forward pass: on, off, or auto (on when the model runs on a "
+            "GPU, +5-33%% in NVIDIA's tables; off on a CPU, where it measured slower). With "
+            "XLA every batch is padded to --batch_size, so each model compiles once. "
+            "Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--gpus", default=GPUS_AUTO,
+            help="GPUs the models use on each machine: auto (every GPU the NVIDIA driver "
+            "lists, or those CUDA_VISIBLE_DEVICES allows), none (the CPU), or indexes as "
+            "nvidia-smi numbers them, such as 0,2. Model copy i runs on GPU i mod G, pinned "
+            "through CUDA_VISIBLE_DEVICES in its own process; a model per process takes the "
+            "GPU with the fewest processes. Default: %(default)s.",
         )
         parser.add_argument(
             "--tf_threads", type=int, default=None,
@@ -182,7 +217,9 @@ class ExtractOptions(PipelineOptions):
             help="Load exactly N models per machine, each in a model process of its own, shared "
             "by all of the machine's SDK processes (Beam's multi_process_shared, as "
             "RunInference's model_copies), so every vCPU decodes while one model per GPU "
-            "infers. Use 1 on a one-GPU worker. Default: one model in each SDK process.",
+            "infers. Default: the number of GPUs where the model runs on GPUs (the driver's "
+            "listing locally, count: of the Dataflow accelerator), else one model in each SDK "
+            "process.",
         )
         parser.add_argument(
             "--accelerator_hint", default=None,
@@ -287,7 +324,11 @@ class ExtractOptions(PipelineOptions):
 
 
 def extraction_config(options: ExtractOptions) -> ExtractionConfig:
-    """The validated ExtractionConfig of parsed options; raises ValueError with the choices."""
+    """The validated ExtractionConfig of parsed options, whose ``auto`` precision and batch
+    size pipeline/compute.py has resolved; raises ValueError with the choices."""
+    if options.mixed_precision == AUTO or options.batch_size is None:
+        raise ValueError("--mixed_precision auto and the default --batch_size are resolved "
+                         "for the device first (pipeline.compute.resolve_compute)")
     return ExtractionConfig(
         layers=_names(options.layers),
         image_size=options.image_size,
@@ -299,6 +340,8 @@ def extraction_config(options: ExtractOptions) -> ExtractionConfig:
         output_dtype=options.output_dtype,
         mixed_precision=options.mixed_precision,
         jpeg_draft=options.jpeg_draft == "on",
+        jit_compile=options.jit_compile,
+        min_cosine=options.min_cosine,
     )
 
 
@@ -307,7 +350,7 @@ def model_handler(options: ExtractOptions, config: ExtractionConfig,
     """The ResNet50Handler of parsed options for ``config`` (its weights' SHA-256 filled in
     by the launcher); raises ValueError for a --model_copies under 1. ``model_factory``
     replaces the model (benchmarks and tests)."""
-    return ResNet50Handler(config, model_copies=options.model_copies,
+    return ResNet50Handler(config, model_copies=options.model_copies, gpus=parse_gpus(options.gpus),
                            accelerator=(options.accelerator_hint or "").strip() or None,
                            model_factory=model_factory)
 

@@ -32,7 +32,9 @@ from pipeline import incremental
 from pipeline import lock as lock_lib
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
+from pipeline.compute import Compute, resolve_compute
 from pipeline.local import is_local_runner
+from models.placement import parse_gpus
 from pipeline.options import (
     ExtractOptions,
     extraction_config,
@@ -61,13 +63,15 @@ class UsageError(Exception):
 
 class Parsed(NamedTuple):
     """The arguments, parsed and validated: Beam's options, this job's view of them, and
-    the typed settings made from them."""
+    the typed settings made from them (``compute``: the device's resolution of the
+    precision, batch size and model copies that ``options`` left to it)."""
 
     pipeline_options: PipelineOptions
     options: ExtractOptions
     config: ExtractionConfig
     limits: InputLimits
     read: ReadConfig
+    compute: Compute
 
 
 def parse_args(argv: list[str]) -> Parsed:
@@ -86,24 +90,35 @@ def parse_args(argv: list[str]) -> Parsed:
     if output_is_a_file(options.output):
         raise UsageError(f"--output {options.output} is an existing file; name a folder (new, "
                          "empty, or an earlier run's)")
+    check_model_placement(pipeline_options, options)
     try:
+        compute = resolve_compute(pipeline_options, options,
+                                  remote=not is_local_runner(pipeline_options.view_as(StandardOptions).runner))
+        options.mixed_precision, options.batch_size = compute.precision, compute.batch_size
+        options.model_copies = compute.model_copies
         parsed = Parsed(pipeline_options, options, extraction_config(options),
-                        input_limits(options), read_config(options))
+                        input_limits(options), read_config(options), compute)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     fraction = options.max_error_fraction
     if fraction is not None and not 0 <= fraction <= 1:
         raise UsageError(f"--max_error_fraction must be between 0 and 1, got {fraction}")
-    check_model_placement(pipeline_options, options)
     return parsed
 
 
 def check_model_placement(pipeline_options: PipelineOptions, options: ExtractOptions) -> None:
-    """--model_copies is at least 1; --accelerator_hint (right fitting) is not combined with
-    the worker_accelerator service option, which Dataflow's right fitting does not allow."""
+    """--model_copies is at least 1, --gpus is auto, none or indexes; --accelerator_hint
+    (right fitting) is not combined with the worker_accelerator service option, which
+    Dataflow's right fitting does not allow."""
     copies, hint = options.model_copies, options.accelerator_hint
     if copies is not None and copies < 1:
         raise UsageError(f"--model_copies must be at least 1, got {copies}")
+    if options.batch_size is not None and options.batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, got {options.batch_size}")
+    try:
+        parse_gpus(options.gpus)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     if hint is not None and not hint.strip():
         raise UsageError("--accelerator_hint is empty; give e.g. "
                          "'type:nvidia-l4;count:1;install-nvidia-driver'")
@@ -114,9 +129,6 @@ def check_model_placement(pipeline_options: PipelineOptions, options: ExtractOpt
         raise UsageError("--accelerator_hint puts the GPU on the model step alone (right fitting), "
                          "which Dataflow does not combine with worker_accelerator; drop the "
                          "worker_accelerator service option, or --accelerator_hint")
-    if gpu_workers and copies is None:
-        _log.warning("GPU workers without --model_copies: each SDK process (one per vCPU) loads "
-                     "its own model onto the GPU; --model_copies 1 shares one per GPU")
 
 
 def absolute_pattern(pattern: str) -> str:
@@ -297,6 +309,7 @@ class RunPlan(NamedTuple):
     limits: InputLimits
     read: ReadConfig
     weights: dict  # the manifest's weights record
+    compute: Compute  # the device and what was resolved for it
     output: OutputPlan
     matched: int | None  # files matched, counted for local runs only
     remote: bool
@@ -315,7 +328,7 @@ def plan_run(argv: list[str], launched_at: float) -> RunPlan:
     config, weights = with_weights_identity(parsed.config, weights_file)
     output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
     return RunPlan(argv, parsed.pipeline_options, parsed.options, config, parsed.limits,
-                   parsed.read, weights, output, matched, remote, dry_run, launched_at)
+                   parsed.read, weights, parsed.compute, output, matched, remote, dry_run, launched_at)
 
 
 def run_record(plan: RunPlan, runner: str) -> dict:
@@ -329,6 +342,7 @@ def run_record(plan: RunPlan, runner: str) -> dict:
         "max_error_fraction": options.max_error_fraction,
         # Where the model ran: per SDK process (null), or N model processes per machine.
         "model_copies": options.model_copies, "accelerator_hint": options.accelerator_hint,
+        "gpus": options.gpus, "compute": plan.compute.record(),
     }
     if output.root is not None:
         comparison = output.comparison

@@ -18,6 +18,7 @@ quiet_tensorflow_without_gpu()
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -175,12 +176,28 @@ def _run_job(plan: RunPlan, runner: str, watch, progress_dir, interrupts, *, ext
             _log.error("%s: %s has no manifest and is incomplete", watch.died, output_dir)
             return Outcome(FAILED, reason=watch.died)
         return Outcome(INTERRUPTED, reason="Ctrl-C")
-    except Exception:
+    except Exception as exc:
         if interrupts is not None and interrupts.interrupted:
             return Outcome(INTERRUPTED, reason="Ctrl-C")
+        stated = stated_failure(exc)
+        if stated:
+            _log.error("%s; %s has no manifest and is incomplete", stated, output_dir)
+            return Outcome(FAILED, reason=stated)
         _log.exception("the pipeline failed; %s has no manifest and is incomplete", output_dir)
         return Outcome(FAILED, reason="the pipeline failed")
     return finished(plan, result, state)
+
+
+#: Failures whose own message says everything: reported as one line, without a traceback.
+#: Runners wrap a worker's exception in their own, with the traceback as text.
+_STATED_FAILURES = re.compile(r"PrecisionCertificateFailed: (precision certificate failed: [^\n]*)")
+
+
+def stated_failure(exc: BaseException) -> str | None:
+    """The message of a failure that explains itself (the precision certificate), found in
+    the exception a runner raised, or None."""
+    match = _STATED_FAILURES.search(f"{type(exc).__name__}: {exc}")
+    return match.group(1) if match else None
 
 
 def finished(plan: RunPlan, result, state) -> Outcome:
@@ -263,6 +280,8 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
         lambda record: "No semi_persistent_directory found" not in record.getMessage()
+        # a worker's traceback of a failure the launcher states in one line (stated_failure)
+        and _STATED_FAILURES.search(record.getMessage()) is None
     )
     try:
         code = run(launched_at=_IMPORTED_AT)
