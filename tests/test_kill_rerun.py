@@ -45,6 +45,25 @@ def _two_workers(process) -> set[int]:
     return workers
 
 
+def _ignores_sigint(pid: int) -> bool:
+    """Whether process ``pid`` has SIGINT ignored (its SigIgn mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            mask = next(line for line in handle if line.startswith("SigIgn:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+
+def _wait_until_workers_ignore_sigint(workers: set[int], timeout=120.0) -> None:
+    """Until every worker has imported the lifeline plugin and ignores SIGINT (on a busy
+    machine that takes more than the second it takes on a quiet one)."""
+    deadline = time.monotonic() + timeout
+    while not all(_ignores_sigint(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_ignores_sigint(pid) for pid in workers), "the workers never ignored SIGINT"
+
+
 def _wait_for_writing(out: pathlib.Path, process, timeout=240.0) -> bool:
     """True once Beam's temporary part files exist under ``out`` (writing has begun)."""
     deadline = time.monotonic() + timeout
@@ -159,8 +178,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path):
                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    _two_workers(process)  # as soon as both exist: they ignore SIGINT from their first second
-    time.sleep(1.0)
+    _wait_until_workers_ignore_sigint(_two_workers(process))
     os.killpg(process.pid, signal.SIGINT)
     code = process.wait(timeout=60)
     printed = process.stdout.read() + process.stderr.read()
