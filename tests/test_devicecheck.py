@@ -1,0 +1,47 @@
+"""resnet50-device on this machine (no GPU): the CPU path, end to end in small settings."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_cpu_path_measures_every_row_says_no_gpu_and_writes_its_json(tmp_path):
+    out = tmp_path / "device.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.devicecheck.cli", "--json", str(out), "--image_size", "32",
+         "--batch_sizes", "2,4", "--layers", "res2,res5", "--seconds", "0", "--feed_counts", "web=2:6,camera=1:2",
+         "--gpus", "none", "--min_cosine", "-1"],  # at 32x32 bfloat16 may miss 0.99: time every row
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no GPU found; looked with:" in done.stderr
+    report = json.loads(out.read_text())
+    (device,) = report["devices"]
+    assert device["kind"] == "cpu" and device["gpu"] is None
+    rows = device["model"]["rows"]
+    precisions = {row["precision"] for row in rows}
+    assert "float32" in precisions
+    # each precision x XLA off/on x batch 2, 4, every one timed (bfloat16 only where the CPU has it)
+    assert len(rows) == len(precisions) * 2 * 2
+    assert {(row["jit_compile"], row["batch_size"]) for row in rows} == {(False, 2), (False, 4), (True, 2), (True, 4)}
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["timed_calls"] >= 2
+        if row["precision"] != "float32":  # certified on the first batch, each layer
+            assert set(row["layers"]) == {"res2", "res5"} and -1 <= row["min_cosine"] <= 1
+    assert device["best"] in rows and device["flags"][:1] == ["--mixed_precision"]
+    for kind in ("web", "camera"):
+        feed = report["feed"][kind]
+        assert feed["loop_images_per_cpu_s"] > 0 and feed["pipeline_images_per_cpu_s"] > 0
+    assert "recommended: resnet50-embed --mixed_precision" in done.stdout
+    assert "decode feed per vCPU" in done.stdout
+
+
+def test_an_unwritable_json_path_stops_it_at_once(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pipeline.devicecheck.cli", "--json", str(tmp_path / "no" / "x.json")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"resnet50-device: --json {tmp_path / 'no' / 'x.json'}: folder "
+                                                f"{tmp_path / 'no'} does not exist"]
