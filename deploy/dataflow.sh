@@ -17,6 +17,7 @@ IMAGE="${REGION}-docker.pkg.dev/${PROJECT}/${REPOSITORY}/resnet50-gpu:0.1.0"
 TEMPLATE="${BUCKET}/templates/resnet50-embeddings.json"
 WEIGHTS="${BUCKET}/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 GPU="worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+TWO_GPUS="worker_accelerator=type:nvidia-l4;count:2;install-nvidia-driver"
 # gcloud's ^~^ prefix makes '~' the separator, because values hold commas and ';'.
 PARAMETERS="^~^input=${BUCKET}/images/**~output=${BUCKET}/embeddings~mode=incremental~layers=res2,res3,res4,res5~weights=${WEIGHTS}~mixed_precision=float16~batch_size=128~max_error_fraction=0.05~model_copies=1~sdk_container_image=${IMAGE}"
 # Right fitting: the L4 on the model step alone, on g2-standard-4 workers of their own.
@@ -45,6 +46,17 @@ run() {  # One launch, now.
     --worker-machine-type g2-standard-8 --max-workers 4 \
     --temp-location "${BUCKET}/tmp" \
     --additional-experiments "${GPU}"
+}
+
+run_two_gpus() {  # One launch on g2-standard-24 workers with 2 L4s each: one model copy per L4.
+  # model_copies, mixed_precision and batch_size are left out: the launcher resolves them
+  # from the accelerator type (2 copies, bfloat16 on an L4, batch 64; docs/gpus.md).
+  gcloud dataflow flex-template run "resnet50-embeddings-2gpu-$(date -u +%Y%m%d-%H%M%S)" \
+    --project="$PROJECT" --region="$REGION" --template-file-gcs-location "$TEMPLATE" \
+    --parameters "^~^input=${BUCKET}/images/**~output=${BUCKET}/embeddings~mode=incremental~layers=res2,res3,res4,res5~weights=${WEIGHTS}~mixed_precision=auto~max_error_fraction=0.05~sdk_container_image=${IMAGE}" \
+    --worker-machine-type g2-standard-24 --max-workers 4 \
+    --temp-location "${BUCKET}/tmp" \
+    --additional-experiments "${TWO_GPUS}"
 }
 
 run_split() {  # One launch: decoding on n2-standard-16 CPU workers, the model on L4 workers.

@@ -177,3 +177,30 @@ def test_dockerfile_pins_the_beam_version_we_run_and_keeps_the_boot_entrypoint()
     for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
         for path in copied.split():
             assert (DEPLOY.parent / path).exists(), path
+
+
+def test_the_two_gpu_launch_resolves_one_copy_per_l4_in_bfloat16():
+    """run_two_gpus: valid template parameters; from its worker_accelerator (2 L4s) the
+    launcher resolves 2 model copies, bfloat16 and batch 64, as docs/gpus.md says."""
+    from types import SimpleNamespace
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.compute import resolve_compute
+
+    script = (DEPLOY / "dataflow.sh").read_text()
+    launch = script[script.index("run_two_gpus()"):]
+    launch = launch[:launch.index("\n}")]
+    (value,) = re.findall(r'--parameters "\^~\^([^"]+)"', launch)
+    for key, replacement in {"${BUCKET}": "gs://my-bucket", "${WEIGHTS}": "gs://my-bucket/w.h5",
+                             "${IMAGE}": "us-central1-docker.pkg.dev/p/r/img:1"}.items():
+        value = value.replace(key, replacement)
+    parameters = dict(item.split("=", 1) for item in value.split("~"))
+    check_template_parameters(parameters)
+    assert "model_copies" not in parameters and "batch_size" not in parameters
+    (two_gpus,) = [l.split("=", 1)[1].strip('"') for l in script.splitlines() if l.startswith("TWO_GPUS=")]
+    assert '--additional-experiments "${TWO_GPUS}"' in launch and "count:2" in two_gpus
+    options = SimpleNamespace(mixed_precision=parameters["mixed_precision"], batch_size=None, model_copies=None,
+                              image_size="224", accelerator_hint=None, gpus="auto")
+    compute = resolve_compute(PipelineOptions(["--experiments", two_gpus]), options, remote=True)
+    assert (compute.model_copies, compute.precision, compute.batch_size) == (2, "bfloat16", 64)
