@@ -6,6 +6,7 @@ import os
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
+from models.precision import CPU_BATCH
 from pipeline.options import ExtractOptions
 
 #: Used when no --runner is given: Beam's FnApiRunner, the engine of the DirectRunner.
@@ -34,7 +35,8 @@ def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions,
     direct = options.view_as(DirectOptions)
     cores = os.cpu_count() or 1
     given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    one_batch = matched is not None and matched <= extract_options.batch_size
+    batch_size = extract_options.batch_size or CPU_BATCH  # resolved by plan.py before a run
+    one_batch = matched is not None and matched <= batch_size
     if not given & {"--direct_num_workers", "--direct_running_mode"} and cores > 1 and not one_batch:
         direct.direct_num_workers = min(2, cores)
         direct.direct_running_mode = "multi_processing"

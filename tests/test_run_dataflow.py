@@ -209,9 +209,10 @@ def from_earlier_runs(names) -> set[str]:
 
 
 def summarises(name: str) -> bool:
-    """Steps whose output is small whatever the collection: FinalizeRun's global counts and
-    first-batch time, and the sinks' steps that hand on written file names."""
-    return name.startswith(("FinalizeRun/Count[", "FinalizeRun/FirstBatch")) or any(
+    """Steps whose output is small whatever the collection: FinalizeRun's global counts,
+    first-batch time and model records (one per model process), and the sinks' steps that
+    hand on written file names."""
+    return name.startswith(("FinalizeRun/Count[", "FinalizeRun/FirstBatch", "FinalizeRun/ModelRecords")) or any(
         f"/WriteImpl/{step}" in name for step in ("WriteBundles", "Extract", "PreFinalize", "FinalizeWrite"))
 
 
