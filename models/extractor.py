@@ -147,6 +147,21 @@ class LayerExtractor:
             self._refusal = exc
             raise
 
+    def variant(self, batch_size: int, jit_compile: str) -> "LayerExtractor":
+        """This network (the same weights, layers and precision, nothing rebuilt) at another
+        batch size or XLA setting, with a forward function of its own. It certifies its own
+        first batch (XLA may round otherwise)."""
+        import dataclasses
+
+        clone = object.__new__(LayerExtractor)
+        clone.__dict__.update(self.__dict__)
+        clone.config = dataclasses.replace(self.config, batch_size=batch_size, jit_compile=jit_compile)
+        clone.jit = jit_for(jit_compile, ":GPU:" in self.device.upper())
+        clone._forward = layers_function(self._base, clone.config, jit=clone.jit)
+        clone.certificate, clone._refusal = None, None
+        clone._certifying, clone.shapes_run = threading.Lock(), set()
+        return clone
+
     def describe(self) -> dict:
         """Where and how this model computes, for the manifest."""
         return {"device": self.device, "device_details": self.device_details,
@@ -167,3 +182,35 @@ def _build_with_policy(config: ExtractionConfig, weights_file: str | None):
         return build_resnet50(config.image_size, config.weights, config.seed, weights_file)
     finally:
         tf_keras.mixed_precision.set_global_policy(previous)
+
+
+_last_built: tuple | None = None
+_building = threading.Lock()
+
+
+def _file_identity(path: str | None) -> tuple | None:
+    if not path:
+        return None
+    import os
+
+    status = os.stat(path)
+    return path, status.st_size, status.st_mtime_ns
+
+
+def reusable_extractor(config: ExtractionConfig, weights_file: str | None) -> LayerExtractor:
+    """A LayerExtractor for ``config``: the one this process built last when it was built
+    for the same settings and the same weights file (path, size and modification time), so
+    runs repeated in one process (a notebook, a scheduler calling run(), a test session)
+    build the network once; else a new one, which replaces it. Reduced precision is always
+    built anew: its certificate belongs to the run whose first batch made it."""
+    global _last_built
+    if config.mixed_precision != "none":
+        return LayerExtractor(config, weights_file)
+    key = (config, _file_identity(weights_file))
+    with _building:
+        if _last_built is not None and _last_built[0] == key:
+            return _last_built[1]
+        _last_built = None  # the old one can go before the new one is built
+        model = LayerExtractor(config, weights_file)
+        _last_built = (key, model)
+        return model

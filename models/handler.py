@@ -111,9 +111,9 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
         if self._model_factory is not None:
             model = self._model_factory(self.config)
         else:
-            from models.extractor import LayerExtractor
+            from models.extractor import reusable_extractor
 
-            model = LayerExtractor(self.config, weights_file)
+            model = reusable_extractor(self.config, weights_file)
         where = describe_process(target, copy=copy, pinned=pinned)
         where["listing"] = listing.source
         return PlacedModel(model, where)

@@ -152,3 +152,35 @@ print(padded, count() - padded)
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          env=dict(os.environ, XLA_FLAGS=f"--xla_dump_to={dump}", TF_CPP_MIN_LOG_LEVEL="3"))
     assert out.stdout.split()[-2:] == ["1", "4"], out.stdout + out.stderr[-2000:]
+
+
+def test_runs_in_one_process_reuse_the_last_network_built_for_the_same_settings_and_file(tmp_path, weights_file):
+    import os
+    import shutil
+
+    from models.extractor import reusable_extractor
+
+    copy = str(tmp_path / "weights.h5")
+    shutil.copyfile(weights_file, copy)
+    config = ExtractionConfig(layers=("res2",), image_size=32, weights=copy)
+    first = reusable_extractor(config, copy)
+    assert reusable_extractor(config, copy) is first
+    other = reusable_extractor(ExtractionConfig(layers=("res3",), image_size=32, weights=copy), copy)
+    assert other is not first
+    again = reusable_extractor(config, copy)
+    assert again is not first  # only the last one is kept
+    os.utime(copy, ns=(1, 1))  # the same path, another file as far as anyone can tell
+    assert reusable_extractor(config, copy) is not again
+    reduced = ExtractionConfig(layers=("res2",), image_size=32, weights=copy, mixed_precision="bfloat16")
+    assert reusable_extractor(reduced, copy) is not reusable_extractor(reduced, copy)  # each certifies anew
+
+
+def test_a_variant_shares_the_network_and_runs_at_its_own_batch_and_xla(weights_file, pixels):
+    config = ExtractionConfig(layers=("res2", "res5"), image_size="64x48", weights=weights_file)
+    graph = LayerExtractor(config)
+    xla = graph.variant(2, "on")
+    assert xla._base is graph._base and xla.jit and not graph.jit and xla.config.batch_size == 2
+    ours, expected = xla(pixels), graph(pixels)
+    for layer in ("res2", "res5"):
+        np.testing.assert_allclose(ours[layer], expected[layer], rtol=0, atol=1e-4 * np.abs(expected[layer]).max())
+    assert xla.shapes_run == {(2, 64, 48, 3)} and graph.shapes_run == {(3, 64, 48, 3)}

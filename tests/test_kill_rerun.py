@@ -158,10 +158,12 @@ def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers = _two_workers(process)
-    time.sleep(3)  # the workers have imported the transforms and are embedding
+    _wait_until_workers_ignore_sigint(workers)  # lifeline.py is imported: they watch their launcher
     process.kill()
     process.wait(timeout=30)
-    deadline = time.monotonic() + 3  # measured here: 0.3 s (1.5 s without transforms/lifeline.py)
+    # Measured here: gone 0.3 s after the launcher (1.5 s without transforms/lifeline.py);
+    # the bound is for a busy machine. An orphan would run for minutes.
+    deadline = time.monotonic() + 30
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if _running(pid)]

@@ -8,7 +8,8 @@ alone and the launcher never creates a CUDA context:
 SPEC: {"weights": h5 path, "pixels": .npy path (uint8, (n, H, W, 3), decoded photos),
 "precisions": ["none", "bfloat16", ...], "jit": ["off", "on"], "batch_sizes": [...],
 "seconds": minimum timed seconds per row, "min_cosine": float}.
-Each row: the model built at that batch size (XLA compiles for exactly it), one warm-up call
+Each row: the network (built once per precision) with a forward function for that batch
+size and XLA setting (XLA compiles for exactly that batch), one warm-up call
 on photos (compilation, and for reduced precision the certificate, which is the same
 check a run makes on its first batch), then calls on the same batch until ``seconds`` have
 passed (at least 2): images/s = images / seconds of those calls."""
@@ -27,12 +28,11 @@ def _batch(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([pixels] * repeats)[:size]
 
 
-def measure_row(config, weights: str, pixels: np.ndarray, seconds: float) -> dict:
+def measure_row(extractor, pixels: np.ndarray, seconds: float) -> dict:
     """One (precision, XLA, batch) row: images/s, and the certificate for reduced precision."""
-    from models.extractor import LayerExtractor
     from models.precision import PrecisionCertificateFailed
 
-    extractor = LayerExtractor(config, weights)
+    config = extractor.config
     batch = _batch(pixels, config.batch_size)
     row = {"precision": extractor.precision, "jit_compile": extractor.jit, "batch_size": config.batch_size,
            "device": extractor.device}
@@ -59,6 +59,7 @@ def measure_row(config, weights: str, pixels: np.ndarray, seconds: float) -> dic
 
 def measure(spec: dict) -> dict:
     from models.device import configure_devices
+    from models.extractor import LayerExtractor
     from schemas import ExtractionConfig
 
     pixels = np.load(spec["pixels"])
@@ -66,13 +67,12 @@ def measure(spec: dict) -> dict:
     device, details = configure_devices()
     rows = []
     for precision in spec["precisions"]:
+        config = ExtractionConfig(layers=tuple(spec["layers"]), image_size=f"{height}x{width}",
+                                  weights=spec["weights"], mixed_precision=precision, min_cosine=spec["min_cosine"])
+        network = LayerExtractor(config, spec["weights"])  # built once per precision
         for jit in spec["jit"]:
             for batch_size in spec["batch_sizes"]:
-                config = ExtractionConfig(layers=tuple(spec["layers"]), image_size=f"{height}x{width}",
-                                          weights=spec["weights"], batch_size=batch_size,
-                                          mixed_precision=precision, jit_compile=jit,
-                                          min_cosine=spec["min_cosine"])
-                rows.append(measure_row(config, spec["weights"], pixels, spec["seconds"]))
+                rows.append(measure_row(network.variant(batch_size, jit), pixels, spec["seconds"]))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress, for the patient
     return {"device": device, "device_details": details, "image_size": [int(height), int(width)],
             "photos": len(pixels), "rows": rows}
