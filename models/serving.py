@@ -10,9 +10,12 @@ import os
 import numpy as np
 from apache_beam.utils.multi_process_shared import MultiProcessShared
 
+from models import nodelay
 from models.handler import LayerModel, ResNet50Handler
 from models.handover import BatchSlot, SlotReader, SlotUnavailable
 from models.placement import STATE_DIR
+
+nodelay.enable()  # before this process connects to, or accepts, a model process's socket
 
 _log = logging.getLogger(__name__)
 
