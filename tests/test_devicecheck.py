@@ -12,7 +12,7 @@ def test_the_cpu_path_measures_every_row_says_no_gpu_and_writes_its_json(tmp_pat
     out = tmp_path / "device.json"
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.devicecheck.cli", "--json", str(out), "--image_size", "32",
-         "--batch_sizes", "2,4", "--layers", "res2,res5", "--seconds", "0", "--kinds", "web", "--feed_counts", "web=2:6",
+         "--batch_sizes", "2", "--layers", "res2,res5", "--seconds", "0", "--kinds", "web", "--feed_counts", "web=2:6",
          "--gpus", "none", "--min_cosine", "-1"],  # at 32x32 bfloat16 may miss 0.99: time every row
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -24,9 +24,9 @@ def test_the_cpu_path_measures_every_row_says_no_gpu_and_writes_its_json(tmp_pat
     rows = device["model"]["rows"]
     precisions = {row["precision"] for row in rows}
     assert "float32" in precisions
-    # each precision x XLA off/on x batch 2, 4, every one timed (bfloat16 only where the CPU has it)
-    assert len(rows) == len(precisions) * 2 * 2
-    assert {(row["jit_compile"], row["batch_size"]) for row in rows} == {(False, 2), (False, 4), (True, 2), (True, 4)}
+    # each precision x XLA off/on, every one timed (bfloat16 only where the CPU has it)
+    assert len(rows) == len(precisions) * 2
+    assert {(row["jit_compile"], row["batch_size"]) for row in rows} == {(False, 2), (True, 2)}
     for row in rows:
         assert row["images_per_s"] > 0 and row["timed_calls"] >= 2
         if row["precision"] != "float32":  # certified on the first batch, each layer
