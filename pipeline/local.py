@@ -29,8 +29,11 @@ def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions,
     share its model and all cores), so decoding in one
     process overlaps inference in the other without stalling a parallel op. When all
     ``matched`` inputs fit in one batch, a second model would only add start-up: one
-    process. With --model_copies the models run in model processes of their own instead, each
-    with cores / copies TensorFlow threads, while the worker processes decode. An explicit
+    process. With --model_copies the models run in model processes of their own instead while
+    the worker processes decode on every core; each model process gets cores / (2 x copies)
+    TensorFlow threads (at least 1): on 2 cores, 32x32 res2, 3,500 marginal web photos, 3
+    interleaved rounds, sharing one model kept 0.68x of own models' images/s with 2 threads
+    and 0.82x with 1 (BENCHMARKS.md, issue 25). An explicit
     --direct_num_workers, --direct_running_mode or --tf_threads wins."""
     direct = options.view_as(DirectOptions)
     cores = os.cpu_count() or 1
@@ -45,7 +48,7 @@ def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions,
     processes = (max(1, direct.direct_num_workers or 1)
                  if direct.direct_running_mode == "multi_processing" else 1)
     if extract_options.model_copies:
-        extract_options.tf_threads = max(1, cores // extract_options.model_copies)
+        extract_options.tf_threads = max(1, cores // (2 * extract_options.model_copies))
     elif processes > 1:
         extract_options.tf_threads = max(1, cores // processes)
 

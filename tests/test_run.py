@@ -361,9 +361,10 @@ def test_a_lost_image_breaks_the_accounting_and_exits_1(exact_size_inputs, tmp_p
     # Threads of one process share its model: all cores for TensorFlow.
     (2, ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"], 1000,
      (2, "multi_threading", None)),
-    # --model_copies: the workers decode, each model process has cores / copies threads.
-    (2, ["--model_copies", "1"], 1000, (2, "multi_processing", 2)),
-    (8, ["--model_copies", "2"], 1000, (2, "multi_processing", 4)),
+    # --model_copies: the workers decode on every core, each model process has half the
+    # cores over its copies (at least 1) so that its threads do not crowd out decoding.
+    (2, ["--model_copies", "1"], 1000, (2, "multi_processing", 1)),
+    (8, ["--model_copies", "2"], 1000, (2, "multi_processing", 2)),
 ])
 def test_local_default_is_two_worker_processes(monkeypatch, cores, argv, matched, expected):
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
