@@ -383,13 +383,19 @@ def input_limits(options: ExtractOptions) -> InputLimits:
     return dataclasses.replace(limits, image_formats=check_format_names(limits.image_formats))
 
 
-def unknown_arguments(argv: list[str]) -> list[str]:
-    """Flags that neither this job nor any Beam options class defines, each with a
-    suggestion when one is close. Beam itself only warns about them and goes on."""
+def all_options_parser() -> argparse.ArgumentParser:
+    """A parser of every option this job and any Beam options class defines."""
     parser = _BeamArgumentParser(allow_abbrev=False, add_help=False)
     classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
     for cls in classes.values():
         cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+def unknown_arguments(argv: list[str]) -> list[str]:
+    """Flags that neither this job nor any Beam options class defines, each with a
+    suggestion when one is close. Beam itself only warns about them and goes on."""
+    parser = all_options_parser()
     _, unknown = parser.parse_known_args(argv)
     known_flags = [flag for action in parser._actions for flag in action.option_strings]
     problems = []

@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from models.placement import parse_gpus
 from models.weights import (
     WEIGHTS_RANDOM,
     WeightsError,
@@ -34,14 +35,15 @@ from pipeline import manifest as manifest_lib
 from pipeline import outputs
 from pipeline.compute import Compute, resolve_compute
 from pipeline.local import is_local_runner
-from models.placement import parse_gpus
 from pipeline.options import (
     ExtractOptions,
+    all_options_parser,
     extraction_config,
     input_limits,
     read_config,
     unknown_arguments,
 )
+from pipeline.shellargs import StrayArguments, expand_shell_inputs, stray_words
 from schemas import (
     FORMAT_FILES,
     MODE_INCREMENTAL,
@@ -76,6 +78,10 @@ class Parsed(NamedTuple):
 
 def parse_args(argv: list[str]) -> Parsed:
     """Parse and validate; raises UsageError (argparse's own errors exit with 2 as well)."""
+    try:
+        argv = expand_shell_inputs(argv, stray_words(argv, all_options_parser()))
+    except StrayArguments as exc:
+        raise UsageError(str(exc)) from None
     unknown = unknown_arguments(argv)
     if unknown:
         raise UsageError(f"unknown option {', '.join(unknown)}; see python -m pipeline.run --help")

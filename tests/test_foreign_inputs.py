@@ -240,3 +240,30 @@ def test_an_unchanged_compressed_shard_is_skipped_unopened_by_the_next_increment
     first, second = (entry["counts"] for entry in index_entries(str(root)))
     assert first["embedded"] == 2 * len(PICTURES) and first["errors"] == 0
     assert second["read"] == 0 and second["skipped_unchanged"] == 2 * len(PICTURES)
+
+
+def test_a_pattern_the_shell_expanded_is_read_whole_through_a_real_shell(tmp_path):
+    """``--input photos/*.png`` unquoted: sh expands it to 5 paths and every one is embedded
+    (Beam alone kept the first and warned about the rest, exit 0). A word no option takes
+    elsewhere is exit 2, naming it."""
+    import os
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(5):
+        write_image(photos / f"p{index}.png", rgb_pattern(40, 40, index), "PNG")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    common = "--weights random --image_size 32 --layers res5 --direct_num_workers 1"
+    done = subprocess.run(["sh", "-c", f"cd {tmp_path} && {sys.executable} -m pipeline.run --input photos/*.png "
+                                       f"--output out {common}"],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=repo))
+    assert done.returncode == EXIT_OK, done.stderr[-2000:]
+    assert "images embedded: 5 of 5 matched" in done.stdout
+    assert "Unparseable" not in done.stderr
+    assert len(read_layer(str(tmp_path / "out"), "res5").uris) == 5
+
+    stray = run(["--input", str(photos / "p0.png"), "--output", str(tmp_path / "o2"), "--overwrite",
+                 str(photos / "p1.png"), *common.split()])
+    assert stray == EXIT_USAGE
