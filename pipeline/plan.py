@@ -78,13 +78,13 @@ class Parsed(NamedTuple):
 
 def parse_args(argv: list[str]) -> Parsed:
     """Parse and validate; raises UsageError (argparse's own errors exit with 2 as well)."""
+    unknown = unknown_arguments(argv)
+    if unknown:
+        raise UsageError(f"unknown option {', '.join(unknown)}; see python -m pipeline.run --help")
     try:
         argv = expand_shell_inputs(argv, stray_words(argv, all_options_parser()))
     except StrayArguments as exc:
         raise UsageError(str(exc)) from None
-    unknown = unknown_arguments(argv)
-    if unknown:
-        raise UsageError(f"unknown option {', '.join(unknown)}; see python -m pipeline.run --help")
     pipeline_options = PipelineOptions(argv)
     options = pipeline_options.view_as(ExtractOptions)
     if not options.input:
