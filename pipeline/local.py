@@ -34,7 +34,8 @@ def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions,
     TensorFlow threads (at least 1): on 2 cores, 32x32 res2, 3,500 marginal web photos, 3
     interleaved rounds, sharing one model kept 0.68x of own models' images/s with 2 threads
     and 0.82x with 1 (BENCHMARKS.md, issue 25). An explicit
-    --direct_num_workers, --direct_running_mode or --tf_threads wins."""
+    --direct_num_workers, --direct_running_mode or --tf_threads wins; --direct_num_workers N > 1
+    given alone runs N processes (Beam's own default mode would run them in one)."""
     direct = options.view_as(DirectOptions)
     cores = os.cpu_count() or 1
     given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
@@ -42,6 +43,9 @@ def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions,
     one_batch = matched is not None and matched <= batch_size
     if not given & {"--direct_num_workers", "--direct_running_mode"} and cores > 1 and not one_batch:
         direct.direct_num_workers = min(2, cores)
+        direct.direct_running_mode = "multi_processing"
+    elif "--direct_running_mode" not in given and (direct.direct_num_workers or 1) > 1:
+        # --direct_num_workers N alone: Beam's default mode (in_memory) runs one process.
         direct.direct_running_mode = "multi_processing"
     if extract_options.tf_threads:
         return

@@ -355,6 +355,9 @@ def test_a_lost_image_breaks_the_accounting_and_exits_1(exact_size_inputs, tmp_p
     (8, [], 1000, (2, "multi_processing", 4)),
     (1, [], 1000, (1, "in_memory", None)),
     (2, ["--direct_num_workers", "1"], 1000, (1, "in_memory", None)),
+    # More than one worker given alone: processes, as the local default (Beam would run
+    # them in_memory, one process: no parallel decoding).
+    (2, ["--direct_num_workers", "3"], 1000, (3, "multi_processing", 1)),
     (2, ["--tf_threads", "2"], 1000, (2, "multi_processing", 2)),
     (2, [], 32, (1, "in_memory", None)),  # one batch: a second model only adds start-up
     (2, [], 33, (2, "multi_processing", 1)),
