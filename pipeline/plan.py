@@ -292,6 +292,10 @@ def plan_output(options: ExtractOptions, config: ExtractionConfig, *, check_path
                               local=not remote)
     except lock_lib.RootLocked as exc:
         raise UsageError(str(exc)) from exc
+    except OSError as exc:  # a local folder that cannot be made or written: one line
+        where = exc.filename or plan.lock_root
+        raise UsageError(f"--output {options.output}: cannot write there ({exc.strerror or exc}: {where}); "
+                         "choose a folder you can write to") from None
     try:
         check_output(options)
         comparison = (None if root is None

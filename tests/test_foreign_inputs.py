@@ -267,3 +267,23 @@ def test_a_pattern_the_shell_expanded_is_read_whole_through_a_real_shell(tmp_pat
     stray = run(["--input", str(photos / "p0.png"), "--output", str(tmp_path / "o2"), "--overwrite",
                  str(photos / "p1.png"), *common.split()])
     assert stray == EXIT_USAGE
+
+
+def test_an_output_that_cannot_be_made_is_one_line_and_exit_2(tmp_path, capsys):
+    """--output under a file (or, not as root, under a read-only folder), single and
+    incremental: exit 2 before any work, one line naming the folder and why; no traceback."""
+    import os
+
+    photo = tmp_path / "p.png"
+    write_image(photo, rgb_pattern(40, 40, 1), "PNG")
+    (tmp_path / "a_file").write_text("not a folder")
+    places = [tmp_path / "a_file" / "out"]
+    if os.geteuid() != 0:  # root writes through permissions
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        places.append(locked / "out")
+    for place in places:
+        for mode in ("single", "incremental"):
+            assert run(argv(photo, place, "--mode", mode)) == EXIT_USAGE
+            err = capsys.readouterr().err
+            assert f"--output {place}: cannot write there (" in err and "Traceback" not in err, err
