@@ -128,7 +128,7 @@ class ExtractOptions(PipelineOptions):
             "--image_size",
             default="224",
             help="Model input size: N for NxN or HxW such as 384x512 (height first), at "
-            "least 32. Default: %(default)s.",
+            "least 32 per side and at most 2048x2048 pixels in all. Default: %(default)s.",
         )
         parser.add_argument(
             "--resize_mode",

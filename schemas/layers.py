@@ -14,6 +14,11 @@ import re
 from typing import NamedTuple
 
 MIN_IMAGE_SIDE = 32
+#: The largest model input, in pixels (2048x2048). res2's feature map alone holds 256
+#: float32 values for every 4x4 input pixels, 64 bytes per input pixel: 268 MB per image
+#: at 2048x2048, 8.6 GB for a batch of 32, before the other layers and the float32 input.
+#: Past it a run would exhaust a GPU's memory (or a worker's) on its first batch.
+MAX_IMAGE_PIXELS = 2048 * 2048
 DEFAULT_IMAGE_SIDE = 224
 
 # stage -> (number of blocks, output channels, spatial stride relative to pool1 output)
@@ -101,6 +106,11 @@ def parse_image_size(text: str | int | ImageSize) -> ImageSize:
         raise ValueError(
             f"image size {size} is too small: ResNet50 needs at least "
             f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}"
+        )
+    if size.height * size.width > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"image size {size.height}x{size.width} is too large: at most {MAX_IMAGE_PIXELS:,} pixels "
+            "(2048x2048); res2 alone takes 64 bytes per input pixel, 268 MB per image at 2048x2048"
         )
     return size
 

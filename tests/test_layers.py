@@ -62,3 +62,14 @@ def test_parse_image_size(text, expected):
 def test_parse_image_size_rejects(text):
     with pytest.raises(ValueError):
         parse_image_size(text)
+
+
+def test_the_largest_input_is_2048_squared_in_pixels():
+    from schemas.layers import MAX_IMAGE_PIXELS, parse_image_size
+
+    assert MAX_IMAGE_PIXELS == 2048 * 2048
+    assert parse_image_size("2048") == (2048, 2048) and parse_image_size("1024x4096") == (1024, 4096)
+    with pytest.raises(ValueError, match=r"100000x100000 is too large: at most 4,194,304 pixels"):
+        parse_image_size(100000)
+    with pytest.raises(ValueError, match="too large"):
+        parse_image_size("2049x2048")

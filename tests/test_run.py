@@ -182,6 +182,7 @@ def test_output_needs_overwrite_and_overwrite_replaces(exact_size_inputs, tmp_pa
         (["--layers", "res2,conv9_block1_out"], "valid choices are aliases: res2 (= conv2_block3_out)"),
         (["--image_size", "31"], "at least 32"),
         (["--image_size", "12x300"], "at least 32"),
+        (["--image_size", "100000"], "too large: at most 4,194,304 pixels"),
         (["--batch_size", "0"], "--batch_size"),
         (["--weights", "/no/such/weights.h5"], "does not exist"),
         (["--layer", "res5"], "unknown option --layer (did you mean --layers?)"),
