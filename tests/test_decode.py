@@ -198,3 +198,20 @@ def test_draft_respects_exif_rotation():
     decoded = decode_image(data, target=ImageSize(224, 224))
     assert (decoded.width, decoded.height) == (1000, 1600)
     assert decoded.pixels.shape[1] >= 224 and decoded.pixels.shape[0] > decoded.pixels.shape[1]
+
+
+def test_a_picture_past_pillows_bomb_limit_is_refused_in_this_pipelines_words():
+    """20000x20000 (400 MP, over twice Pillow's limit: its DecompressionBombError) reads
+    like a 150 MP picture: pixels over --max_pixels, naming the flag, not Pillow's limit."""
+    import io
+
+    from PIL import Image
+
+    from schemas.limits import TooManyPixels
+    from transforms.decode import decode_image
+
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buffer, "PNG")  # 48 KB
+    with pytest.raises(TooManyPixels) as refused:
+        decode_image(buffer.getvalue())
+    assert str(refused.value) == "header says 400000000 pixels, over --max_pixels 100000000"

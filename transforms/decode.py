@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from typing import NamedTuple
 
@@ -71,7 +72,7 @@ def open_checked(data: bytes, *, max_pixels: int, min_side: int,
     try:
         image = Image.open(io.BytesIO(data), formats=allowed_for_open(image_formats))
     except Image.DecompressionBombError as exc:  # Beyond twice Pillow's own limit.
-        raise TooManyPixels(str(exc)) from exc
+        raise TooManyPixels(_bomb_message(exc, max_pixels, "header says")) from exc
     except UnidentifiedImageError as exc:
         raise (explain_unreadable_jpeg(data) or exc) from exc
     try:
@@ -117,6 +118,14 @@ def draft_request(width: int, height: int, sideways: bool, target: ImageSize, re
     return math.ceil(round(width * scale, 6)), math.ceil(round(height * scale, 6))
 
 
+def _bomb_message(exc: Exception, max_pixels: int, lead: str) -> str:
+    """Pillow's decompression-bomb error in this pipeline's words: the pixels against
+    --max_pixels, as for any other image over it (Pillow's own text names its limit)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{int(found.group(1))} pixels" if found else "more pixels than Pillow allows"
+    return f"{lead} {pixels}, over --max_pixels {max_pixels}"
+
+
 def _load(image: Image.Image, max_pixels: int) -> None:
     """Load the pixels. Some files only say their true size now (an icon's embedded PNG, a
     GIF frame beyond the screen): Pillow's bomb error here, or a loaded size over
@@ -124,7 +133,7 @@ def _load(image: Image.Image, max_pixels: int) -> None:
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise TooManyPixels(f"found when its pixels were loaded: {exc}") from exc
+        raise TooManyPixels(_bomb_message(exc, max_pixels, "found when its pixels were loaded:")) from exc
     width, height = image.size
     if width * height > max_pixels:
         raise TooManyPixels(f"found when its pixels were loaded: {width}x{height} = {width * height} "
