@@ -46,6 +46,6 @@ setup(
         "bench": ["tensorflow-hub==0.16.1"],
     },
     entry_points={"console_scripts": ["resnet50-embed=pipeline.run:main",
-                                      "resnet50-inspect=pipeline.inspection.cli:main",
+                                      "resnet50-inspect=pipeline.inspection.cli:console_main",
                                       "resnet50-device=pipeline.devicecheck.cli:main"]},
 )

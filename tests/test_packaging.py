@@ -49,7 +49,7 @@ def test_wheel_and_sdist_hold_the_packages_and_nothing_else(built):
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(built["wheel"]).read(entry_points).decode()
     assert "resnet50-embed = pipeline.run:main" in scripts
-    assert "resnet50-inspect = pipeline.inspection.cli:main" in scripts
+    assert "resnet50-inspect = pipeline.inspection.cli:console_main" in scripts
     assert "resnet50-device = pipeline.devicecheck.cli:main" in scripts
     assert "pipeline/job/finalize.py" in names and "pipeline/inspection/cli.py" in names
     # matplotlib only draws feature maps: an extra, never what workers install.

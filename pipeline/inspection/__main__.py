@@ -1,5 +1,5 @@
 """``python -m pipeline.inspection``: see pipeline/inspection/cli.py."""
 
-from pipeline.inspection.cli import main
+from pipeline.inspection.cli import console_main
 
-raise SystemExit(main())
+console_main()
