@@ -29,6 +29,8 @@ setup(
         # None of 12.3.0's other advisories (PDF, EPS, JPEG 2000, McIdas, TGA saving, fonts)
         # concerns an allowed format. 12.3.0 is the first release with none of these open.
         "pillow>=12.3.0",
+        # WebDataset's brace notation in --input (shard-{000000..000099}.tar), as it expands it.
+        "braceexpand>=0.1.7",
         # libjpeg-turbo straight into numpy, for JPEGs (transforms/turbojpeg.py); 1.9.0
         # bundles libjpeg-turbo 3.1.2 (the release measured in BENCHMARKS.md).
         "simplejpeg>=1.9.0",

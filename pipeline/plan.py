@@ -43,6 +43,7 @@ from pipeline.options import (
     read_config,
     unknown_arguments,
 )
+from pipeline.patterns import PatternError, expand_braces, has_glob, literal_if_existing
 from pipeline.shellargs import StrayArguments, expand_shell_inputs, stray_words
 from schemas import (
     FORMAT_FILES,
@@ -147,16 +148,21 @@ def absolute_pattern(pattern: str) -> str:
         return pattern
     absolute = os.path.abspath(pattern)
     if os.path.isdir(absolute):
-        below = os.path.join(absolute, "**")
+        below = os.path.join(literal_if_existing(absolute), "**")
         _log.info("--input %s is a folder: reading everything below it (%s)", pattern, below)
         return below
-    return absolute
+    return literal_if_existing(absolute)
 
 
 def input_patterns(given: list[str] | str) -> list[str]:
-    """--input's values (it may be given several times), each made absolute, once each."""
+    """--input's values (it may be given several times), braces expanded, each made
+    absolute, once each (pipeline/patterns.py). Raises UsageError."""
     values = [given] if isinstance(given, str) else list(given)
-    return list(dict.fromkeys(absolute_pattern(value) for value in values))
+    try:
+        expanded = [pattern for value in values for pattern in expand_braces(value)]
+    except PatternError as exc:
+        raise UsageError(str(exc)) from None
+    return list(dict.fromkeys(absolute_pattern(pattern) for pattern in expanded))
 
 
 def output_is_a_file(output: str) -> bool:
@@ -190,7 +196,9 @@ def input_file_count(patterns: list[str] | str, *, count_all: bool, input_format
             found = [path for path in _matched_paths(pattern, True) if not is_under(path, output)][:1]
         if not found:
             where = f" outside --output {output}" if output else ""
-            raise UsageError(f"--input {pattern!r} matches no file{where}")
+            hint = ("; to match [ ] * ? in a name, write each as [[] [*] [?] (an existing name is "
+                    "taken literally)") if has_glob(pattern) else ""
+            raise UsageError(f"--input {pattern!r} matches no file{where}{hint}")
         paths.update(found)
     if not count_all or any(shard_format(path, input_format) != FORMAT_FILES for path in paths):
         return None

@@ -287,3 +287,36 @@ def test_an_output_that_cannot_be_made_is_one_line_and_exit_2(tmp_path, capsys):
             assert run(argv(photo, place, "--mode", mode)) == EXIT_USAGE
             err = capsys.readouterr().err
             assert f"--output {place}: cannot write there (" in err and "Traceback" not in err, err
+
+
+def test_webdatasets_brace_notation_reads_exactly_the_shards_it_names(tmp_path):
+    """``--input 'shards/shard-{000000..000002}.tar'`` quoted, as every WebDataset README
+    writes it: the three shards named are read, the fourth beside them is not."""
+    import webdataset
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for shard in range(4):
+        with webdataset.TarWriter(str(shards / f"shard-{shard:06d}.tar")) as sink:
+            for sample in range(2):
+                sink.write({"__key__": f"s{shard}-{sample}", "png": PICTURES[f"{sample:06d}"]})
+    out = tmp_path / "out"
+    assert run(argv(str(shards / "shard-{000000..000002}.tar"), out)) == EXIT_OK
+    uris = read_layer(str(out), "res2").uris
+    assert len(uris) == 6 and not any("shard-000003" in uri for uri in uris)
+    assert run(argv(str(shards / "shard-{000000..000009}.tar"), tmp_path / "o2")) == EXIT_USAGE
+
+
+def test_an_existing_name_with_glob_characters_is_read_literally(tmp_path, capsys):
+    """``--input "My Photos/馬 #1 [x].png"`` is that file ([x] is not a glob class), and a
+    pattern that matches nothing says how to write [ ] * ? literally."""
+    folder = tmp_path / "My Photos"
+    folder.mkdir()
+    odd = folder / "馬 #1 [x].png"
+    odd.write_bytes(PICTURES["000000"])
+    (folder / "馬 #1 x.png").write_bytes(PICTURES["000001"])  # what [x] as a class would match
+    out = tmp_path / "out"
+    assert run(argv(odd, out)) == EXIT_OK
+    assert read_layer(str(out), "res2").uris == [str(odd)]
+    assert run(argv(folder / "gone [y].png", tmp_path / "o2")) == EXIT_USAGE
+    assert "write each as [[] [*] [?]" in capsys.readouterr().err
