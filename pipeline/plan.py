@@ -54,7 +54,7 @@ from schemas import (
     ReadConfig,
     layout,
 )
-from transforms.listing import is_under
+from transforms.listing import is_under, unreadable_links
 from transforms.shards import shard_format
 
 _log = logging.getLogger("pipeline.plan")
@@ -175,7 +175,8 @@ def output_is_a_file(output: str) -> bool:
 def _matched_paths(pattern: str, count_all: bool) -> list[str]:
     try:
         match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
-        return [metadata.path for metadata in match.metadata_list]
+        links = list(unreadable_links(pattern)) if count_all else []  # ListFiles lists them too
+        return [metadata.path for metadata in match.metadata_list] + links
     except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
         _log.info("matching %s raised %s", pattern, exc)
         return []

@@ -320,3 +320,28 @@ def test_an_existing_name_with_glob_characters_is_read_literally(tmp_path, capsy
     assert read_layer(str(out), "res2").uris == [str(odd)]
     assert run(argv(folder / "gone [y].png", tmp_path / "o2")) == EXIT_USAGE
     assert "write each as [[] [*] [?]" in capsys.readouterr().err
+
+
+def test_broken_and_looping_symbolic_links_are_error_rows_not_silent_gaps(tmp_path):
+    """Beam's local listing drops a link it cannot stat without a word; here each is a row
+    (read/BrokenLink, read/LinkLoop) and the run accounts for every name in the folder."""
+    import os
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "real.png").write_bytes(PICTURES["000000"])
+    os.symlink(photos / "real.png", photos / "good-link.png")
+    os.symlink(tmp_path / "gone.png", photos / "broken.png")
+    os.symlink(photos / "loop-b.png", photos / "loop-a.png")
+    os.symlink(photos / "loop-a.png", photos / "loop-b.png")
+    out = tmp_path / "out"
+    code = run(argv(photos, out, "--max_error_fraction", "1"))
+    assert code == EXIT_OK
+    errors = {row["uri"]: row for row in errors_table(out).to_pylist()}
+    assert {os.path.basename(uri) for uri in errors} == {"broken.png", "loop-a.png", "loop-b.png"}
+    assert errors[str(photos / "broken.png")]["error_type"] == "BrokenLink"
+    assert "gone.png" in errors[str(photos / "broken.png")]["message"]
+    assert {errors[str(photos / n)]["error_type"] for n in ("loop-a.png", "loop-b.png")} == {"LinkLoop"}
+    assert all(row["stage"] == "read" for row in errors.values())
+    assert len(read_layer(str(out), "res2").uris) == 2
+    assert manifest(out)["counts"]["matched"] == 5

@@ -42,3 +42,22 @@ def test_unknown_time_is_none_never_zero():
     assert modified_micros(0.0) is None and modified_micros(None) is None
     assert listed_file(FileMetadata("gs://b/x.jpg", 12)) == ListedFile("gs://b/x.jpg", 12, None)
     assert listed_file(FileMetadata("gs://b/x.jpg", 12, 1.5)).modified_us == 1_500_000
+
+
+def test_unreadable_links_are_found_where_beam_would_list_and_nowhere_else(tmp_path):
+    import os
+
+    from transforms.listing import unreadable_links
+
+    (tmp_path / "sub").mkdir()
+    os.symlink(tmp_path / "nowhere", tmp_path / "a.png")
+    os.symlink(tmp_path / "nowhere", tmp_path / "sub" / "b.png")
+    os.symlink(tmp_path / "nowhere", tmp_path / "c.txt")
+    os.symlink(tmp_path / "sub", tmp_path / "folder-link")  # a link to a folder is not followed
+    (tmp_path / "ok.png").write_bytes(b"x")
+    assert sorted(unreadable_links(f"{tmp_path}/**")) == sorted(
+        [str(tmp_path / "a.png"), str(tmp_path / "sub" / "b.png"), str(tmp_path / "c.txt")])
+    assert list(unreadable_links(f"{tmp_path}/*.png")) == [str(tmp_path / "a.png")]
+    assert list(unreadable_links(str(tmp_path / "a.png"))) == [str(tmp_path / "a.png")]
+    assert list(unreadable_links(str(tmp_path / "ok.png"))) == []
+    assert list(unreadable_links("gs://bucket/*.png")) == []

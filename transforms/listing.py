@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+from typing import Iterator
+
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.metrics import Metrics
 
 from schemas import ListedFile
@@ -37,6 +41,50 @@ def is_under(uri: str, folder: str | None) -> bool:
     return uri == folder or uri.startswith(folder + "/")
 
 
+def _dangling_links_below(root: str) -> Iterator[str]:
+    """Symbolic links below ``root`` whose target cannot be reached, walked as os.walk walks
+    (links to folders are not followed); only links are stat'ed."""
+    folders = [root]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    if not os.path.exists(entry.path):
+                        yield entry.path
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+
+
+def unreadable_links(pattern: str) -> Iterator[str]:
+    """Local symbolic links that ``pattern`` names whose target is missing or that loop.
+    Beam's local listing drops them without a word (its ``os.path.getsize`` fails); listed
+    here, each becomes an error row (BrokenLink, LinkLoop) when it is read."""
+    if "://" in pattern:
+        return
+    prefix = re.match(r"^[^[*?]*", pattern).group(0)  # as FileSystem.match splits a pattern
+    if prefix == pattern:
+        if os.path.islink(pattern) and not os.path.exists(pattern):
+            yield pattern
+        return
+    regex = re.compile(FileSystem.translate_pattern(pattern))
+    root = prefix if prefix.endswith("/") else os.path.dirname(prefix)
+    yield from (path for path in _dangling_links_below(root or ".") if regex.match(path))
+
+
+class _UnreadableLinksFn(beam.DoFn):
+    def __init__(self, exclude: str | None):
+        self._exclude = exclude
+
+    def process(self, pattern: str):
+        for path in unreadable_links(pattern):
+            if not is_under(path, self._exclude):
+                yield ListedFile(uri=path)
+
+
 class _ToListedFn(beam.DoFn):
     def __init__(self, exclude: str | None):
         self._exclude = exclude
@@ -60,7 +108,9 @@ class ListFiles(beam.PTransform):
     the read side: skipping by metadata sits after it, readers after that.
 
     A pattern is anything ``FileSystems.match`` accepts: a local path or glob, or a
-    ``gs://`` (or other Beam filesystem) pattern; directories are never matched. With
+    ``gs://`` (or other Beam filesystem) pattern; directories are never matched. Local
+    symbolic links it names that lead nowhere (missing target, loop) are listed too, with
+    no size, so that reading them makes an error row. With
     ``spread`` (the default) records are reshuffled so that whatever reads them spreads
     across workers; pass False when a join by key follows, which spreads them anyway.
     Several patterns are deduplicated (a file two of them match is listed once), which
@@ -74,12 +124,13 @@ class ListFiles(beam.PTransform):
         self._spread = spread
 
     def expand(self, pbegin):
+        patterns = pbegin | "Patterns" >> beam.Create(self._patterns)
         listed = (
-            pbegin
-            | "Patterns" >> beam.Create(self._patterns)
-            | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-            | "Record" >> beam.ParDo(_ToListedFn(self._exclude))
-        )
+            (patterns
+             | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+             | "Record" >> beam.ParDo(_ToListedFn(self._exclude))),
+            patterns | "UnreadableLinks" >> beam.ParDo(_UnreadableLinksFn(self._exclude)),
+        ) | "WithLinks" >> beam.Flatten()
         if len(self._patterns) > 1:
             return listed | "OnceEach" >> beam.Distinct()
         return listed | "Spread" >> beam.Reshuffle() if self._spread else listed

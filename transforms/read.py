@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -33,6 +35,32 @@ SHARDS_TAG = "shards"
 
 class ContentChanged(OSError):
     """A file's bytes changed between the two reads of one run (hash, then embed)."""
+
+
+class BrokenLink(OSError):
+    """A symbolic link whose target does not exist."""
+
+
+class LinkLoop(OSError):
+    """A symbolic link that leads back to itself through other links."""
+
+
+def explain_link(uri: str, exc: Exception) -> Exception:
+    """``exc`` (raised opening ``uri``) as BrokenLink or LinkLoop when ``uri`` is a local
+    symbolic link that leads nowhere; ``exc`` itself otherwise."""
+    if not isinstance(exc, OSError) or "://" in uri or not os.path.islink(uri) or os.path.exists(uri):
+        return exc
+    if exc.errno == errno.ELOOP or _loops(uri):
+        return LinkLoop(f"symbolic link loop: {uri} leads back to itself")
+    return BrokenLink(f"symbolic link to {os.readlink(uri)!r}, which does not exist")
+
+
+def _loops(uri: str) -> bool:
+    try:
+        os.stat(uri)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def check_listed_size(listed: ListedFile, max_file_bytes: int) -> None:
@@ -75,8 +103,8 @@ class _ReadFileFn(beam.DoFn):
         try:
             check_listed_size(listed, self._config.max_file_bytes)
             data = read_bytes(listed.uri, self._config.max_file_bytes)
-        except Exception as exc:  # Permissions, vanished files, remote I/O errors, guards.
-            yield image_error(listed.uri, None, STAGE_READ, exc)
+        except Exception as exc:  # Permissions, vanished files, dangling links, remote I/O errors, guards.
+            yield image_error(listed.uri, None, STAGE_READ, explain_link(listed.uri, exc))
             return
         self._read.inc()
         yield ImageFile(FileMeta(listed.uri, hashlib.sha256(data).hexdigest(), listed.size_bytes,
@@ -106,7 +134,7 @@ class _ReadFileFn(beam.DoFn):
                 yield image_error(element.uri, None, STAGE_READ, element.error)
         except Exception as exc:  # The shard could not be opened at all.
             self._matched.inc()
-            yield image_error(listed.uri, None, STAGE_READ, exc)
+            yield image_error(listed.uri, None, STAGE_READ, explain_link(listed.uri, exc))
             return
         if not whole_shard_refused:
             yield beam.pvalue.TaggedOutput(SHARDS_TAG, ShardRecord(
