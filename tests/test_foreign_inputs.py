@@ -345,3 +345,20 @@ def test_broken_and_looping_symbolic_links_are_error_rows_not_silent_gaps(tmp_pa
     assert all(row["stage"] == "read" for row in errors.values())
     assert len(read_layer(str(out), "res2").uris) == 2
     assert manifest(out)["counts"]["matched"] == 5
+
+
+def test_a_parquet_of_urls_says_it_holds_urls_and_what_to_do(tmp_path):
+    """LAION-style metadata (url, caption), with and without --image_column url: the error
+    row says the column holds text, not images, and points to downloading them first."""
+    import pyarrow as pa
+
+    table = pa.table({"url": ["https://example.com/a.jpg", "https://example.com/b.jpg"],
+                      "caption": ["a", "b"]})
+    pq.write_table(table, tmp_path / "laion.parquet")
+    for extra in ([], ["--image_column", "url"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert run(argv(tmp_path / "laion.parquet", out, *extra)) == EXIT_TOO_MANY_ERRORS
+        (error,) = errors_table(out).to_pylist()
+        assert error["error_type"] == "NoImageColumn"
+        assert "column url holds text (URLs or paths), not image bytes" in error["message"]
+        assert "img2dataset" in error["message"] and "name it with" not in error["message"]

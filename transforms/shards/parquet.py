@@ -53,6 +53,16 @@ def huggingface_image_columns(schema: pa.Schema) -> list[str]:
             if isinstance(features.get(name), dict) and features[name].get("_type") == "Image"]
 
 
+URL_COLUMNS = ("url", "URL", "image_url", "img_url", "link")
+
+
+def _is_text(schema: pa.Schema, name: str) -> bool:
+    if name not in schema.names:
+        return False
+    kind = schema.field(name).type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
     """(column, is_struct): ``requested``, else the Hugging Face Image column, else the first
     of PARQUET_IMAGE_COLUMNS that is binary, or a struct with a binary ``bytes`` field."""
@@ -74,6 +84,16 @@ def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
         if is_struct is not None:
             return name, is_struct
     wanted = requested or " or ".join(PARQUET_IMAGE_COLUMNS)
+    texts = [name for name in ([requested] if requested else URL_COLUMNS) if _is_text(schema, name)]
+    if texts and {"key", "status"} <= set(schema.names):
+        raise NoImageColumn(
+            f"img2dataset's metadata table (url, key, status per sample): its images are in the "
+            f".tar of the same name beside it; pass the .tar files as --input (e.g. '*.tar')")
+    if texts:
+        raise NoImageColumn(
+            f"column {texts[0]} holds text (URLs or paths), not image bytes: this reads images, it "
+            "does not download them; fetch them first (img2dataset writes Parquet or WebDataset "
+            "shards this reads) and pass those as --input")
     raise NoImageColumn(f"no binary image column {wanted} (columns: {', '.join(schema.names)}); "
                         "name it with --image_column")
 
