@@ -19,6 +19,7 @@ from schemas.accounting import images_counted
 from schemas.reading import (
     FORMAT_AUTO,
     FORMAT_FILES,
+    FORMAT_ARROW,
     FORMAT_PARQUET,
     FORMAT_TFRECORD,
     FORMAT_WEBDATASET,

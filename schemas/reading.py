@@ -12,7 +12,8 @@ from schemas.limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_ROW_GROUP_BYTES
 # --input_format: by extension (auto), or one reader for every matched file.
 FORMAT_AUTO, FORMAT_FILES = "auto", "files"
 FORMAT_WEBDATASET, FORMAT_PARQUET, FORMAT_TFRECORD = "webdataset", "parquet", "tfrecord"
-SHARD_FORMATS = (FORMAT_WEBDATASET, FORMAT_PARQUET, FORMAT_TFRECORD)
+FORMAT_ARROW = "arrow"  # Arrow IPC streams: Hugging Face save_to_disk's data-*.arrow
+SHARD_FORMATS = (FORMAT_WEBDATASET, FORMAT_PARQUET, FORMAT_TFRECORD, FORMAT_ARROW)
 INPUT_FORMATS = (FORMAT_AUTO, FORMAT_FILES) + SHARD_FORMATS
 
 # --mode: one run's folder, or a root of run partitions.

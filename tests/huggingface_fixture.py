@@ -14,6 +14,9 @@ That rewrites:
   Image())`` then ``to_parquet()``: each image is ``{bytes: null, path}`` with the path as
   given: two that resolve inside ``paths/``, one leaving it (``../outside.jpg``, which
   exists), one absolute (``/etc/hostname``), one missing (it exists while ``to_parquet()`` runs, which looks every file up); plus the image files;
+- ``saved/``: the CIFAR-like table (3 rows, ``img`` and ``label``) written by
+  ``save_to_disk(num_shards=2)``: ``data-0000{0,1}-of-00002.arrow`` (Arrow IPC streams),
+  ``dataset_info.json``, ``state.json``;
 - ``VERSION``: the ``datasets`` version that wrote them.
 tests/test_huggingface.py reads the committed files."""
 
@@ -65,10 +68,23 @@ def make_paths(folder: pathlib.Path) -> None:
         os.chdir(cwd)
 
 
+def make_saved(folder: pathlib.Path) -> None:
+    import shutil
+
+    import datasets
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=LABELS)})
+    table = datasets.Dataset.from_dict(
+        {"img": [picture(seed) for seed in range(20, 23)], "label": [0, 1, 2]}, features=features)
+    shutil.rmtree(folder, ignore_errors=True)
+    table.save_to_disk(str(folder), num_shards=2)
+
+
 def main() -> None:
     import datasets
 
     make_cifar(FIXTURES / "cifar")
+    make_saved(FIXTURES / "saved")
     make_paths(FIXTURES / "paths")
     (FIXTURES / "VERSION").write_text(f"datasets {datasets.__version__}\n")
 

@@ -125,6 +125,30 @@ def test_huggingface_cifar_layout_finds_its_image_column_from_the_metadata(tmp_p
         (sha(row["img"]["bytes"]), str(row["label"])) for row in source]
 
 
+def test_a_huggingface_save_to_disk_folder_is_read_from_its_arrow_files(tmp_path):
+    """``save_to_disk`` writes Arrow IPC streams (data-0000x-of-00002.arrow) beside two JSON
+    files: ``'saved/*.arrow'`` embeds every row, its Image column found from the metadata,
+    and the folder itself does too, with one clear row per JSON file."""
+    import pyarrow as pa
+
+    saved = HF_FIXTURES / "saved"
+    source = [row for path in sorted(saved.glob("*.arrow"))
+              for row in pa.ipc.open_stream(path.read_bytes()).read_all().to_pylist()]
+    assert len(source) == 3
+    out = tmp_path / "out"
+    assert run(argv(saved / "*.arrow", out, "--keep_columns", "label")) == EXIT_OK
+    rows = images_table(out).to_pylist()
+    assert sorted((r["image_id"], r["label"]) for r in rows) == sorted(
+        (sha(row["img"]["bytes"]), str(row["label"])) for row in source)
+    assert all("-of-00002.arrow#" in r["uri"] for r in rows)
+
+    folder_out = tmp_path / "folder"
+    run(argv(saved, folder_out, "--max_error_fraction", "1"))
+    assert len(images_table(folder_out)) == 3
+    errors = sorted(e["uri"].rsplit("/", 1)[1] for e in errors_table(folder_out).to_pylist())
+    assert errors == ["dataset_info.json", "state.json"]
+
+
 def test_huggingface_image_paths_are_read_only_when_asked_and_only_below_the_shard(tmp_path):
     folder = tmp_path / "huggingface"
     shutil.copytree(HF_FIXTURES, folder)

@@ -321,3 +321,28 @@ def test_a_row_group_over_the_limit_is_refused_row_by_row_unread(tmp_path, monke
                              ("l1", "RowGroupTooLarge"), ("s2", "image")]
     assert read_groups == [0, 2]
     assert "row group 1 holds" in str(got[2].error) and "--max_row_group_bytes" in str(got[2].error)
+
+
+def test_hostile_arrow_streams(tmp_path):
+    """An Arrow stream cut mid-batch keeps its whole batches and ends in one ShardBroken row;
+    a file that is no Arrow stream, and one whose batch of images is over the limit, are rows."""
+    import pyarrow as pa
+
+    images = [encode(rgb_pattern(20, 20, seed), "PNG") for seed in range(4)]
+    table = pa.table({"image": pa.array(images, pa.binary()), "label": [0, 1, 2, 3]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=2):
+            writer.write_batch(batch)
+    whole = sink.getvalue().to_pybytes()
+    (tmp_path / "good.arrow").write_bytes(whole)
+    (tmp_path / "cut.arrow").write_bytes(whole[:-40])
+    (tmp_path / "text.arrow").write_bytes(b"not arrow at all")
+    assert shards.shard_format("data-00000-of-00002.arrow") == "arrow"
+    assert outcomes(shards.read_arrow(listed(tmp_path / "good.arrow"), 10_000)) == [
+        (str(i), "image") for i in range(4)]
+    assert outcomes(shards.read_arrow(listed(tmp_path / "cut.arrow"), 10_000)) == [
+        ("0", "image"), ("1", "image"), ("<shard>", "ShardBroken")]
+    assert outcomes(shards.read_arrow(listed(tmp_path / "text.arrow"), 10_000)) == [("<shard>", "ShardBroken")]
+    over = outcomes(shards.read_arrow(listed(tmp_path / "good.arrow"), 10_000, max_row_group_bytes=100))
+    assert [kind for _, kind in over] == ["RowGroupTooLarge"] * 4

@@ -11,7 +11,8 @@ extracted to disk: member names are only names. ``read_shard`` picks the reader;
 
 from __future__ import annotations
 
-from schemas import FORMAT_PARQUET, FORMAT_TFRECORD, FORMAT_WEBDATASET, SHARD_FORMATS, ListedFile, ReadConfig
+from schemas import FORMAT_ARROW, FORMAT_PARQUET, FORMAT_TFRECORD, FORMAT_WEBDATASET, SHARD_FORMATS, ListedFile, ReadConfig
+from transforms.shards.arrow import read_arrow
 from transforms.shards.codecs import open_shard
 from transforms.shards.common import (
     IMAGE_EXTENSIONS,
@@ -36,7 +37,7 @@ from transforms.shards.tfrecord import TFRECORD_IMAGE_FEATURE, read_tfrecord, tf
 
 
 def read_shard(listed: ListedFile, kind: str, read: ReadConfig, hashing=None):
-    """The reader of ``kind`` (webdataset, parquet or tfrecord) over ``listed``, with
+    """The reader of ``kind`` (webdataset, parquet, tfrecord or arrow) over ``listed``, with
     ``read``'s byte limit, image column, kept columns and image paths. With ``hashing``, a
     sample whose uri it says no to comes out Unhashed: the SHA-256 is taken only of samples
     the caller will use."""
@@ -47,6 +48,10 @@ def read_shard(listed: ListedFile, kind: str, read: ReadConfig, hashing=None):
                             keep_columns=read.keep_columns, hashing=hashing,
                             max_row_group_bytes=read.max_row_group_bytes,
                             image_paths=read.image_paths)
+    if kind == FORMAT_ARROW:
+        return read_arrow(listed, read.max_file_bytes, read.image_column,
+                          keep_columns=read.keep_columns, hashing=hashing,
+                          max_row_group_bytes=read.max_row_group_bytes, image_paths=read.image_paths)
     if kind == FORMAT_TFRECORD:
         return read_tfrecord(listed, read.max_file_bytes, read.image_column, hashing,
                              read.keep_columns)
@@ -57,6 +62,6 @@ __all__ = [
     "IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "TFRECORD_IMAGE_FEATURE", "ImagePathRefused",
     "LinkTargetMissing", "NoImageColumn", "NoImageInSample", "Refused", "ShardBroken", "Unhashed",
     "UnsupportedTarMember", "compression_of", "image_bytes", "image_column", "open_shard",
-    "read_parquet", "read_shard", "read_tfrecord", "read_webdataset", "sample", "shard_format",
+    "read_arrow", "read_parquet", "read_shard", "read_tfrecord", "read_webdataset", "sample", "shard_format",
     "split_member_name", "tfrecord_records",
 ]

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from apache_beam.io.filesystem import CompressionTypes
 
 from schemas import (
+    FORMAT_ARROW,
     FORMAT_AUTO,
     FORMAT_FILES,
     FORMAT_PARQUET,
@@ -22,7 +23,7 @@ from schemas import (
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 _BY_EXTENSION = {".tar": FORMAT_WEBDATASET, ".parquet": FORMAT_PARQUET, ".tfrecord": FORMAT_TFRECORD,
-                 ".tfrecords": FORMAT_TFRECORD, ".tfrec": FORMAT_TFRECORD}
+                 ".tfrecords": FORMAT_TFRECORD, ".tfrec": FORMAT_TFRECORD, ".arrow": FORMAT_ARROW}
 #: TensorFlow Datasets' shard names: ``mnist-train.tfrecord-00000-of-00004``.
 _TFDS_SHARD = re.compile(r"\.(tfrecords?|tfrec)-\d+-of-\d+$")
 #: Suffixes Beam's CompressionTypes does not know that name a compressed tar.

@@ -87,8 +87,8 @@ def image_column(schema: pa.Schema, requested: str | None) -> tuple[str, bool]:
     texts = [name for name in ([requested] if requested else URL_COLUMNS) if _is_text(schema, name)]
     if texts and {"key", "status"} <= set(schema.names):
         raise NoImageColumn(
-            f"img2dataset's metadata table (url, key, status per sample): its images are in the "
-            f".tar of the same name beside it; pass the .tar files as --input (e.g. '*.tar')")
+            "img2dataset's metadata table (url, key, status per sample): its images are in the "
+            ".tar of the same name beside it; pass the .tar files as --input (e.g. '*.tar')")
     if texts:
         raise NoImageColumn(
             f"column {texts[0]} holds text (URLs or paths), not image bytes: this reads images, it "
