@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.tfload import tensorflow
+
 
 def calibrate_batchnorm(model, images: np.ndarray) -> None:
     """Set every BatchNormalization's moving statistics of ``model`` (the bare ResNet50) from
     ``images`` (n, H, W, 3) uint8, in one training-mode forward pass with momentum 0: each
     layer then holds the batch statistics of its own input, with every earlier layer
     already normalised by its own, the same as calibrating the layers one by one."""
+    tensorflow()  # TensorFlow without its start-up noise, before tf_keras imports it
     import tf_keras
     from tf_keras.applications.resnet50 import preprocess_input
 

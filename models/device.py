@@ -14,9 +14,11 @@ def configure_devices() -> tuple[str, dict | None]:
     copies, can share one) and return the device the model will run on, e.g.
     '/device:GPU:0' or '/device:CPU:0', with TensorFlow's details of that GPU (name and
     compute capability) or None on a CPU."""
-    import tensorflow as tf
+    from models.tfload import native_stderr_filtered, tensorflow
 
-    gpus = tf.config.list_physical_devices("GPU")
+    tf = tensorflow()
+    with native_stderr_filtered():  # the first listing initialises CUDA (cuInit)
+        gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)

@@ -11,6 +11,7 @@ import numpy as np
 from models.device import configure_devices
 from models.precision import certify, jit_for, layer_cosines
 from models.resnet50 import build_resnet50
+from models.tfload import tensorflow
 from schemas import ExtractionConfig
 
 _log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def layers_function(base, config: ExtractionConfig, *, jit: bool):
     """A tf.function: uint8 (n, H, W, 3) -> {layer: (n, ...) in config.output_dtype}, from the
     bare ResNet50 ``base``. With ``jit`` it is XLA-compiled for exactly
     ``config.batch_size`` images (XLA compiles once per input shape, so callers pad)."""
-    import tensorflow as tf
+    tf = tensorflow()  # before tf_keras, which imports TensorFlow too
     import tf_keras
     from tf_keras.applications.resnet50 import preprocess_input
 
@@ -68,8 +69,7 @@ class LayerExtractor:
     for that batch and for every later one, so this model returns nothing."""
 
     def __init__(self, config: ExtractionConfig, weights_file: str | None = None):
-        import tensorflow as tf
-
+        tf = tensorflow()
         self.config = config
         self.device, self.device_details = configure_devices()
         self.jit = jit_for(config.jit_compile, ":GPU:" in self.device.upper())

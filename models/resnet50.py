@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from models.tfload import tensorflow
 from models.weights import WEIGHTS_RANDOM, load_weights_file, randomize, resolve_weights_file
 from schemas import ImageSize
 
@@ -15,6 +16,7 @@ def build_resnet50(image_size: ImageSize, weights: str, seed: int = 0, weights_f
 
     ``weights`` is 'imagenet', 'random' (deterministic for ``seed``) or an HDF5 path;
     ``weights_file`` overrides where the file is read from when already resolved."""
+    tensorflow()  # TensorFlow without its start-up noise, before tf_keras imports it
     import tf_keras
 
     model = tf_keras.applications.ResNet50(

@@ -57,9 +57,19 @@ class ServedModel:
         return self._model.describe() if hasattr(self._model, "describe") else {"pid": os.getpid()}
 
 
+class _BeamServerChatter(logging.Filter):
+    """Drops the INFO lines Beam's model-process server logs to the root logger ("Proxy
+    serving <tag> at (host, port)", "Server process exiting"), which reach the console raw;
+    its warnings and errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.module != "multi_process_shared"
+
+
 def _serve(handler: ResNet50Handler, copy: int) -> ServedModel:
     """Runs in model process ``copy``: the one place its model is built (handler.load_copy,
     which pins the process to its GPU before TensorFlow loads)."""
+    logging.getLogger().addFilter(_BeamServerChatter())
     return ServedModel(handler.load_copy(copy))
 
 

@@ -6,18 +6,16 @@ error level line that TF_CPP_MIN_LOG_LEVEL=2 keeps. When the machine has no
 ``/dev/nvidia*`` device and TF_CPP_MIN_LOG_LEVEL is unset or 2 (asking for quiet), the
 launcher sets it to 3 (errors hidden; Python exceptions are unaffected), and Beam's local
 worker processes inherit it. 0 or 1 (asking for more) are kept. A machine with a GPU, and Dataflow's workers, are left as they are. Imported
-first by ``pipeline.run``."""
+first by ``pipeline.run``. What TF_CPP_MIN_LOG_LEVEL does not hide (the start-up lines
+TensorFlow writes before its logging starts) models/tfload.py filters."""
 
 from __future__ import annotations
 
-import glob
 import os
 
+from models.tfload import has_nvidia_device
+
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
-
-
-def has_nvidia_device() -> bool:
-    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/nvidiactl")
 
 
 def quiet_tensorflow_without_gpu() -> bool:

@@ -142,8 +142,9 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
     how it ended."""
     runner = prepare(plan)
     output_dir = plan.output.output_dir
-    _log.info("embedding %s files from %s into %s", "the" if plan.matched is None else plan.matched,
-              ", ".join(plan.options.input), output_dir)
+    what = ("the images" if plan.matched is None
+            else f"{plan.matched} image file{'' if plan.matched == 1 else 's'}")
+    _log.info("embedding %s from %s into %s", what, ", ".join(plan.options.input), output_dir)
     progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     interrupts = None if plan.remote else Interrupts(output_dir)
     watch = None if plan.remote else WorkerWatch(progress_dir)
@@ -252,7 +253,7 @@ def print_summary(manifest: dict, output_dir: str) -> None:
         skipped = (f", {counts[SKIPPED_UNCHANGED]} {BY_NAME[SKIPPED_UNCHANGED].label} (not opened), "
                    f"{counts[SKIPPED_SAME_CONTENT]} skipped for the same content")
     print(f"images embedded: {counts[EMBEDDED]} of {counts[MATCHED]} matched; "
-          f"{counts[READ]} files read{skipped}")
+          f"{counts[READ]} images read{skipped}")
     print(f"errors: {counts[ERRORS]}" + (" (one row each in errors/)" if counts[ERRORS] else ""))
     examples = counts.get("error_examples", {})
     for stage, types in counts["errors_by_stage"].items():

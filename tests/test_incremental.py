@@ -54,7 +54,7 @@ def test_second_run_embeds_nothing_then_exactly_the_new_images(tmp_path, capsys)
     assert [(e["counts"]["matched"], embedded(e), e["counts"]["skipped"]) for e in entries] == [
         (5, 5, 0), (5, 0, 5), (8, 3, 5)]
     assert [e["counts"]["read"] for e in entries] == [5, 0, 3]
-    assert ("3 of 8 matched; 3 files read, 5 skipped unchanged (not opened), 0 skipped for the "
+    assert ("3 of 8 matched; 3 images read, 5 skipped unchanged (not opened), 0 skipped for the "
             "same content") in capsys.readouterr().out
     # Each run is its own complete partition with a manifest; the lock is gone.
     for entry in entries:

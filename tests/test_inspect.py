@@ -81,7 +81,7 @@ def test_summary_reports_counts_errors_and_norms(near_duplicates_output, capsys)
     folder, out = near_duplicates_output
     assert inspect(["summary", str(out)]) == 0
     text = capsys.readouterr().out
-    assert ("images embedded: 8 of 9 matched; errors: 1; files read: 9, skipped unchanged: 0, "
+    assert ("images embedded: 8 of 9 matched; errors: 1; images read: 9, skipped unchanged: 0, "
             "skipped same content: 0") in text
     assert f"errors at decode: UnidentifiedImageError x1  e.g. {folder / 'broken.jpg'}" in text
     assert "layer res5" in text and "dims     2048" in text and "norm min" in text

@@ -86,7 +86,7 @@ def summary(root: str, embedding_key: str | None = None) -> str:
     lines = [
         f"output: {root}",
         f"images embedded: {counts[EMBEDDED]} of {counts[MATCHED]} matched; errors: {counts[ERRORS]}"
-        + (f"; files read: {counts[READ]}, " + ", ".join(
+        + (f"; images read: {counts[READ]}, " + ", ".join(
             f"{BY_NAME[kind].label}: {counts[kind]}" for kind in (SKIPPED_UNCHANGED, SKIPPED_SAME_CONTENT))
            if READ in counts else ""),
         _settings_line(manifest),
