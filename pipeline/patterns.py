@@ -5,6 +5,8 @@
 - WebDataset's brace notation is expanded, as its ``braceexpand`` does:
   ``shard-{000000..000002}.tar`` (zero-padded ranges), ``{train,val}/*.jpg`` (lists);
   ``\\{`` is a literal brace.
+- A leading ``~`` or ``~user`` is the home folder, as a shell would have made it had the
+  value not been quoted (``--input '~/photos/*'``), unless a name ``~`` exists here.
 - What is left is Beam's glob syntax (``FileSystems.match``): ``*`` within one folder,
   ``**`` across folders, ``?``, ``[...]``. Beam has no escape character; ``escape_glob``
   writes each of ``* ? [`` as a one-character class (``[[]``), which Beam reads literally."""
@@ -67,3 +69,13 @@ def literal_if_existing(absolute: str) -> str:
         return absolute
     _log.info("--input %s exists: taken literally, not as a pattern", absolute)
     return escape_glob(absolute)
+
+
+def home_expanded(path: str) -> str:
+    """``~/x`` -> ``/home/me/x`` for a local ``path`` that does not exist as written."""
+    if not path.startswith("~") or os.path.exists(path):
+        return path
+    expanded = os.path.expanduser(path)
+    if expanded != path:
+        _log.info("%s is %s (the home folder; quoted, the shell left it to us)", path, expanded)
+    return expanded

@@ -43,7 +43,7 @@ from pipeline.options import (
     read_config,
     unknown_arguments,
 )
-from pipeline.patterns import PatternError, expand_braces, has_glob, literal_if_existing
+from pipeline.patterns import PatternError, expand_braces, has_glob, home_expanded, literal_if_existing
 from pipeline.shellargs import StrayArguments, expand_shell_inputs, stray_words
 from schemas import (
     FORMAT_FILES,
@@ -93,7 +93,7 @@ def parse_args(argv: list[str]) -> Parsed:
     if not options.output:
         raise UsageError("--output is required: the directory to write Parquet files into")
     options.input = input_patterns(options.input)
-    options.output = options.output if "://" in options.output else os.path.abspath(options.output)
+    options.output = options.output if "://" in options.output else os.path.abspath(home_expanded(options.output))
     if output_is_a_file(options.output):
         raise UsageError(f"--output {options.output} is an existing file; name a folder (new, "
                          "empty, or an earlier run's)")
@@ -146,7 +146,7 @@ def absolute_pattern(pattern: str) -> str:
             _log.info("--input %s is a folder: reading everything below it (%s**)", pattern, pattern)
             return pattern + "**"
         return pattern
-    absolute = os.path.abspath(pattern)
+    absolute = os.path.abspath(home_expanded(pattern))
     if os.path.isdir(absolute):
         below = os.path.join(literal_if_existing(absolute), "**")
         _log.info("--input %s is a folder: reading everything below it (%s)", pattern, below)

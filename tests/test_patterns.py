@@ -41,3 +41,24 @@ def test_an_escaped_name_matches_that_file_alone_through_beam(tmp_path):
     assert matched == [str(odd)]
     missing = str(tmp_path / "new [x].png")
     assert literal_if_existing(missing) == missing  # not there: still a pattern
+
+
+def test_a_quoted_tilde_is_the_home_folder_unless_such_a_name_exists(tmp_path, monkeypatch):
+    from pipeline.patterns import home_expanded
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert home_expanded("~/photos/*.jpg") == str(tmp_path / "home" / "photos" / "*.jpg")
+    assert home_expanded("photos/~x") == "photos/~x"
+    (tmp_path / "~").mkdir()
+    assert home_expanded("~") == "~"
+
+
+def test_the_cli_reads_and_writes_under_a_quoted_tilde(tmp_path, monkeypatch):
+    from pipeline.plan import parse_args
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "photos").mkdir()
+    options = parse_args(["--input", "~/photos/*.png", "--output", "~/out", "--weights", "random"]).options
+    assert options.input == [str(tmp_path / "photos" / "*.png")]
+    assert options.output == str(tmp_path / "out")
