@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Iterator
 
 import apache_beam as beam
@@ -13,6 +14,11 @@ from apache_beam.metrics import Metrics
 
 from schemas import ListedFile
 from transforms.errors import METRICS_NAMESPACE
+
+# A literal "[" is matched as the one-character class "[[]" (pipeline/patterns.py), which
+# Python's re flags as a "possible nested set" when Beam compiles its pattern: not an error.
+warnings.filterwarnings("ignore", message="Possible nested set", category=FutureWarning,
+                        module=r"apache_beam\.io\.filesystem")
 
 
 def modified_micros(seconds: float | None) -> int | None:
@@ -75,6 +81,11 @@ def unreadable_links(pattern: str) -> Iterator[str]:
     yield from (path for path in _dangling_links_below(root or ".") if regex.match(path))
 
 
+def _first(records):
+    """One of the records listed for a uri (the same file, matched by several patterns)."""
+    return next(iter(records))
+
+
 class _UnreadableLinksFn(beam.DoFn):
     def __init__(self, exclude: str | None):
         self._exclude = exclude
@@ -131,6 +142,9 @@ class ListFiles(beam.PTransform):
              | "Record" >> beam.ParDo(_ToListedFn(self._exclude))),
             patterns | "UnreadableLinks" >> beam.ParDo(_UnreadableLinksFn(self._exclude)),
         ) | "WithLinks" >> beam.Flatten()
-        if len(self._patterns) > 1:
-            return listed | "OnceEach" >> beam.Distinct()
+        if len(self._patterns) > 1:  # grouped by the uri (a str): no pickled NamedTuple keys
+            return (listed
+                    | "ByUri" >> beam.Map(lambda record: (record.uri, record))
+                    | "OnceEach" >> beam.CombinePerKey(_first)
+                    | "Records" >> beam.Values())
         return listed | "Spread" >> beam.Reshuffle() if self._spread else listed
