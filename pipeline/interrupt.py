@@ -4,11 +4,14 @@ A terminal sends SIGINT to its whole foreground process group: the launcher and 
 worker process it started. Each worker then died with a KeyboardInterrupt traceback, and
 Beam relayed them (measured: 228 lines of CRITICAL logs for one Ctrl-C). Now:
 
-- a local run's worker processes ignore SIGINT (``transforms/lifeline.py``, when the
-  worker first imports ``transforms``): they end when the launcher ends them;
+- a local run's worker processes ignore SIGINT from their first instruction (started with
+  it ignored: pipeline/local.py's CtrlCSafeRunner; ``transforms/lifeline.py`` again once
+  they import ``transforms``): they end when the launcher ends them;
 - the launcher's handler (installed by Interrupts, in the main thread) prints one line,
-  silences Beam's complaints about the workers it is about to lose, kills them and raises
-  KeyboardInterrupt in the main thread, which releases the lock and exits 130.
+  silences Beam's complaints about the workers it is about to lose, kills them (and, until
+  the job has unwound, any worker Beam was still starting) and raises KeyboardInterrupt in
+  the main thread, which releases the lock; ``pipeline.run`` then exits 130 at once,
+  without joining Beam's threads.
 
 ``wake_main_thread`` is how pipeline/workers.py ends a run whose worker died: the same
 KeyboardInterrupt, without the Ctrl-C line."""
@@ -23,6 +26,7 @@ import threading
 
 from pipeline.workers import end_workers, worker_pids
 
+REAP_SECONDS = 0.2
 _waking = threading.Event()  # set: the next SIGINT is wake_main_thread's, not the user's
 
 
@@ -48,6 +52,7 @@ class Interrupts:
         self._usable = threading.current_thread() is threading.main_thread()
         self._previous = None
         self._quieted: list = []
+        self._done = threading.Event()
 
     def __enter__(self):
         _waking.clear()
@@ -63,7 +68,14 @@ class Interrupts:
             self._quiet_beam()
             print(self.message, file=sys.stderr, flush=True)
             end_workers(worker_pids(os.getpid()))
+            threading.Thread(target=self._end_late_workers, name="end-late-workers", daemon=True).start()
         raise KeyboardInterrupt
+
+    def _end_late_workers(self) -> None:
+        """Until the job has unwound: a worker Beam was starting as Ctrl-C came is ended too
+        (ignoring SIGINT, it would live on, and Beam joins its thread before returning)."""
+        while not self._done.wait(REAP_SECONDS):
+            end_workers(worker_pids(os.getpid()))
 
     def _quiet_beam(self) -> None:
         """Beam's errors about the workers just ended, and its threads' tracebacks, are noise:
@@ -75,6 +87,7 @@ class Interrupts:
         threading.excepthook = lambda args: None
 
     def __exit__(self, *exc):
+        self._done.set()
         if self._usable:
             signal.signal(signal.SIGINT, self._previous)
         if self._quieted:

@@ -2,24 +2,81 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shlex
+import sys
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
+from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from models.precision import CPU_BATCH
 from pipeline.options import ExtractOptions
 
-#: Used when no --runner is given: Beam's FnApiRunner, the engine of the DirectRunner.
-#: Naming it avoids the DirectRunner's attempt to download and start the Prism binary,
-#: so a local run behaves the same online and offline.
-LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+#: Used when no --runner is given: Beam's FnApiRunner, the engine of the DirectRunner,
+#: whose worker processes ignore Ctrl-C from birth (CtrlCSafeRunner). Naming it avoids
+#: the DirectRunner's attempt to download and start the Prism binary, so a local run
+#: behaves the same online and offline.
+LOCAL_RUNNER = "pipeline.local.CtrlCSafeRunner"
 _LOCAL_RUNNER_NAMES = {"DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
-                       "FnApiRunner", "PrismRunner", LOCAL_RUNNER}
+                       "FnApiRunner", "PrismRunner", "CtrlCSafeRunner", LOCAL_RUNNER,
+                       "apache_beam.runners.portability.fn_api_runner.FnApiRunner"}
+#: How each local worker process starts: SIGINT ignored by its shell, so the Python that
+#: replaces the shell starts with it ignored and never installs its KeyboardInterrupt
+#: handler; pipeline/workerboot.py then ties it to the launcher and runs Beam's worker.
+WORKER_COMMAND = ("trap '' INT; exec {python} -m pipeline.workerboot "
+                  "apache_beam.runners.worker.sdk_worker_main")
 
 
 def is_local_runner(runner: str | None) -> bool:
     """True for runners that execute in this process or on this machine."""
-    return not runner or runner in _LOCAL_RUNNER_NAMES or runner.endswith(".FnApiRunner")
+    return (not runner or runner in _LOCAL_RUNNER_NAMES or runner.endswith(".FnApiRunner")
+            or runner.endswith(".CtrlCSafeRunner"))
+
+
+class CtrlCSafeRunner(FnApiRunner):
+    """Beam's FnApiRunner; with ``multi_processing`` its worker processes start with SIGINT
+    ignored (WORKER_COMMAND), so a terminal's Ctrl-C, which reaches the whole process group,
+    never interrupts a worker, even while it is still importing Beam (what
+    transforms/lifeline.py cannot cover: it runs once the imports are done). The launcher
+    handles the Ctrl-C and ends the workers (pipeline/interrupt.py). Otherwise Beam's own:
+    the same environment, with its command, that ``multi_processing`` makes."""
+
+    def run_pipeline(self, pipeline, options):
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode != "multi_processing":
+            return super().run_pipeline(pipeline, options)
+        self._default_environment = SubprocessSDKEnvironment.from_command_string(
+            command_string=WORKER_COMMAND.format(python=shlex.quote(sys.executable)))
+        direct.direct_running_mode = "in_memory"  # keeps the environment set above
+        try:
+            with _no_in_memory_warning():
+                return super().run_pipeline(pipeline, options)
+        finally:
+            direct.direct_running_mode = "multi_processing"
+
+
+@contextlib.contextmanager
+def _no_in_memory_warning():
+    """Beam warns that in_memory ignores --direct_num_workers: not so with our environment."""
+    logger = logging.getLogger(fn_runner.__name__)
+    quiet = _DropMessage("direct_running_mode should be")
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self._text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._text not in record.getMessage()
 
 
 def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str],

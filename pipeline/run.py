@@ -11,16 +11,29 @@ import time
 
 _IMPORTED_AT = time.time()  # before the heavy imports below: start-up is counted from here
 
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+
+def _interrupted_while_loading(signum, frame):
+    os.write(2, b"interrupted (Ctrl-C) before the run started\n")
+    os._exit(130)
+
+
+# Run as a command: a Ctrl-C during the imports below (2 s) is one line and exit 130, not a
+# KeyboardInterrupt traceback from inside Beam's imports. main() hands it back to Python.
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "resnet50-embed":
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
 from pipeline.quiet import quiet_tensorflow_without_gpu  # before TensorFlow loads
 
 quiet_tensorflow_without_gpu()
 
 import contextlib
 import logging
-import os
 import re
 import shutil
-import sys
 import tempfile
 from typing import NamedTuple
 
@@ -274,6 +287,7 @@ def print_summary(manifest: dict, output_dir: str) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here: KeyboardInterrupt
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
@@ -289,6 +303,13 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C while planning, before any job: nothing to clean up
         print("interrupted (Ctrl-C) before the run started", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        # The lock is released and the line printed: end now, without joining Beam's threads
+        # (one waiting for a worker that was starting held the exit for 60 s).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

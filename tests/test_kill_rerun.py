@@ -9,6 +9,7 @@ import sys
 import time
 
 import pyarrow.parquet as pq
+import pytest
 
 from images import rgb_pattern, write_image
 from pipeline.outputs import is_complete
@@ -152,13 +153,14 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path):
-    """No orphans: the local worker processes exit within seconds of their launcher."""
+@pytest.mark.parametrize("when", ["a worker just started", "both workers running"])
+def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path, when):
+    """No orphans: the local worker processes exit within seconds of their launcher, also
+    when it dies while a worker is still importing Beam (pipeline/workerboot.py)."""
     argv = _argv(_inputs(tmp_path, 3000), tmp_path / "out")
     process = subprocess.Popen([sys.executable, "-m", "pipeline.run"] + argv, cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers = _two_workers(process)
-    _wait_until_workers_ignore_sigint(workers)  # lifeline.py is imported: they watch their launcher
+    workers = {_first_worker(process)} if when == "a worker just started" else _two_workers(process)
     process.kill()
     process.wait(timeout=30)
     # Measured here: gone 0.3 s after the launcher (1.5 s without transforms/lifeline.py);
@@ -169,9 +171,25 @@ def test_workers_end_with_a_launcher_killed_by_sigkill(tmp_path):
     assert not [pid for pid in workers if _running(pid)]
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path):
+def _first_worker(process) -> int:
+    """A local worker process of ``process`` as soon as one exists (still importing)."""
+    from pipeline.workers import worker_pids
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        workers = worker_pids(process.pid)
+        if workers:
+            return min(workers)
+        time.sleep(0.01)
+    raise AssertionError("the local run started no worker process")
+
+
+@pytest.mark.parametrize("when", ["a worker just started", "both workers running"])
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path, when):
     """A terminal's Ctrl-C reaches the launcher and every worker (one process group): the
-    run prints one line and no traceback, exits 130, and leaves no lock and no worker."""
+    run prints one line and no traceback, exits 130 within seconds, and leaves no lock and
+    no worker; also when it comes while a worker is still importing Beam (each worker holds
+    SIGINT ignored from its first instruction: pipeline/local.py's CtrlCSafeRunner)."""
     from pipeline.interrupt import Interrupts
     from pipeline.workers import worker_pids
 
@@ -180,9 +198,16 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path):
                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    _wait_until_workers_ignore_sigint(_two_workers(process))
-    os.killpg(process.pid, signal.SIGINT)
-    code = process.wait(timeout=60)
+    try:
+        if when == "a worker just started":
+            assert _ignores_sigint(_first_worker(process))  # from its first instruction
+        else:
+            _wait_until_workers_ignore_sigint(_two_workers(process))
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:  # a failed wait leaves no run behind
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
     printed = process.stdout.read() + process.stderr.read()
     assert code == 130, printed[-3000:]
     assert printed.count(Interrupts(str(out)).message) == 1

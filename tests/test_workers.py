@@ -57,3 +57,10 @@ def test_a_run_that_keeps_moving_is_left_alone(tmp_path):
             (tmp_path / "1.json").write_text(f'{{"embedded": {step}}}')
             time.sleep(0.5)
     assert watch.died is None
+
+
+def test_workerboot_and_the_lifeline_read_the_same_launcher_variable():
+    from pipeline import workerboot
+    from transforms import lifeline
+
+    assert workerboot.LAUNCHER_PID_VARIABLE == lifeline.LAUNCHER_PID_VARIABLE

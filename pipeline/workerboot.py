@@ -1,0 +1,41 @@
+"""How a local worker process starts (pipeline/local.py's CtrlCSafeRunner runs
+``python -m pipeline.workerboot apache_beam.runners.worker.sdk_worker_main``, with SIGINT
+ignored by the shell that execs it): first, the kernel is asked to SIGKILL this process
+when its launcher dies (``PR_SET_PDEATHSIG``; Linux), so a launcher killed while its
+workers are still importing Beam leaves no orphan (transforms/lifeline.py covers the same
+once ``transforms`` is imported, and on other systems); then Beam's SDK worker runs as
+``python -m`` would run it."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import runpy
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+LAUNCHER_PID_VARIABLE = "RESNET50_EMBEDDINGS_LAUNCHER_PID"  # transforms/lifeline.py's
+
+
+def die_with_launcher() -> None:
+    """SIGKILL this process when its parent (the launcher, the shell having exec'd) dies;
+    exit at once when it is already gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl here: transforms/lifeline.py still applies
+        return
+    launcher = os.environ.get(LAUNCHER_PID_VARIABLE, "")
+    if launcher.isdigit() and os.getppid() != int(launcher):
+        os._exit(1)  # the launcher died before the request was made
+
+
+def main() -> None:
+    die_with_launcher()
+    module = sys.argv[1]
+    sys.argv = [sys.argv[0]] + sys.argv[2:]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
