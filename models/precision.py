@@ -167,7 +167,8 @@ def layer_cosines(reduced: dict, reference: dict) -> dict[str, dict]:
         both_zero = (np.linalg.norm(x, axis=1) == 0) & (np.linalg.norm(y, axis=1) == 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             cosine = np.where(norms > 0, (x * y).sum(axis=1) / np.where(norms > 0, norms, 1), 0.0)
-        cosine = np.where(both_zero, 1.0, np.nan_to_num(cosine, nan=-1.0))  # inf/NaN: no agreement
+        cosine = np.where(both_zero, 1.0, np.nan_to_num(cosine, nan=-1.0))
+        cosine = np.where(np.isfinite(x).all(axis=1), cosine, -1.0)  # inf or NaN: no agreement
         result[layer] = {"min": round(float(cosine.min()), 6), "mean": round(float(cosine.mean()), 6)}
     return result
 

@@ -104,6 +104,9 @@ def test_zero_rows_and_overflow():
     cosines = layer_cosines(reduced, reference)
     assert cosines["a"]["min"] == -1.0  # overflow: no agreement, never NaN (NaN < x is False)
     assert layer_cosines({"a": reference["a"]}, reference)["a"]["min"] == 1.0
+    # A NaN row (what float16 overflow gives on some CPUs) is an overflow too, not a 0.
+    nan_row = {"a": np.array([[0.0, 0.0], [np.nan, 2.0], [1.0, 1.0]], np.float16)}
+    assert layer_cosines(nan_row, reference)["a"] == {"min": -1.0, "mean": pytest.approx((1 - 1 + 1) / 3, abs=1e-6)}
 
 
 def test_a_certificate_under_the_minimum_names_the_worst_layer():
