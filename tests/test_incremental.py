@@ -73,26 +73,31 @@ def test_second_run_embeds_nothing_then_exactly_the_new_images(tmp_path, capsys)
     assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
 
 
-@pytest.mark.parametrize("change", [
+CHANGES = [
     ["--layers", "res5"],                 # other layers
     ["--seed", "7"],                      # other weights
     ["--image_size", "64"],
-])
-def test_other_settings_do_not_count_old_embeddings_as_done(tmp_path, change):
+]
+
+
+def test_other_settings_do_not_count_old_embeddings_as_done(tmp_path):
+    """Each change of settings embeds everything again under a key of its own, once."""
     folder, root = tmp_path / "in", tmp_path / "root"
     add_images(folder, 0, 4)
     assert run(argv(folder, root)) == EXIT_OK
-    changed = argv(folder, root)
-    flag = change[0]
-    if flag in changed:
-        changed[changed.index(flag) + 1] = change[1]
-    else:
-        changed += change
-    assert run(changed) == EXIT_OK
-    assert run(changed) == EXIT_OK
+    for flag, value in CHANGES:
+        changed = argv(folder, root)
+        if flag in changed:
+            changed[changed.index(flag) + 1] = value
+        else:
+            changed += [flag, value]
+        assert run(changed) == EXIT_OK
+        assert run(changed) == EXIT_OK
     entries = runs(root)
-    assert [embedded(e) for e in entries] == [4, 4, 0]
-    assert entries[0]["embedding_key"] != entries[1]["embedding_key"] == entries[2]["embedding_key"]
+    assert [embedded(e) for e in entries] == [4] + [4, 0] * len(CHANGES)
+    keys = [e["embedding_key"] for e in entries]
+    assert len(set(keys)) == 1 + len(CHANGES)
+    assert all(keys[i] == keys[i + 1] != keys[0] for i in range(1, len(keys), 2))
 
 
 def test_other_weights_file_is_other_settings(tmp_path, weights_file):

@@ -61,8 +61,8 @@ def test_two_copies_pin_one_gpu_each_sdk_processes_never_touch_cuda_and_numbers_
     assert callers and not {c["pid"] for c in callers} & {c["pid"] for c in copies}
     assert all(c["tensorflow_imported"] is False and c["cuda_untouched"] is True for c in callers), callers
 
-    alone = tmp_path / "one-copy"
-    assert run(_argv(photos, alone, weights_file, "--model_copies", "1", "--direct_num_workers", "1")) == EXIT_OK
+    alone = tmp_path / "one-copy"  # one model, in this process (no model process to start)
+    assert run(_argv(photos, alone, weights_file, "--direct_num_workers", "1")) == EXIT_OK
     for layer in LAYERS:
         uris, values = _embeddings(shared, layer)
         expected_uris, expected = _embeddings(alone, layer)
