@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import posixpath
 import time
 
 from apache_beam.io.filesystems import FileSystems
@@ -84,6 +85,19 @@ def check_root(root: str) -> None:
             f"{layout.RUN_PARTITION_PREFIX}<id>/, {layout.RUNS_INDEX_DIR}/ and {layout.LOCK_FILE}); "
             "choose an empty or incremental root"
         )
+
+
+def unfinished_partitions(root: str) -> list[str]:
+    """The ``run=<id>/`` folders under ``root`` that no index entry names: runs killed or
+    failed before completing (with Beam's ``beam-temp-*`` folders inside). Never read; one
+    listing of the root's top level and of ``_runs/``, both growing with runs, not images."""
+    prefix = layout.RUN_PARTITION_PREFIX
+    partitions = [e for e in outputs.existing_entries(root) if e.startswith(prefix)]
+    if not partitions:
+        return []
+    match = FileSystems.match([layout.join(root, layout.RUNS_INDEX_DIR, "*.json")])[0]
+    indexed = {posixpath.basename(meta.path)[:-len(".json")] for meta in match.metadata_list}
+    return sorted(p for p in partitions if p.rstrip("/")[len(prefix):] not in indexed)
 
 
 class CompleteRun:

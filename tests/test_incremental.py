@@ -293,3 +293,26 @@ def test_outputs_written_before_metadata_are_read_and_hashed_once_more(tmp_path)
         dict(matched=4, read=0, embedded=0, errors=0, skipped_unchanged=4, skipped_same_content=0),
     ]
     assert len(read_layer(str(root), "res5").image_ids) == 4
+
+
+def test_folders_of_runs_that_never_completed_are_named_and_never_read(tmp_path, caplog):
+    """A killed run leaves run=<id>/ (with beam-temp-* inside) and no index entry: the next
+    run names it in one warning line; the index decides what is read, so it never is."""
+    import logging
+
+    from pipeline.incremental import unfinished_partitions
+
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 2)
+    assert run(argv(folder, root)) == EXIT_OK
+    (completed,) = [p.name for p in root.iterdir() if p.name.startswith("run=")]
+    killed = root / "run=20261202T000000000000Z" / "beam-temp-images-1"
+    killed.mkdir(parents=True)
+    (killed / "part").write_bytes(b"half a file")
+    assert unfinished_partitions(str(root)) == ["run=20261202T000000000000Z"]
+    add_images(folder, 2, 1)
+    with caplog.at_level(logging.WARNING):
+        assert run(argv(folder, root)) == EXIT_OK
+    named = [r.getMessage() for r in caplog.records if "did not complete" in r.getMessage()]
+    assert len(named) == 1 and "run=20261202T000000000000Z" in named[0] and completed not in named[0]
+    assert [embedded(e) for e in runs(root)] == [2, 1]
