@@ -13,8 +13,8 @@ Beam relayed them (measured: 228 lines of CRITICAL logs for one Ctrl-C). Now:
   the main thread, which releases the lock; ``pipeline.run`` then exits 130 at once,
   without joining Beam's threads.
 
-``wake_main_thread`` is how pipeline/workers.py ends a run whose worker died: the same
-KeyboardInterrupt, without the Ctrl-C line."""
+``pipeline.wake.wake_main_thread`` is how pipeline/workers.py ends a run whose worker
+died: the same KeyboardInterrupt, without the Ctrl-C line."""
 
 from __future__ import annotations
 
@@ -24,16 +24,10 @@ import signal
 import sys
 import threading
 
+from pipeline.wake import waking as _waking
 from pipeline.workers import end_workers, worker_pids
 
 REAP_SECONDS = 0.2
-_waking = threading.Event()  # set: the next SIGINT is wake_main_thread's, not the user's
-
-
-def wake_main_thread() -> None:
-    """Raise KeyboardInterrupt in the main thread wherever it waits (a lost worker)."""
-    _waking.set()
-    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _not_beam(record: logging.LogRecord) -> bool:

@@ -16,6 +16,8 @@ import signal
 import threading
 import time
 
+from pipeline.wake import wake_main_thread
+
 _log = logging.getLogger(__name__)
 WORKER_MARK = b"apache_beam.runners.worker.sdk_worker_main"
 POLL_SECONDS = 0.5
@@ -128,6 +130,4 @@ class WorkerWatch:
                      f"and the run made no progress for {self._stall:.0f} s after it")
         _log.error("%s; ending the run and %d other worker process(es)", self.died, len(remaining))
         end_workers(remaining)
-        from pipeline.interrupt import wake_main_thread
-
         wake_main_thread()  # KeyboardInterrupt in the main thread, wherever it waits
