@@ -46,8 +46,8 @@ class CtrlCSafeRunner(FnApiRunner):
 
     def run_pipeline(self, pipeline, options):
         direct = options.view_as(DirectOptions)
-        if direct.direct_running_mode != "multi_processing":
-            return super().run_pipeline(pipeline, options)
+        if direct.direct_running_mode != "multi_processing" or os.name != "posix":
+            return super().run_pipeline(pipeline, options)  # (Windows: cmd.exe has no trap)
         self._default_environment = SubprocessSDKEnvironment.from_command_string(
             command_string=WORKER_COMMAND.format(python=shlex.quote(sys.executable)))
         direct.direct_running_mode = "in_memory"  # keeps the environment set above
