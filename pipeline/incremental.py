@@ -68,8 +68,13 @@ def read_index_entry(root: str, path: str) -> dict:
 def index_entries(root: str) -> list[dict]:
     """The index entries of completed runs under ``root``, oldest first; raises
     DamagedIndexEntry for one that cannot be read."""
+    return [read_index_entry(root, path) for path in index_entry_paths(root)]
+
+
+def index_entry_paths(root: str) -> list[str]:
+    """The paths of ``root``'s index entries (``_runs/<run id>.json``), sorted."""
     match = FileSystems.match([layout.join(root, layout.RUNS_INDEX_DIR, "*.json")])[0]
-    return [read_index_entry(root, meta.path) for meta in sorted(match.metadata_list, key=lambda m: m.path)]
+    return sorted(meta.path for meta in match.metadata_list)
 
 
 def check_root(root: str) -> None:
@@ -95,8 +100,7 @@ def unfinished_partitions(root: str) -> list[str]:
     partitions = [e for e in outputs.existing_entries(root) if e.startswith(prefix)]
     if not partitions:
         return []
-    match = FileSystems.match([layout.join(root, layout.RUNS_INDEX_DIR, "*.json")])[0]
-    indexed = {posixpath.basename(meta.path)[:-len(".json")] for meta in match.metadata_list}
+    indexed = {posixpath.basename(path)[:-len(".json")] for path in index_entry_paths(root)}
     return sorted(p for p in partitions if p.rstrip("/")[len(prefix):] not in indexed)
 
 

@@ -62,21 +62,12 @@ class CtrlCSafeRunner(FnApiRunner):
 def _no_in_memory_warning():
     """Beam warns that in_memory ignores --direct_num_workers: not so with our environment."""
     logger = logging.getLogger(fn_runner.__name__)
-    quiet = _DropMessage("direct_running_mode should be")
+    quiet = lambda record: "direct_running_mode should be" not in record.getMessage()  # noqa: E731
     logger.addFilter(quiet)
     try:
         yield
     finally:
         logger.removeFilter(quiet)
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self._text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self._text not in record.getMessage()
 
 
 def use_local_workers(options: PipelineOptions, extract_options: ExtractOptions, argv: list[str],

@@ -16,8 +16,11 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 
 
+INTERRUPTED_BEFORE_RUN = "interrupted (Ctrl-C) before the run started"
+
+
 def _interrupted_while_loading(signum, frame):
-    os.write(2, b"interrupted (Ctrl-C) before the run started\n")
+    os.write(2, (INTERRUPTED_BEFORE_RUN + "\n").encode())
     os._exit(130)
 
 
@@ -301,7 +304,7 @@ def main() -> None:
     try:
         code = run(launched_at=_IMPORTED_AT)
     except KeyboardInterrupt:  # Ctrl-C while planning, before any job: nothing to clean up
-        print("interrupted (Ctrl-C) before the run started", file=sys.stderr)
+        print(INTERRUPTED_BEFORE_RUN, file=sys.stderr)
         code = EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
         # The lock is released and the line printed: end now, without joining Beam's threads

@@ -48,19 +48,15 @@ class LinkLoop(OSError):
 def explain_link(uri: str, exc: Exception) -> Exception:
     """``exc`` (raised opening ``uri``) as BrokenLink or LinkLoop when ``uri`` is a local
     symbolic link that leads nowhere; ``exc`` itself otherwise."""
-    if not isinstance(exc, OSError) or "://" in uri or not os.path.islink(uri) or os.path.exists(uri):
+    if not isinstance(exc, OSError) or "://" in uri or not os.path.islink(uri):
         return exc
-    if exc.errno == errno.ELOOP or _loops(uri):
-        return LinkLoop(f"symbolic link loop: {uri} leads back to itself")
-    return BrokenLink(f"symbolic link to {os.readlink(uri)!r}, which does not exist")
-
-
-def _loops(uri: str) -> bool:
     try:
         os.stat(uri)
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
+    except OSError as followed:
+        if followed.errno == errno.ELOOP:
+            return LinkLoop(f"symbolic link loop: {uri} leads back to itself")
+        return BrokenLink(f"symbolic link to {os.readlink(uri)!r}, which does not exist")
+    return exc  # the link leads somewhere: the error is the target's
 
 
 def check_listed_size(listed: ListedFile, max_file_bytes: int) -> None:

@@ -15,15 +15,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import DEFAULT_MAX_ROW_GROUP_BYTES, IMAGE_PATHS_NEVER, ListedFile, RowGroupTooLarge
 from transforms.shards.common import Keys, ShardBroken, compression_of, refusal
-from transforms.shards.parquet import NoImageColumn, _batch_rows, _row_sample, image_column
+from transforms.shards.parquet import NoImageColumn, _batch_rows, _row_sample, image_column, refused_keys
 
 
 def _batch_refused(batch: pa.RecordBatch, column: str, first_row: int, limit: int, number: int):
     names = batch.column("key").to_pylist() if "key" in batch.schema.names else [None] * batch.num_rows
-    error = RowGroupTooLarge(f"record batch {number} holds {batch.column(column).nbytes} bytes of "
-                             f"images, over --max_row_group_bytes {limit}; not read")
-    for offset, name in enumerate(names):
-        yield (str(name) if name is not None else str(first_row + offset)), error
+    return refused_keys(names, first_row, RowGroupTooLarge(
+        f"record batch {number} holds {batch.column(column).nbytes} bytes of images, over "
+        f"--max_row_group_bytes {limit}; not read"))
 
 
 def read_arrow(listed: ListedFile, max_image_bytes: int, requested_column: str | None = None,

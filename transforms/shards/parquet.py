@@ -150,8 +150,13 @@ def _refused_rows(parquet: pq.ParquetFile, group: int, has_key: bool, first_row:
     rows = parquet.metadata.row_group(group).num_rows
     names = (parquet.read_row_group(group, columns=["key"]).column("key").to_pylist() if has_key
              else [None] * rows)
-    error = RowGroupTooLarge(f"row group {group} holds {size} bytes of images, over "
-                             f"--max_row_group_bytes {limit}; not read")
+    return refused_keys(names, first_row, RowGroupTooLarge(
+        f"row group {group} holds {size} bytes of images, over --max_row_group_bytes {limit}; not read"))
+
+
+def refused_keys(names: list, first_row: int, error: Exception):
+    """(key, ``error``) for each row of a group refused whole: its ``key`` value, else its
+    row number counted from ``first_row``."""
     for offset, name in enumerate(names):
         yield (str(name) if name is not None else str(first_row + offset)), error
 
