@@ -267,7 +267,8 @@ def test_an_unchanged_compressed_shard_is_skipped_unopened_by_the_next_increment
 
 
 def test_a_pattern_the_shell_expanded_is_read_whole_through_a_real_shell(tmp_path):
-    """``--input photos/*.png`` unquoted: sh expands it to 5 paths and every one is embedded
+    """``--input photos/p{0..1}.png photos/p[2-4].png`` unquoted (a brace range and a glob):
+    bash expands them to 5 paths and every one is embedded
     (Beam alone kept the first and warned about the rest, exit 0). A word no option takes
     elsewhere is exit 2, naming it."""
     import os
@@ -281,8 +282,10 @@ def test_a_pattern_the_shell_expanded_is_read_whole_through_a_real_shell(tmp_pat
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     common = "--weights random --image_size 32 --layers res5 --direct_num_workers 1"
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run(["sh", "-c", f"cd {tmp_path} && {sys.executable} -m pipeline.run --input photos/*.png "
-                                       f"--output out {common} --model_copies 1"],
+    # bash expands both, braces first: 2 + 3 paths reach the program
+    done = subprocess.run(["bash", "-c", f"cd {tmp_path} && {sys.executable} -m pipeline.run "
+                                         f"--input photos/p{{0..1}}.png photos/p[2-4].png "
+                                         f"--output out {common} --model_copies 1"],
                           capture_output=True, text=True, timeout=600, env=dict(env, PYTHONPATH=repo))
     assert done.returncode == EXIT_OK, done.stderr[-2000:]
     assert "images embedded: 5 of 5 matched" in done.stdout
