@@ -307,6 +307,14 @@ class ExtractOptions(PipelineOptions):
             "keeps their times.",
         )
         parser.add_argument(
+            "--commit_every", type=int, default=None, metavar="FILES",
+            help="--mode incremental: commit the run in chunks of at most this many input "
+            "files (an image file, or a whole shard), each a completed run of the root, one "
+            "after the other until nothing is left. A crash or Ctrl-C loses at most the chunk "
+            "being embedded; the same command resumes. A template launch runs one chunk "
+            "(schedule it again for the next). Default: one chunk.",
+        )
+        parser.add_argument(
             "--lock_stale_hours", type=float, default=24.0,
             help="An output's lock (_lock.json) older than this many hours, a run that died "
             "without releasing it, is broken. Default: %(default)s.",

@@ -48,6 +48,7 @@ from pipeline.shellargs import StrayArguments, expand_shell_inputs, stray_words
 from schemas import (
     FORMAT_FILES,
     MODE_INCREMENTAL,
+    Chunk,
     Comparison,
     ExtractionConfig,
     InputLimits,
@@ -230,6 +231,9 @@ def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool
     if options.mode == MODE_INCREMENTAL and options.overwrite:
         raise UsageError("--overwrite does not apply to --mode incremental: each run writes a "
                          "new partition")
+    if options.commit_every is not None and (options.commit_every < 1 or options.mode != MODE_INCREMENTAL):
+        raise UsageError(f"--commit_every {options.commit_every}: chunks are committed as runs of an "
+                         "incremental root; give at least 1 file per chunk and --mode incremental")
     matched = None
     if check_paths:
         matched = input_file_count(options.input, count_all=not remote,
@@ -340,6 +344,7 @@ class RunPlan(NamedTuple):
     remote: bool
     dry_run: bool
     launched_at: float
+    chunk: Chunk | None = None  # --commit_every: the chunk this job embeds
 
 
 def plan_run(argv: list[str], launched_at: float) -> RunPlan:
@@ -352,8 +357,10 @@ def plan_run(argv: list[str], launched_at: float) -> RunPlan:
                                       check_paths=not dry_run)
     config, weights = with_weights_identity(parsed.config, weights_file)
     output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
+    chunk = Chunk(parsed.options.commit_every) if parsed.options.commit_every else None
     return RunPlan(argv, parsed.pipeline_options, parsed.options, config, parsed.limits,
-                   parsed.read, weights, parsed.compute, output, matched, remote, dry_run, launched_at)
+                   parsed.read, weights, parsed.compute, output, matched, remote, dry_run, launched_at,
+                   chunk)
 
 
 def run_record(plan: RunPlan, runner: str) -> dict:
@@ -377,4 +384,6 @@ def run_record(plan: RunPlan, runner: str) -> dict:
             earlier_runs_with_same_key=(None if comparison.image_parts is None
                                         else len(comparison.image_parts)),
         )
+    if plan.chunk is not None:
+        record["chunk"] = plan.chunk.record()
     return record

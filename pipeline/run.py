@@ -45,6 +45,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
 
 from pipeline import incremental
+from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
 from pipeline import lock as lock_lib
 from pipeline import manifest as manifest_lib
 from pipeline import outputs
@@ -101,16 +102,56 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         return EXIT_USAGE
     except SystemExit as exc:  # argparse: bad choice or type; it printed the usage.
         return int(exc.code or EXIT_USAGE)
+    hooks = {"extract": extract, "model_factory": model_factory, "on_result": on_result}
+    if plan.chunk is not None and not plan.dry_run:
+        return run_chunks(plan, hooks)
+    return report(plan, execute_and_release(plan, hooks))
+
+
+def execute_and_release(plan: RunPlan, hooks: dict) -> Outcome:
+    """execute(), then release the output's lock whatever the ending but a launch that did
+    not wait."""
     outcome = None
     try:
-        outcome = execute(plan, extract=extract, model_factory=model_factory, on_result=on_result)
+        outcome = execute(plan, **hooks)
     finally:
         if plan.output.locked and (outcome is None or outcome.ending != LAUNCHED):
             # The job's last step releases the lock after a success; this covers every
             # ending the launcher saw. A job launched without waiting releases it itself
             # (or it goes stale).
             lock_lib.release_lock(plan.output.lock_root, plan.output.run_id)
-    return report(plan, outcome)
+    return outcome
+
+
+def run_chunks(plan: RunPlan, hooks: dict) -> int:
+    """--commit_every: one job per chunk, each committed before the next is planned (a new
+    run of the root, which skips what the chunks before it committed), until a chunk leaves
+    nothing; a launch that does not wait runs one. Returns the exit code."""
+    totals = ChunkTotals()
+    while True:
+        outcome = execute_and_release(plan, hooks)
+        if outcome.ending != COMPLETED:
+            if totals.chunks and outcome.ending in (FAILED, INTERRUPTED):
+                print(f"{totals.line()}; the same command resumes after them", file=sys.stderr)
+            return report(plan, outcome)
+        totals.add(outcome.manifest["counts"])
+        print(chunk_line(totals.chunks, outcome.manifest), flush=True)
+        following = next_chunk(plan.chunk, outcome.manifest)
+        if following is None:
+            break
+        try:
+            plan = plan_run(plan.argv, time.time())._replace(chunk=following)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"interrupted (Ctrl-C) between chunks: {totals.line()}; the same command "
+                  "resumes after them", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    print(totals.line())
+    print(f"root: {plan.output.root} (one run per chunk; read it as one collection)")
+    counts, limit = totals.counts, plan.options.max_error_fraction
+    return counts_exit_code(counts, limit, limit is not None and counts[ERRORS] > limit * counts[MATCHED])
 
 
 def prepare(plan: RunPlan) -> str:
@@ -149,7 +190,8 @@ def build_job(plan: RunPlan, runner: str, *, extract, model_factory, progress_di
                    output_root=plan.options.output,
                    config=config, limits=plan.limits, read=plan.read, extract=extract,
                    handler=model_handler(plan.options, config, model_factory),
-                   comparison=output.comparison, finalize=finalize, progress_dir=progress_dir)
+                   comparison=output.comparison, finalize=finalize, progress_dir=progress_dir,
+                   chunk=plan.chunk)
     return pipeline
 
 
@@ -160,6 +202,9 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
     output_dir = plan.output.output_dir
     what = ("the images" if plan.matched is None
             else f"{plan.matched} image file{'' if plan.matched == 1 else 's'}")
+    if plan.chunk is not None:
+        start = f"after {plan.chunk.after}" if plan.chunk.after else "from the first"
+        what = f"a chunk of at most {plan.chunk.size} new files ({start}) of {what}"
     _log.info("embedding %s from %s into %s", what, ", ".join(plan.options.input), output_dir)
     progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     interrupts = None if plan.remote else Interrupts(output_dir)
@@ -179,7 +224,8 @@ def _run_job(plan: RunPlan, runner: str, watch, progress_dir, interrupts, *, ext
     try:
         pipeline = build_job(plan, runner, extract=extract, model_factory=model_factory,
                              progress_dir=progress_dir)
-        progress = (ProgressPrinter(progress_dir, plan.matched, plan.options.progress_seconds)
+        total = plan.matched if plan.chunk is None else None  # a chunk's share is known at its end
+        progress = (ProgressPrinter(progress_dir, total, plan.options.progress_seconds)
                     if progress_dir else contextlib.nullcontext())
         with watch or contextlib.nullcontext(), progress:
             result = pipeline.run()
@@ -248,17 +294,23 @@ def report(plan: RunPlan, outcome: Outcome) -> int:
     manifest = outcome.manifest
     print_summary(manifest, output_dir)
     print(f"manifest: {layout.manifest_path(output_dir)}")
-    counts = manifest["counts"]
-    if nothing_done(counts) and manifest.get("max_error_fraction") != 1:
+    return counts_exit_code(manifest["counts"], manifest.get("max_error_fraction"),
+                            manifest["max_error_fraction_exceeded"])
+
+
+def counts_exit_code(counts: dict, max_error_fraction: float | None, exceeded: bool) -> int:
+    """EXIT_TOO_MANY_ERRORS (with the reason logged) when every input failed, unless
+    --max_error_fraction is 1, or when the errors exceeded it; else EXIT_OK."""
+    if nothing_done(counts) and max_error_fraction != 1:
         _log.error("none of the %d inputs was embedded or skipped: every one failed (see the "
                    "errors above and in errors/); exiting with %d. Pass --max_error_fraction 1 "
                    "when a run may fail every input.", counts[MATCHED], EXIT_TOO_MANY_ERRORS)
         return EXIT_TOO_MANY_ERRORS
-    if not manifest["max_error_fraction_exceeded"]:
+    if not exceeded:
         return EXIT_OK
     _log.error("%d of %d inputs failed (%.1f%%), over --max_error_fraction %s; exiting with %d",
-               counts[ERRORS], counts[MATCHED], 100 * manifest["error_fraction"],
-               manifest["max_error_fraction"], EXIT_TOO_MANY_ERRORS)
+               counts[ERRORS], counts[MATCHED], 100 * counts[ERRORS] / counts[MATCHED],
+               max_error_fraction, EXIT_TOO_MANY_ERRORS)
     return EXIT_TOO_MANY_ERRORS
 
 

@@ -34,6 +34,7 @@ from schemas.reading import (
     SKIP_BY,
     SKIP_BY_CONTENT,
     SKIP_BY_METADATA,
+    Chunk,
     Comparison,
     ReadConfig,
 )

@@ -13,6 +13,9 @@ from schemas.elements import Unchanged
 
 MATCHED, READ, EMBEDDED, ERRORS = "matched", "read", "embedded", "errors"
 SKIPPED_UNCHANGED, SKIPPED_SAME_CONTENT, SKIPPED = "skipped_unchanged", "skipped_same_content", "skipped"
+#: Files (an image file or a whole shard) a chunk left for a later chunk (--commit_every):
+#: not opened, not in MATCHED.
+DEFERRED = "deferred"
 
 
 class Kind(NamedTuple):
@@ -37,14 +40,16 @@ KINDS = (
     Kind(SKIPPED_UNCHANGED, "skipped unchanged", "skipped_unchanged", outcome=True, from_elements=True),
     Kind(SKIPPED_SAME_CONTENT, "skipped same content", "skipped_same_content", outcome=True,
          from_elements=True),
+    Kind(DEFERRED, "files left for the next chunk", "deferred_files", outcome=False, from_elements=True),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 #: The ends an input meets; they add up to MATCHED.
 OUTCOMES = tuple(kind.name for kind in KINDS if kind.outcome)
 #: Counted by FinalizeRun from the job's elements.
 FROM_ELEMENTS = tuple(kind.name for kind in KINDS if kind.from_elements)
-#: What the local progress line shows: everything but MATCHED, which the launcher knows.
-PROGRESS = tuple(kind.name for kind in KINDS if kind.name != MATCHED)
+#: What the local progress line shows: everything but MATCHED, which the launcher knows,
+#: and DEFERRED, known only at the end.
+PROGRESS = tuple(kind.name for kind in KINDS if kind.name not in (MATCHED, DEFERRED))
 #: Copied from the manifest into each incremental index entry: every kind, and their
 #: SKIPPED total.
 INDEX_COUNTS = tuple(kind.name for kind in KINDS) + (SKIPPED,)

@@ -87,3 +87,17 @@ class Comparison(NamedTuple):
     def by_metadata(self) -> bool:
         """Skips by listing (uri, size, last-updated time) before reading anything."""
         return self.skip_by == SKIP_BY_METADATA
+
+
+class Chunk(NamedTuple):
+    """One chunk of a run that commits as it goes (``--commit_every``): at most ``size``
+    input files (an image file, or a whole shard) that no completed run holds, the first
+    by uri among those after ``after`` (the last uri the previous chunk took; "" for the
+    first)."""
+
+    size: int
+    after: str = ""
+
+    def record(self) -> dict:
+        """The manifest's ``chunk`` record (the job adds ``last``, the last uri it took)."""
+        return {"commit_every": self.size, "after": self.after}

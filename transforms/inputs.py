@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
-from schemas import Comparison, ReadConfig
+from schemas import Chunk, Comparison, ReadConfig
+from transforms.chunk import TakeChunk
 from transforms.known import ReadKnownFiles, ReadShardRecords
 from transforms.listing import ListFiles
 from transforms.read import ReadImages, RereadImages, drop_bytes
@@ -28,6 +29,8 @@ class ReadSide(NamedTuple):
     unchanged: beam.PCollection
     same_content: beam.PCollection
     shards: beam.PCollection
+    deferred: beam.PCollection | None = None  # uri per file left for a later chunk
+    chunk: beam.PCollection | None = None  # one dict: where the chunk ended (TakeChunk)
 
 
 def _uris(pcoll, label: str):
@@ -59,12 +62,20 @@ def skip_by_listing(p, listed, comparison: Comparison, images_rows):
     return kept.files, kept.unchanged
 
 
-def read_compared(p, listed, read: ReadConfig, comparison: Comparison) -> ReadSide:
+def take_chunk(listed, chunk: Chunk | None):
+    """(files, deferred, summary) of TakeChunk, or ``listed`` whole when there is no chunk."""
+    if chunk is None:
+        return listed, None, None
+    return listed | "TakeChunk" >> TakeChunk(chunk.size, chunk.after)
+
+
+def read_compared(p, listed, read: ReadConfig, comparison: Comparison, chunk: Chunk | None = None) -> ReadSide:
     """Incremental runs with earlier runs: skip by listing, hash what is left, skip by
     content, then read again only the images to embed. Earlier rows meet the input in
     joins; image bytes never wait in a shuffle."""
     images_rows = p | "EarlierImages" >> ReadKnownFiles(comparison.image_parts or ())
     to_read, unchanged = skip_by_listing(p, listed, comparison, images_rows)
+    to_read, deferred, summary = take_chunk(to_read, chunk)
     hashed = to_read | "HashImages" >> ReadImages(read)
     unchanged = (unchanged, hashed.unchanged) | "Unchanged" >> beam.Flatten()
     seen = hashed.files | "DropBytes" >> beam.Map(drop_bytes)
@@ -75,7 +86,7 @@ def read_compared(p, listed, read: ReadConfig, comparison: Comparison) -> ReadSi
     matched = (read_uris, _uris(hashed.errors, "RefusedUris"), unchanged) | "Matched" >> beam.Flatten()
     errors = (hashed.errors, reread["errors"]) | "Errors" >> beam.Flatten()
     return ReadSide(reread["files"], errors, matched, read_uris, unchanged, new.same_content,
-                    hashed.shards)
+                    hashed.shards, deferred, summary)
 
 
 class ReadInputs(beam.PTransform):
@@ -85,11 +96,15 @@ class ReadInputs(beam.PTransform):
     inputs an earlier run under the same embedding key embedded are skipped: by listing
     (``--skip_by metadata``) before anything is opened, then by content (SHA-256); only the
     images left are read again to embed (RereadImages). Every input image comes out once,
-    in ``matched``, and ends in ``files``, ``errors``, ``unchanged`` or ``same_content``."""
+    in ``matched``, and ends in ``files``, ``errors``, ``unchanged`` or ``same_content``.
+    With a ``chunk`` (--commit_every), only the chunk's files (TakeChunk) of those not
+    skipped by listing are read; the others come out in ``deferred``."""
 
     def __init__(self, patterns, read: ReadConfig = ReadConfig(),
-                 comparison: Comparison | None = None, exclude: str | None = None):
+                 comparison: Comparison | None = None, exclude: str | None = None,
+                 chunk: Chunk | None = None):
         super().__init__()
+        self._chunk = chunk
         self._patterns, self._exclude = patterns, exclude
         self._read = read
         self._comparison = comparison if comparison is not None and comparison.has_earlier_runs else None
@@ -100,5 +115,6 @@ class ReadInputs(beam.PTransform):
         listed = pbegin | "ListFiles" >> ListFiles(self._patterns, exclude=self._exclude,
                                                   spread=not joins_by_uri)
         if compare is None:
-            return read_once(pbegin, listed, self._read)
-        return read_compared(pbegin, listed, self._read, compare)
+            taken, deferred, summary = take_chunk(listed, self._chunk)
+            return read_once(pbegin, taken, self._read)._replace(deferred=deferred, chunk=summary)
+        return read_compared(pbegin, listed, self._read, compare, self._chunk)

@@ -6,7 +6,7 @@ import apache_beam as beam
 
 from models.handler import ResNet50Handler
 from pipeline.job.counting import CountProgress
-from schemas import Comparison, ExtractionConfig, InputLimits, ReadConfig, accounting
+from schemas import Chunk, Comparison, ExtractionConfig, InputLimits, ReadConfig, accounting
 from transforms import EmbedImages, ReadInputs, WriteEmbeddings
 
 
@@ -15,7 +15,7 @@ def build_pipeline(
     limits: InputLimits = InputLimits(), read: ReadConfig = ReadConfig(),
     handler: ResNet50Handler | None = None, extract: beam.PTransform | None = None,
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
-    progress_dir: str | None = None, output_root: str | None = None,
+    progress_dir: str | None = None, output_root: str | None = None, chunk: Chunk | None = None,
 ) -> dict:
     """Add ReadInputs -> EmbedImages -> WriteEmbeddings [-> finalize] to ``p``.
     ``input_pattern``: one pattern or several; nothing under ``output_root`` (default
@@ -24,9 +24,10 @@ def build_pipeline(
     runs, and the ``skipped/`` and ``shards/`` outputs; ``handler``: where the model runs;
     ``extract`` replaces ExtractLayers (fault injection); ``finalize`` (a FinalizeRun): the
     last step, the accounting check and manifest; ``progress_dir`` (local runs): counts for
-    the progress line. Returns the written file names per output (and ``manifest``)."""
+    the progress line; ``chunk`` (--commit_every): read only that chunk of the files not
+    skipped, count the rest as deferred and record where the chunk ended. Returns the written file names per output (and ``manifest``)."""
     side = p | "ReadInputs" >> ReadInputs(input_pattern, read, comparison,
-                                               exclude=output_root or output_dir)
+                                               exclude=output_root or output_dir, chunk=chunk)
     embedded = side.files | "EmbedImages" >> EmbedImages(
         config, limits, max_file_bytes=read.max_file_bytes, handler=handler, extract=extract)
     errors = (side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
@@ -44,11 +45,14 @@ def build_pipeline(
                accounting.EMBEDDED: embedded["embeddings"], accounting.ERRORS: errors,
                accounting.SKIPPED_UNCHANGED: side.unchanged,
                accounting.SKIPPED_SAME_CONTENT: side.same_content}
+    if side.deferred is not None:
+        counted[accounting.DEFERRED] = side.deferred
     if progress_dir is not None:
         for kind in accounting.PROGRESS:
             _ = counted[kind] | f"Progress[{kind}]" >> beam.ParDo(CountProgress(progress_dir, kind))
     if finalize is None:
         return written
+    chunk = {} if side.chunk is None else {"chunk": side.chunk}
     manifest = {"written": tuple(written.values()) | "AllWritten" >> beam.Flatten(),
-                "models": embedded["models"], **counted} | "FinalizeRun" >> finalize
+                "models": embedded["models"], **chunk, **counted} | "FinalizeRun" >> finalize
     return {**written, "manifest": manifest}

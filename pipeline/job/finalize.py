@@ -145,9 +145,9 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, first_batch_at, written, models=None, **counted):
+    def process(self, _, first_batch_at, written, models=None, chunk=None, **counted):
         counts = {
-            **{name: counted[name] for name in FROM_ELEMENTS},
+            **{name: counted.get(name, 0) for name in FROM_ELEMENTS},
             accounting.SKIPPED: counted[accounting.SKIPPED_UNCHANGED] + counted[accounting.SKIPPED_SAME_CONTENT],
             **outputs.written_counts(self._output_dir, self._config),
         }
@@ -162,6 +162,8 @@ class _WriteManifestFn(beam.DoFn):
             submitted_at=self._submitted_at, first_batch_at=first_batch_at, now=time.time(),
         )
         manifest.update(models or model_records(()))
+        if chunk is not None:
+            manifest["chunk"] = {**manifest.get("chunk", {}), **chunk}
         # What a later run checks this one against before trusting it (outputs.damage).
         manifest["files"] = outputs.part_sizes(self._output_dir, self._config.layers)
         manifest["kept_columns_missing"] = outputs.kept_columns_missing(
@@ -194,7 +196,9 @@ class FinalizeRun(beam.PTransform):
     ``skipped_same_content``; ``embedded`` (BatchEmbeddings: their arrival time marks the
     first embedded batch; the embedded and error counts come from the written files), and
     optionally ``models`` (ExtractLayers' model records: the manifest's
-    ``model_processes``, one per model process, however many bundles it served). Only counts of these reach the
+    ``model_processes``, one per model process, however many bundles it served), and with
+    a chunk ``deferred`` (uri per file left for a later chunk) and ``chunk`` (one dict,
+    TakeChunk's summary, added to the manifest's ``chunk``). Only counts of these reach the
     last step, as singleton side inputs. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the
     job fails and no manifest is written. ``on_complete(manifest)`` runs after the manifest
@@ -208,7 +212,8 @@ class FinalizeRun(beam.PTransform):
 
     def expand(self, inputs):
         counts = {
-            name: beam.pvalue.AsSingleton(_count(inputs[name], f"Count[{name}]")) for name in FROM_ELEMENTS
+            name: beam.pvalue.AsSingleton(_count(inputs[name], f"Count[{name}]"))
+            for name in FROM_ELEMENTS if name in inputs
         }
         first_batch_at = (
             inputs[EMBEDDED]
@@ -216,6 +221,8 @@ class FinalizeRun(beam.PTransform):
             | "FirstBatch" >> beam.CombineGlobally(_earliest)
         )
         extra = {}
+        if "chunk" in inputs:
+            extra["chunk"] = beam.pvalue.AsSingleton(inputs["chunk"])
         if "models" in inputs:
             extra["models"] = beam.pvalue.AsSingleton(
                 inputs["models"] | "ModelRecords" >> beam.CombineGlobally(ModelRecordsFn()))

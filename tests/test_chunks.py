@@ -1,0 +1,113 @@
+"""pipeline/chunks.py and --commit_every through run(): chunks commit one by one, read as
+one collection, and a command that failed in a chunk resumes when run again."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+
+from pipeline.chunks import ChunkTotals, next_chunk
+from pipeline.inspection.results import read_layer
+from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
+from reference import assert_same_embeddings
+from schemas import Chunk, ExtractionConfig
+from test_incremental import add_images, argv, runs
+
+IMAGES = 10
+
+
+def _folder(tmp_path):
+    folder = tmp_path / "in"
+    add_images(folder, 0, IMAGES)
+    (folder / "img004x.png").write_bytes(b"not a png")  # fails in the second chunk
+    return folder
+
+
+def _counts(entry: dict) -> tuple:
+    counts = entry["counts"]
+    return counts["matched"], counts["read"], counts["embedded"], counts["errors"], counts["deferred"]
+
+
+def test_chunks_commit_in_turn_and_read_as_one_run(tmp_path, capsys):
+    folder, root = _folder(tmp_path), tmp_path / "root"
+    assert run(argv(folder, root, "--commit_every", "4")) == EXIT_OK
+    entries = runs(root)
+    # matched, read, embedded, errors, deferred: each chunk matches the committed files
+    # again (skipped unchanged, unopened) and reads only its own four.
+    assert [_counts(e) for e in entries] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
+    assert [e["counts"]["skipped_unchanged"] for e in entries] == [0, 4, 7]
+    out = capsys.readouterr().out
+    assert "3 chunks committed: 10 images embedded of 11 matched, 1 errors" in out
+    assert "chunk 2 committed" in out and "3 files left for later chunks" in out
+    rows = read_layer(str(root), "res5")
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
+    single = tmp_path / "single"
+    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
+                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
+    reference = read_layer(str(single), "res5")
+    order = {uri: i for i, uri in enumerate(reference.uris)}
+    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
+
+
+class _CrashOn(beam.DoFn):
+    def __init__(self, name: str):
+        self._name = name
+
+    def process(self, batch):
+        if any(info.uri.endswith(self._name) for info in batch.infos):
+            raise MemoryError("simulated worker crash")
+        yield batch
+
+
+class CrashingChunk(beam.PTransform):
+    """The real extraction, but the whole job fails on a batch holding ``name``."""
+
+    def __init__(self, name: str, config: ExtractionConfig):
+        super().__init__()
+        self._name, self._config = name, config
+
+    def expand(self, batches):
+        from transforms import ExtractLayers
+
+        return batches | beam.ParDo(_CrashOn(self._name)) | ExtractLayers(self._config)
+
+
+def test_a_failed_chunk_costs_that_chunk_and_the_same_command_resumes(tmp_path, capsys):
+    folder, root = _folder(tmp_path), tmp_path / "root"
+    config = ExtractionConfig(layers=("res2", "res5"), image_size=32, weights="random")
+    command = argv(folder, root, "--commit_every", "4")
+    assert run(command, extract=CrashingChunk("img006.png", config)) == EXIT_FAILED
+    assert "1 chunk committed: 4 images embedded of 4 matched" in capsys.readouterr().err
+    assert [_counts(e) for e in runs(root)] == [(4, 4, 4, 0, 7)]
+    assert run(command) == EXIT_OK
+    # The first chunk of the second command reads none of the four committed images.
+    assert [_counts(e) for e in runs(root)][1:] == [(8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
+    rows = read_layer(str(root), "res5")
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
+
+
+def test_commit_every_needs_an_incremental_root(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    single = ["--input", str(folder / "*"), "--output", str(tmp_path / "o"), "--weights", "random",
+              "--commit_every", "4"]
+    assert run(single) == EXIT_USAGE
+    assert "--mode incremental" in capsys.readouterr().err
+    assert run(argv(folder, tmp_path / "root", "--commit_every", "0")) == EXIT_USAGE
+
+
+@pytest.mark.parametrize("record,expected", [
+    ({"last": "/in/b", "files_after_last": 2}, Chunk(4, "/in/b")),
+    ({"last": "/in/b", "files_after_last": 0}, None),
+    ({"last": None, "files_after_last": 0}, None),
+])
+def test_next_chunk_starts_after_the_last_file_taken(record, expected):
+    assert next_chunk(Chunk(4), {"chunk": record, "counts": {}}) == expected
+
+
+def test_totals_count_what_earlier_chunks_committed_once():
+    totals = ChunkTotals()
+    base = {"skipped_same_content": 0}
+    totals.add({**base, "matched": 6, "embedded": 3, "errors": 1, "skipped_unchanged": 2})
+    totals.add({**base, "matched": 10, "embedded": 4, "errors": 0, "skipped_unchanged": 6})
+    assert totals.counts == {"matched": 10, "embedded": 7, "errors": 1, "skipped_unchanged": 2,
+                             "skipped_same_content": 0}
