@@ -9,7 +9,7 @@ uri the one before took (schemas.Chunk), so files that failed are not taken agai
 from __future__ import annotations
 
 from schemas import Chunk
-from schemas.accounting import DEFERRED, EMBEDDED, ERRORS, MATCHED, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
+from schemas.accounting import EMBEDDED, ERRORS, MATCHED, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 
 
 def next_chunk(chunk: Chunk, manifest: dict) -> Chunk | None:
@@ -49,8 +49,17 @@ class ChunkTotals:
                 f"(not opened), {counts[SKIPPED_SAME_CONTENT]} skipped for the same content")
 
 
-def chunk_line(number: int, manifest: dict) -> str:
-    """One line per committed chunk."""
+def chunks_expected(number: int, manifest: dict) -> int:
+    """How many chunks the command will have committed in all, after chunk ``number``: the
+    files after its last one, ``commit_every`` per chunk."""
+    record = manifest.get("chunk", {})
+    left, size = record.get("files_after_last") or 0, record.get("commit_every") or 1
+    return number + -(-left // size)
+
+
+def chunk_line(number: int, manifest: dict, totals: ChunkTotals) -> str:
+    """One line per committed chunk: chunk k of K, what it did, and the command so far."""
     counts = manifest["counts"]
-    return (f"chunk {number} committed ({manifest.get('run')}): {counts[EMBEDDED]} embedded, "
-            f"{counts[ERRORS]} errors, {counts.get(DEFERRED, 0)} files left for later chunks")
+    return (f"chunk {number} of {chunks_expected(number, manifest)} committed ({manifest.get('run')}): "
+            f"{counts[EMBEDDED]} embedded, {counts[ERRORS]} errors; so far {totals.counts[EMBEDDED]} "
+            f"embedded, {manifest['chunk'].get('files_after_last', 0)} files to go")

@@ -135,7 +135,7 @@ def run_chunks(plan: RunPlan, hooks: dict) -> int:
                 print(f"{totals.line()}; the same command resumes after them", file=sys.stderr)
             return report(plan, outcome)
         totals.add(outcome.manifest["counts"])
-        print(chunk_line(totals.chunks, outcome.manifest), flush=True)
+        print(chunk_line(totals.chunks, outcome.manifest, totals), flush=True)
         following = next_chunk(plan.chunk, outcome.manifest)
         if following is None:
             break

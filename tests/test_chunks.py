@@ -6,7 +6,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 
-from pipeline.chunks import ChunkTotals, next_chunk
+from pipeline.chunks import ChunkTotals, chunks_expected, next_chunk
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from reference import assert_same_embeddings
@@ -38,7 +38,8 @@ def test_chunks_commit_in_turn_and_read_as_one_run(tmp_path, capsys):
     assert [e["counts"]["skipped_unchanged"] for e in entries] == [0, 4, 7]
     out = capsys.readouterr().out
     assert "3 chunks committed: 10 images embedded of 11 matched, 1 errors" in out
-    assert "chunk 2 committed" in out and "3 files left for later chunks" in out
+    assert "chunk 1 of 3 committed" in out and "chunk 3 of 3 committed" in out
+    assert "0 embedded, 1 errors" not in out and "3 embedded, 1 errors; so far 7 embedded, 3 files to go" in out
     rows = read_layer(str(root), "res5")
     assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
     single = tmp_path / "single"
@@ -111,3 +112,9 @@ def test_totals_count_what_earlier_chunks_committed_once():
     totals.add({**base, "matched": 10, "embedded": 4, "errors": 0, "skipped_unchanged": 6})
     assert totals.counts == {"matched": 10, "embedded": 7, "errors": 1, "skipped_unchanged": 2,
                              "skipped_same_content": 0}
+
+
+def test_chunks_expected_from_the_files_after_the_last_one():
+    manifest = {"chunk": {"commit_every": 4, "files_after_last": 9}}
+    assert chunks_expected(2, manifest) == 5
+    assert chunks_expected(3, {"chunk": {"commit_every": 4, "files_after_last": 0}}) == 3

@@ -70,7 +70,7 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
         "image_column": "png", "image_paths": "relative", "keep_columns": "url,txt", "overwrite": "false", "progress_seconds": "30",
         "image_formats": "jpeg,png,pcx", "decode_warn_seconds": "12.5", "model_copies": "1",
         "accelerator_hint": "type:nvidia-l4;count:1;install-nvidia-driver", "gpus": "0,1",
-        "jit_compile": "on", "min_cosine": "0.98",
+        "jit_compile": "on", "min_cosine": "0.98", "commit_every": "500",
     }
     assert set(values) == {p["name"] for p in committed()["parameters"]}
     for parameter in committed()["parameters"]:
@@ -93,4 +93,5 @@ def test_a_launch_with_every_parameter_as_name_equals_value_parses(tmp_path):
     assert limits.image_formats == ("JPEG", "PNG", "PCX") and limits.decode_warn_seconds == 12.5
     assert options.model_copies == 1 and options.accelerator_hint.startswith("type:nvidia-l4;")
     assert options.gpus == "0,1" and config.jit_compile == "on" and config.min_cosine == 0.98
+    assert options.commit_every == 500
     assert template_metadata()["streaming"] is False
