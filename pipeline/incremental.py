@@ -93,15 +93,27 @@ def check_root(root: str) -> None:
 
 
 def unfinished_partitions(root: str) -> list[str]:
-    """The ``run=<id>/`` folders under ``root`` that no index entry names: runs killed or
-    failed before completing (with Beam's ``beam-temp-*`` folders inside). Never read; one
-    listing of the root's top level and of ``_runs/``, both growing with runs, not images."""
+    """The ``run=<id>/`` folders under ``root`` that no index entry names, not even one set
+    aside as untrusted: runs killed or failed before completing (with Beam's
+    ``beam-temp-*`` folders inside). Never read; one listing of the root's top level and of
+    ``_runs/``, both growing with runs, not images."""
     prefix = layout.RUN_PARTITION_PREFIX
     partitions = [e for e in outputs.existing_entries(root) if e.startswith(prefix)]
     if not partitions:
         return []
-    indexed = {posixpath.basename(path)[:-len(".json")] for path in index_entry_paths(root)}
-    return sorted(p for p in partitions if p.rstrip("/")[len(prefix):] not in indexed)
+    entries = FileSystems.match([layout.join(root, layout.RUNS_INDEX_DIR, "*")])[0].metadata_list
+    named = {posixpath.basename(meta.path).split(".json", 1)[0] for meta in entries}
+    return sorted(p for p in partitions if p.rstrip("/")[len(prefix):] not in named)
+
+
+def remove_unfinished_partitions(root: str) -> list[str]:
+    """Delete the folders unfinished_partitions names and return their names. Only while
+    holding the root's lock: then no run that could still complete is writing one."""
+    unfinished = unfinished_partitions(root)
+    for name in unfinished:
+        path = layout.join(root, name.rstrip("/"))
+        FileSystems.delete([path if outputs.is_local(root) else path + "/"])
+    return unfinished
 
 
 class CompleteRun:

@@ -264,12 +264,11 @@ def check_output(options: ExtractOptions) -> None:
             incremental.check_root(options.output)
         except incremental.NotAnIncrementalRoot as exc:
             raise UsageError(str(exc)) from exc
-        unfinished = incremental.unfinished_partitions(options.output)
-        if unfinished:
-            shown = ", ".join(unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
-            _log.warning("%s holds %d folder(s) of runs that did not complete (%s): never read; "
-                         "delete them to reclaim the space (docs/recovery.md)",
-                         options.output, len(unfinished), shown)
+        removed = incremental.remove_unfinished_partitions(options.output)
+        if removed:
+            shown = ", ".join(removed[:3]) + (" ..." if len(removed) > 3 else "")
+            _log.warning("%s: removed %d folder(s) of runs that did not complete (%s), never read "
+                         "(docs/recovery.md)", options.output, len(removed), shown)
         return
     existing = [e for e in outputs.existing_entries(options.output) if e != layout.LOCK_FILE]
     if existing and not options.overwrite:

@@ -295,9 +295,10 @@ def test_outputs_written_before_metadata_are_read_and_hashed_once_more(tmp_path)
     assert len(read_layer(str(root), "res5").image_ids) == 4
 
 
-def test_folders_of_runs_that_never_completed_are_named_and_never_read(tmp_path, caplog):
+def test_folders_of_runs_that_never_completed_are_removed_and_never_read(tmp_path, caplog):
     """A killed run leaves run=<id>/ (with beam-temp-* inside) and no index entry: the next
-    run names it in one warning line; the index decides what is read, so it never is."""
+    run, holding the lock, removes it and says so in one warning line; the index decides
+    what is read, so it never is. A run set aside as untrusted keeps its folder."""
     import logging
 
     from pipeline.incremental import unfinished_partitions
@@ -309,10 +310,15 @@ def test_folders_of_runs_that_never_completed_are_named_and_never_read(tmp_path,
     killed = root / "run=20261202T000000000000Z" / "beam-temp-images-1"
     killed.mkdir(parents=True)
     (killed / "part").write_bytes(b"half a file")
+    set_aside = root / "run=20261201T000000000000Z"
+    set_aside.mkdir()
+    (root / layout.RUNS_INDEX_DIR / "20261201T000000000000Z.json.untrusted").write_text("{}")
     assert unfinished_partitions(str(root)) == ["run=20261202T000000000000Z"]
     add_images(folder, 2, 1)
     with caplog.at_level(logging.WARNING):
         assert run(argv(folder, root)) == EXIT_OK
     named = [r.getMessage() for r in caplog.records if "did not complete" in r.getMessage()]
-    assert len(named) == 1 and "run=20261202T000000000000Z" in named[0] and completed not in named[0]
+    assert len(named) == 1 and "removed 1 folder" in named[0] and "run=20261202T000000000000Z" in named[0]
+    assert completed not in named[0]
+    assert not killed.parent.exists() and set_aside.exists()
     assert [embedded(e) for e in runs(root)] == [2, 1]
