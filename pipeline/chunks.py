@@ -59,7 +59,7 @@ def chunks_expected(number: int, manifest: dict) -> int:
 
 def chunk_line(number: int, manifest: dict, totals: ChunkTotals) -> str:
     """One line per committed chunk: chunk k of K, what it did, and the command so far."""
-    counts = manifest["counts"]
+    counts, left = manifest["counts"], manifest["chunk"].get("files_after_last", 0)
     return (f"chunk {number} of {chunks_expected(number, manifest)} committed ({manifest.get('run')}): "
             f"{counts[EMBEDDED]} embedded, {counts[ERRORS]} errors; so far {totals.counts[EMBEDDED]} "
-            f"embedded, {manifest['chunk'].get('files_after_last', 0)} files to go")
+            f"embedded, {left} file{'' if left == 1 else 's'} to go")

@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import types
+from datetime import datetime, timedelta, timezone
 
 import apache_beam
 import pytest
@@ -37,10 +38,32 @@ def check_template_parameters(values: dict[str, str]) -> None:
     parse_args([f"--{name}={value}" for name, value in values.items()])
 
 
+class FakeBucket:
+    """GCSHook's list and download over a dict of object names to bytes."""
+
+    objects: dict[str, bytes] = {}
+
+    def list(self, bucket, prefix=None):
+        return [name for name in self.objects if name.startswith(prefix or "")]
+
+    def download(self, bucket, object_name):
+        return self.objects[object_name]
+
+
+class Task:
+    def __init__(self, **kwargs):
+        self.kwargs, self.downstream = kwargs, []
+
+    def __rshift__(self, other):
+        self.downstream.append(other)
+        return other
+
+
 def load_dag_with_recording_stubs() -> dict:
     """Execute deploy/airflow_dag.py with stand-ins for the Airflow modules that record
-    what the DAG passes; returns {'dag': kwargs, 'operator': kwargs}."""
-    recorded: dict = {}
+    what the DAG passes; returns {'dag': kwargs, 'launches': [Task], 'checks': [Task],
+    'namespace': the module's globals}."""
+    recorded: dict = {"launches": [], "checks": []}
 
     class DAG:
         def __init__(self, **kwargs):
@@ -52,41 +75,53 @@ def load_dag_with_recording_stubs() -> dict:
         def __exit__(self, *exc):
             return False
 
-    class DataflowStartFlexTemplateOperator:
-        def __init__(self, **kwargs):
-            recorded["operator"] = kwargs
+    def recording(kind):
+        def make(**kwargs):
+            recorded[kind].append(Task(**kwargs))
+            return recorded[kind][-1]
+        return make
 
-    airflow = types.ModuleType("airflow")
-    airflow.DAG = DAG
-    operators = types.ModuleType("airflow.providers.google.cloud.operators.dataflow")
-    operators.DataflowStartFlexTemplateOperator = DataflowStartFlexTemplateOperator
-    pendulum = types.ModuleType("pendulum")
-    pendulum.datetime = lambda *args, **kwargs: ("datetime", args, kwargs)
-    modules = {"airflow": airflow, "airflow.providers.google.cloud.operators.dataflow": operators,
-               "pendulum": pendulum}
+    def module(name, **attributes):
+        made = types.ModuleType(name)
+        made.__dict__.update(attributes)
+        return made
+
+    pendulum = module("pendulum", datetime=lambda *args, **kwargs: ("datetime", args, kwargs))
+    modules = {
+        "airflow": module("airflow", DAG=DAG),
+        "airflow.providers.google.cloud.operators.dataflow": module(
+            "dataflow", DataflowStartFlexTemplateOperator=recording("launches")),
+        "airflow.providers.google.cloud.hooks.gcs": module("gcs", GCSHook=FakeBucket),
+        "airflow.providers.standard.operators.python": module(
+            "python", ShortCircuitOperator=recording("checks")),
+        "pendulum": pendulum,
+    }
     saved = {name: sys.modules.get(name) for name in modules}
     sys.modules.update(modules)
+    namespace = {"__name__": "airflow_dag"}
     try:
         source = (DEPLOY / "airflow_dag.py").read_text()
-        exec(compile(source, "airflow_dag.py", "exec"), {"__name__": "airflow_dag"})
+        exec(compile(source, "airflow_dag.py", "exec"), namespace)
     finally:
-        for name, module in saved.items():
-            if module is None:
+        for name, saved_module in saved.items():
+            if saved_module is None:
                 sys.modules.pop(name, None)
             else:
-                sys.modules[name] = module
+                sys.modules[name] = saved_module
+    recorded["namespace"] = namespace
     return recorded
 
 
 def test_airflow_dag_launches_the_template_with_valid_parameters():
     recorded = load_dag_with_recording_stubs()
     assert recorded["dag"]["max_active_runs"] == 1 and recorded["dag"]["catchup"] is False
-    operator = recorded["operator"]
+    operator = recorded["launches"][0].kwargs
+    assert operator["task_id"] == "embed_new_images"
     assert {"task_id", "project_id", "location", "body"} <= set(operator)
     launch = operator["body"]["launchParameter"]
     assert launch["containerSpecGcsPath"].endswith(".json")
     check_template_parameters(launch["parameters"])
-    assert launch["parameters"]["mode"] == "incremental"
+    assert launch["parameters"]["mode"] == "incremental" and int(launch["parameters"]["commit_every"]) > 0
     dataflow_types = pytest.importorskip("google.cloud.dataflow_v1beta3.types")
     # The launch body is a valid LaunchFlexTemplateParameter (unknown fields raise).
     message = dataflow_types.LaunchFlexTemplateParameter.from_json(
@@ -96,6 +131,32 @@ def test_airflow_dag_launches_the_template_with_valid_parameters():
     # The shipped layout: one SDK process per vCPU (Dataflow's default), one model per GPU.
     assert "no_use_multiple_sdk_containers" not in message.environment.additional_experiments
     assert launch["parameters"]["model_copies"] == "1"
+
+
+def test_airflow_dag_launches_job_after_job_while_files_are_left():
+    """launch 1 >> check 1 >> launch 2 >> ...: each check lets the next launch run only while
+    the newest committed chunk left files after it and the night's window is open."""
+    recorded = load_dag_with_recording_stubs()
+    launches, checks = recorded["launches"], recorded["checks"]
+    assert len(launches) == len(checks) >= 2
+    for job, (launch, check) in enumerate(zip(launches, checks)):
+        assert launch.downstream == [check]
+        assert check.downstream == ([launches[job + 1]] if job + 1 < len(launches) else [])
+    names = {l.kwargs["body"]["launchParameter"]["jobName"] for l in launches}
+    assert len(names) == len(launches)  # Dataflow refuses two running jobs of one name
+    more = recorded["namespace"]["more_to_embed"]
+    runs = "embeddings/_runs/"
+    FakeBucket.objects = {}
+    assert more() is False  # nothing committed yet: nothing to carry on from
+    FakeBucket.objects = {runs + "20261201T020000000000Z.json": json.dumps({"chunk": {"files_after_last": 0}}).encode(),
+                          runs + "20261202T020000000000Z.json": json.dumps({"chunk": {"files_after_last": 5}}).encode(),
+                          runs + "20261203T020000000000Z.json.untrusted": b"{}"}
+    assert more() is True
+    opened = datetime.now(timezone.utc)
+    assert more(data_interval_end=opened) is True
+    assert more(data_interval_end=opened - timedelta(hours=9)) is False  # the window closed
+    FakeBucket.objects[runs + "20261204T020000000000Z.json"] = json.dumps({"chunk": {"files_after_last": 0}}).encode()
+    assert more() is False  # nothing left after the newest chunk
 
 
 DAGBAG_CHECK = """

@@ -1,0 +1,157 @@
+"""--commit_every through the command line: a launcher killed between chunks or inside one
+resumes with the same command, shards are never split across chunks, a chunk whose images
+all fail still commits its errors, and the final read holds every image once."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from images import encode, rgb_pattern
+from pipeline import incremental
+from pipeline.inspection.results import read_layer
+from pipeline.manifest import read_manifest
+from pipeline.run import EXIT_OK, run
+from pipeline.workers import worker_pids
+from schemas import layout
+from test_incremental import add_images, argv, runs
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+WAIT_SECONDS = 300  # a bound for a busy machine, never a pause: every wait polls a state
+
+
+class Launcher:
+    """The CLI in a subprocess, its output read line by line as it comes."""
+
+    def __init__(self, command: list[str]):
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.run", *command], cwd=REPO_ROOT,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for_line(self, text: str, after: int = 0) -> int:
+        """The index of the first line from ``after`` on that holds ``text``."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        with self._seen:
+            while time.monotonic() < deadline:
+                found = [i for i, line in enumerate(self.lines) if i >= after and text in line]
+                if found:
+                    return found[0]
+                if self.process.poll() is not None and not self._seen.wait(0.5):
+                    break
+                self._seen.wait(0.5)
+        raise AssertionError(f"never printed {text!r}:\n{''.join(self.lines)[-3000:]}")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=60)
+
+
+def _new_worker(launcher: Launcher, earlier: set[int]) -> int:
+    """A local worker process of the launcher that is not one of ``earlier``."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and launcher.process.poll() is None:
+        fresh = worker_pids(launcher.process.pid) - earlier
+        if fresh:
+            return min(fresh)
+        time.sleep(0.05)
+    raise AssertionError("the second chunk started no worker process")
+
+
+def _cli_argv(folder, root) -> list[str]:
+    return argv(folder, root, "--commit_every", "10", "--batch_size", "2")
+
+
+@pytest.mark.parametrize("when", ["between chunks", "inside a chunk"])
+def test_a_launcher_killed_between_or_inside_chunks_resumes_with_every_image_once(tmp_path, when):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 20)
+    launcher = Launcher(_cli_argv(folder, root))
+    try:
+        committed_line = launcher.wait_for_line("chunk 1 of 2 committed")
+        if when == "inside a chunk":
+            launcher.wait_for_line("embedding a chunk of at most 10 new files (after", committed_line)
+            _new_worker(launcher, set())  # the second chunk's job has its workers
+        launcher.kill()
+    finally:
+        if launcher.process.poll() is None:
+            launcher.kill()
+    assert [e["counts"]["embedded"] for e in runs(root)] == [10]
+    assert "chunk 2 of 2 committed" not in "".join(launcher.lines)
+
+    resumed = subprocess.run([sys.executable, "-m", "pipeline.run", *_cli_argv(folder, root)], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=WAIT_SECONDS,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert resumed.returncode == EXIT_OK, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    entries = runs(root)
+    # The resumed command reads only the ten files no chunk committed (the first ten
+    # are skipped unopened), and takes them in one chunk.
+    assert [(e["counts"]["read"], e["counts"]["embedded"]) for e in entries] == [(10, 10), (10, 10)]
+    rows = read_layer(str(root), "res5")
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(20))
+    assert not (root / layout.LOCK_FILE).exists()
+    assert not incremental.unfinished_partitions(str(root))
+    assert not list(root.rglob("beam-temp-*"))
+
+
+def _webdataset_shard(path: pathlib.Path, first: int, members: int) -> list[str]:
+    import webdataset
+
+    with webdataset.TarWriter(str(path)) as sink:
+        for i in range(first, first + members):
+            sink.write({"__key__": f"{i:06d}", "png": encode(rgb_pattern(40, 48, i), "PNG")})
+    return [f"{path}#{i:06d}" for i in range(first, first + members)]
+
+
+def test_a_chunk_takes_whole_shards_and_every_member_is_read_once(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    folder.mkdir()
+    members = []
+    for shard in range(3):  # 3, 4 and 5 members: a chunk of 2 files takes 7 images
+        members += _webdataset_shard(folder / f"shard{shard}.tar", shard * 10, 3 + shard)
+    command = ["--input", str(folder / "*.tar"), "--output", str(root), "--mode", "incremental",
+               "--weights", "random", "--image_size", "32", "--layers", "res2,res5", "--commit_every", "2"]
+    assert run(command) == EXIT_OK
+    entries = runs(root)
+    assert [(e["counts"]["read"], e["counts"]["embedded"]) for e in entries] == [(7, 7), (5, 5)]
+    chunks = [read_manifest(e["partition"])["chunk"] for e in entries]
+    assert [c["last"].rsplit("/", 1)[1] for c in chunks] == ["shard1.tar", "shard2.tar"]
+    rows = read_layer(str(root), "res2")
+    assert len(rows.uris) == len(set(rows.uris)) == 12
+    assert sorted(rows.uris) == sorted(members)
+
+
+def test_a_chunk_whose_images_all_fail_commits_its_errors(tmp_path):
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 4)
+    for name in ("img001x.png", "img001y.png"):  # sorted between img001 and img002
+        (folder / name).write_bytes(b"not a png")
+    assert run(argv(folder, root, "--commit_every", "2")) == EXIT_OK
+    entries = runs(root)
+    assert [(e["counts"]["embedded"], e["counts"]["errors"]) for e in entries] == [(2, 0), (0, 2), (2, 0)]
+    errors = pq.read_table(str(pathlib.Path(entries[1]["partition"]) / layout.ERRORS_DIR))
+    assert sorted(uri.rsplit("/", 1)[1] for uri in errors["uri"].to_pylist()) == ["img001x.png", "img001y.png"]
+    # Errors are never done: the next command tries the two again, in one chunk, alone.
+    assert run(argv(folder, root, "--commit_every", "2")) == EXIT_OK
+    assert [(e["counts"]["read"], e["counts"]["errors"]) for e in runs(root)][3:] == [(2, 2)]
+    rows = read_layer(str(root), "res5")
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(4))
