@@ -1,0 +1,188 @@
+"""A run that commits as it goes (--commit_every), killed again and again: what does each
+kill cost, and does the same command then finish with every image exactly once?
+
+    python -m bench.chunk_kills [--images 20000] [--commit_every 2000] [--kills 20]
+                                [--target launcher|worker] [--overhead_rounds 2] [--work DIR]
+
+One collection of generated 80x64 PNGs (each different), one incremental root. Each kill
+starts the same command (``--mode incremental --commit_every N --weights random
+--image_size 32 --layers res2``, two local worker processes), waits a random time (seeded)
+up to twice an uninterrupted chunk's share of a chunked run (so that 20 kills land across
+the whole collection, at every point of a chunk), and SIGKILLs the launcher (its workers die
+with it: PR_SET_PDEATHSIG) or one worker process (the run then fails). Then the same command
+runs to its end. Reported per kill: the seconds since the last chunk committed (the work
+the kill threw away is at most that, and at most one chunk), the chunks committed; at the
+end: images lost (not in the final read), uris read twice, images the committed chunks
+embedded in all (equal to the images: none embedded twice), locks and unfinished partitions
+left, beam-temp folders left. Before the kills, the overhead of chunking: the same input
+into fresh roots, one run against a chunked run, interleaved ``--overhead_rounds`` times,
+wall time ratio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from pipeline.workers import worker_pids  # noqa: E402
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def make_images(folder: pathlib.Path, count: int) -> None:
+    from images import rgb_pattern, write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = folder / f"img{i:06d}.png"
+        if not path.exists():
+            write_image(path, rgb_pattern(64, 80, i), "PNG")
+
+
+def command(folder: pathlib.Path, root: pathlib.Path, commit_every: int | None) -> list[str]:
+    chunks = ["--commit_every", str(commit_every)] if commit_every else []
+    return [sys.executable, "-m", "pipeline.run", "--input", str(folder), "--output", str(root),
+            "--mode", "incremental", "--weights", "random", "--image_size", "32", "--layers", "res2",
+            "--direct_num_workers", "2", "--progress_seconds", "3600", *chunks]
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def committed(root: pathlib.Path) -> list[pathlib.Path]:
+    return sorted((root / "_runs").glob("*.json")) if (root / "_runs").exists() else []
+
+
+def kill_once(cmd: list[str], root: pathlib.Path, after: float, target: str) -> dict:
+    before = len(committed(root))
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env=ENV)
+    started = time.time()
+    deadline = started + after
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    if process.poll() is not None:
+        return {"finished_before_kill": True, "exit": process.returncode}
+    if target == "launcher":
+        os.kill(process.pid, signal.SIGKILL)
+    else:
+        workers = sorted(worker_pids(process.pid))
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+    killed_at = time.time()
+    code = process.wait(timeout=300)
+    deadline = time.time() + 60  # the launcher's workers die with it (PDEATHSIG)
+    while worker_pids(process.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    entries = committed(root)
+    last_commit = max((p.stat().st_mtime for p in entries), default=started)
+    return {"after_s": round(after, 1), "exit": code, "chunks_committed": len(entries) - before,
+            "seconds_since_last_commit": round(killed_at - max(last_commit, started), 1)}
+
+
+_PEAK = """
+import resource, sys
+from pipeline.run import run
+code = run(sys.argv[1:])
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def launcher_peak_kb(folder: pathlib.Path, root: pathlib.Path, commit_every: int) -> int:
+    """The launcher's own peak RSS (its workers are processes of their own) for one command."""
+    shutil.rmtree(root, ignore_errors=True)
+    done = subprocess.run([sys.executable, "-c", _PEAK, *command(folder, root, commit_every)[3:]],
+                          cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PEAK_KB")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(done.stderr[-3000:])
+    return int(lines[-1].split()[1])
+
+
+def final_state(folder: pathlib.Path, root: pathlib.Path) -> dict:
+    from pipeline.incremental import unfinished_partitions
+    from pipeline.inspection.results import read_layer
+
+    from pipeline.incremental import index_entries
+
+    rows = read_layer(str(root), "res2")
+    expected = {str(p) for p in folder.glob("*.png")}
+    return {"images": len(expected), "rows": len(rows.uris), "lost": len(expected - set(rows.uris)),
+            "uris_twice": len(rows.uris) - len(set(rows.uris)),
+            "embedded_by_committed_chunks": sum(e["counts"]["embedded"] for e in index_entries(str(root))),
+            "lock_left": (root / "_lock.json").exists(),
+            "unfinished_partitions": len(unfinished_partitions(str(root))),
+            "beam_temp_left": sum(1 for p in root.rglob("*beam-temp*"))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default="/tmp/resnet50-embeddings-bench-chunk-kills")
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--commit_every", type=int, default=2000)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--target", choices=("launcher", "worker"), default="launcher")
+    parser.add_argument("--overhead_rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=27)
+    parser.add_argument("--memory_images", type=int, default=2000,
+                        help="the launcher's peak RSS on this many images in 1 chunk and in 10 (0: skip)")
+    args = parser.parse_args()
+    work = pathlib.Path(args.work)
+    folder = work / f"images-{args.images}"
+    make_images(folder, args.images)
+    report: dict = {"settings": vars(args), "overhead": []}
+    if args.memory_images:
+        small = work / f"images-{args.memory_images}"
+        make_images(small, args.memory_images)
+        peaks = {chunks: launcher_peak_kb(small, work / "memory-root", args.memory_images // chunks)
+                 for chunks in (1, 10)}
+        report["launcher_peak_kb"] = peaks
+        print(f"launcher peak RSS, {args.memory_images} images: 1 chunk {peaks[1] / 1024:.0f} MB, "
+              f"10 chunks {peaks[10] / 1024:.0f} MB", flush=True)
+    for number in range(args.overhead_rounds):
+        pair = {}
+        for label, every in (("one run", None), ("chunked", args.commit_every)):
+            root = work / f"overhead-{number}-{label.replace(' ', '-')}"
+            shutil.rmtree(root, ignore_errors=True)
+            pair[label] = timed(command(folder, root, every))
+        pair["ratio"] = pair["chunked"] / pair["one run"]
+        report["overhead"].append(pair)
+        print(f"overhead round {number + 1}: one run {pair['one run']:.1f} s, chunked {pair['chunked']:.1f} s, "
+              f"ratio {pair['ratio']:.2f}", flush=True)
+    chunked = max([r["chunked"] for r in report["overhead"]] or [120.0])
+    per_chunk = chunked / -(-args.images // args.commit_every)
+    root = work / f"root-{args.target}"
+    shutil.rmtree(root, ignore_errors=True)
+    cmd = command(folder, root, args.commit_every)
+    rng = random.Random(args.seed)
+    report["kills"] = []
+    for number in range(args.kills):
+        result = kill_once(cmd, root, rng.uniform(2.0, 2 * per_chunk), args.target)
+        report["kills"].append(result)
+        print(f"kill {number + 1}: {json.dumps(result)}", flush=True)
+    report["final_seconds"] = timed(cmd)
+    report["final"] = final_state(folder, root)
+    print("final:", json.dumps(report["final"]))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
