@@ -117,10 +117,10 @@ def launcher_peak_kb(folder: pathlib.Path, root: pathlib.Path, commit_every: int
 
 
 def final_state(folder: pathlib.Path, root: pathlib.Path) -> dict:
-    from pipeline.incremental import unfinished_partitions
+    from pipeline.root.incremental import unfinished_partitions
     from pipeline.inspection.results import read_layer
 
-    from pipeline.incremental import index_entries
+    from pipeline.root.incremental import index_entries
 
     rows = read_layer(str(root), "res2")
     expected = {str(p) for p in folder.glob("*.png")}

@@ -18,7 +18,7 @@ import os
 
 from braceexpand import UnbalancedBracesError, braceexpand
 
-from pipeline import outputs
+from pipeline.root import outputs
 
 _log = logging.getLogger(__name__)
 GLOB_CHARACTERS = "*?["

@@ -29,10 +29,10 @@ from models.weights import (
     weights_kind,
     weights_record,
 )
-from pipeline import incremental
-from pipeline import lock as lock_lib
-from pipeline import manifest as manifest_lib
-from pipeline import outputs
+from pipeline.root import incremental
+from pipeline.root import lock as lock_lib
+from pipeline.root import manifest as manifest_lib
+from pipeline.root import outputs
 from pipeline.compute import Compute, resolve_compute
 from pipeline.local import is_local_runner
 from pipeline.options import (

@@ -44,11 +44,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
 
-from pipeline import incremental
+from pipeline.root import incremental
 from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
-from pipeline import lock as lock_lib
-from pipeline import manifest as manifest_lib
-from pipeline import outputs
+from pipeline.root import lock as lock_lib
+from pipeline.root import manifest as manifest_lib
+from pipeline.root import outputs
 from pipeline.job.build import build_pipeline
 from pipeline.interrupt import Interrupts
 from pipeline.job.finalize import FinalizeRun

@@ -17,7 +17,7 @@ OUTPUT_ENTRIES = (MANIFEST_FILE, IMAGES_DIR, ERRORS_DIR, SKIPPED_DIR, SHARDS_DIR
 
 
 def temporary_name(name: str, token: str) -> str:
-    """Where a small file is written before it is renamed into place (pipeline/atomic.py)."""
+    """Where a small file is written before it is renamed into place (pipeline/root/atomic.py)."""
     return f".{name}.{token}.tmp"
 
 

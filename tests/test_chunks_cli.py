@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from images import encode, rgb_pattern
-from pipeline import incremental
+from pipeline.root import incremental
 from pipeline.inspection.results import read_layer
-from pipeline.manifest import read_manifest
+from pipeline.root.manifest import read_manifest
 from pipeline.run import EXIT_OK, run
 from pipeline.workers import worker_pids
 from schemas import layout

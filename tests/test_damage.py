@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline import atomic, incremental
+from pipeline.root import atomic, incremental
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from schemas import layout

@@ -217,7 +217,7 @@ def test_an_output_inside_the_input_glob_is_never_read(tmp_path, mode):
     root = tmp_path / "root"  # the second run's listing holds the first run's files
     for _ in range(2):
         assert run(argv(tmp_path / "**", root, "--mode", "incremental")) == EXIT_OK
-    from pipeline.incremental import index_entries
+    from pipeline.root.incremental import index_entries
 
     assert [e["counts"]["matched"] for e in index_entries(str(root))] == [3, 3]
 
@@ -254,7 +254,7 @@ def test_a_run_that_embedded_nothing_exits_3_unless_failures_are_expected(tmp_pa
 
 
 def test_an_unchanged_compressed_shard_is_skipped_unopened_by_the_next_incremental_run(tmp_path):
-    from pipeline.incremental import index_entries
+    from pipeline.root.incremental import index_entries
 
     write_tgz(tmp_path / "sample.tar.gz")
     write_tfds(tmp_path / "train.tfrecord.gz", gzip=True)

@@ -1,4 +1,4 @@
-"""pipeline/incremental.py through the CLI: --mode incremental on an output root."""
+"""pipeline/root/incremental.py through the CLI: --mode incremental on an output root."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline import incremental
-from pipeline.outputs import is_complete
+from pipeline.root import incremental
+from pipeline.root.outputs import is_complete
 from pipeline.inspection.results import completed_runs, layer_dataset, read_layer
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from reference import assert_same_embeddings
@@ -301,7 +301,7 @@ def test_folders_of_runs_that_never_completed_are_removed_and_never_read(tmp_pat
     what is read, so it never is. A run set aside as untrusted keeps its folder."""
     import logging
 
-    from pipeline.incremental import unfinished_partitions
+    from pipeline.root.incremental import unfinished_partitions
 
     folder, root = tmp_path / "in", tmp_path / "root"
     add_images(folder, 0, 2)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from images import encode, rgb_pattern
-from pipeline import incremental
+from pipeline.root import incremental
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_OK, run
 from reference import assert_same_embeddings

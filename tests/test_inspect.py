@@ -125,7 +125,7 @@ def incremental_root(tmp_path_factory):
 
 
 def test_summary_and_neighbors_read_an_incremental_root_by_key(incremental_root, capsys):
-    from pipeline.incremental import index_entries
+    from pipeline.root.incremental import index_entries
 
     folder, root = incremental_root
     entries = index_entries(str(root))

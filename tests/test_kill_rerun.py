@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline.outputs import is_complete
+from pipeline.root.outputs import is_complete
 from pipeline.run import EXIT_OK, EXIT_USAGE, run
 from schemas import layout
 

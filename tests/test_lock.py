@@ -1,4 +1,4 @@
-"""pipeline/lock.py: one run at a time on an incremental root or a single run's folder."""
+"""pipeline/root/lock.py: one run at a time on an incremental root or a single run's folder."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 import pytest
 
 from images import rgb_pattern, write_image
-from pipeline import lock
-from pipeline.outputs import is_complete
+from pipeline.root import lock
+from pipeline.root.outputs import is_complete
 from pipeline.run import EXIT_OK, EXIT_USAGE, run
 from schemas import layout
 
@@ -149,7 +149,7 @@ def test_a_lock_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypat
     """A full disk while the lock is written: a clear refusal, no empty _lock.json."""
     import errno
 
-    from pipeline import atomic
+    from pipeline.root import atomic
 
     real_fsync = os.fsync
 

@@ -38,7 +38,7 @@ def _embeddings(out, layer):
 
 
 def _manifest(out):
-    from pipeline import manifest
+    from pipeline.root import manifest
 
     return manifest.read_manifest(str(out))
 

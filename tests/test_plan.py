@@ -5,7 +5,7 @@ import pytest
 
 from images import rgb_pattern, write_image
 from models.weights import file_sha256
-from pipeline import lock
+from pipeline.root import lock
 from pipeline.plan import UsageError, parse_args, plan_run, run_record
 from schemas import ReadConfig, layout
 

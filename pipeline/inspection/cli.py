@@ -16,7 +16,7 @@ import os
 import sys
 
 from models.weights import WeightsError
-from pipeline.incremental import DamagedIndexEntry
+from pipeline.root.incremental import DamagedIndexEntry
 from pipeline.inspection.featuremaps import feature_map_figure
 from pipeline.inspection.neighbors import nearest
 from pipeline.inspection.reports import shapes_table, summary

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.inspection.results import completed_runs, iter_layer_parts
-from pipeline.manifest import read_manifest
-from pipeline.outputs import is_complete, part_files
+from pipeline.root.manifest import read_manifest
+from pipeline.root.outputs import is_complete, part_files
 from schemas import LAYER_NAMES, alias_of, canonical_layer, layer_shape, layout, parse_image_size
 from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 

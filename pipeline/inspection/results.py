@@ -14,9 +14,9 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.incremental import index_entries, trusted
-from pipeline.manifest import read_manifest
-from pipeline.outputs import damage, is_complete, part_files
+from pipeline.root.incremental import index_entries, trusted
+from pipeline.root.manifest import read_manifest
+from pipeline.root.outputs import damage, is_complete, part_files
 from schemas import layout
 
 LOG = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import time
 
 import apache_beam as beam
 
-from pipeline import manifest as manifest_lib
-from pipeline import outputs
+from pipeline.root import manifest as manifest_lib
+from pipeline.root import outputs
 from schemas import ExtractionConfig, accounting
 from schemas.accounting import EMBEDDED, ERRORS, FROM_ELEMENTS, MATCHED, images_counted
 

@@ -54,7 +54,7 @@ def is_complete(output_dir: str) -> bool:
     """True only for the output of a run that finished: manifest.json is written last, after
     the accounting check, and says ``"complete": true``. Anything else (no manifest, as after
     a crash or a kill, or while a run is going) is an incomplete output."""
-    from pipeline.manifest import read_manifest
+    from pipeline.root.manifest import read_manifest
 
     path = layout.manifest_path(output_dir)
     if not FileSystems.exists(path):
@@ -87,7 +87,7 @@ def damage(output_dir: str) -> list[str]:
     """Why the run at ``output_dir`` cannot be trusted, or [] when its manifest is complete
     and its part files are exactly the ones the manifest lists, with their recorded sizes.
     Manifests written before files were recorded are trusted on the manifest alone."""
-    from pipeline.manifest import read_manifest
+    from pipeline.root.manifest import read_manifest
 
     missing = [f"{layout.MANIFEST_FILE} is missing, unreadable or not complete"]
     try:

@@ -22,9 +22,9 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import outputs
-from pipeline.atomic import write_atomically
-from pipeline.lock import release_lock
+from pipeline.root import outputs
+from pipeline.root.atomic import write_atomically
+from pipeline.root.lock import release_lock
 from schemas import Comparison, layout
 from schemas.accounting import INDEX_COUNTS
 

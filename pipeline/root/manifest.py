@@ -8,7 +8,7 @@ import platform
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.atomic import write_atomically
+from pipeline.root.atomic import write_atomically
 from schemas import ExtractionConfig, alias_of, canonical_layer, layout
 
 PACKAGE_NAME = "resnet50-embeddings"

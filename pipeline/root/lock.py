@@ -1,5 +1,5 @@
 """The lock on an output: one run at a time writes to an incremental root or to a single
-run's folder. ``ROOT/_lock.json`` is created whole and exclusively (pipeline/atomic.py) and
+run's folder. ``ROOT/_lock.json`` is created whole and exclusively (pipeline/root/atomic.py) and
 released in one place, by whoever saw the run end. A lock that could not be written leaves
 nothing behind; one that names no run (written by another tool, or damaged) goes stale
 after UNNAMED_STALE_HOURS."""
@@ -15,7 +15,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.atomic import WriteFailed, create_exclusively
+from pipeline.root.atomic import WriteFailed, create_exclusively
 from schemas import layout
 
 _log = logging.getLogger(__name__)
