@@ -83,3 +83,14 @@ def run_index_entry(root: str, run_id: str) -> str:
 
 def lock_path(root: str) -> str:
     return join(root, LOCK_FILE)
+
+
+# --- what resnet50-inspect keeps with a root or a run's output ------------------------
+
+INDEX_DIR = "_index"
+
+
+def vector_index_dir(root: str, layer: str, embedding_key: str | None) -> str:
+    """``ROOT/_index/<layer>/<embedding key>/`` (``.../single/`` for one run's output): a
+    FAISS index of the layer's vectors and the rows it holds."""
+    return join(root, INDEX_DIR, layer, embedding_key or "single")

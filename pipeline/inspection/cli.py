@@ -7,6 +7,8 @@ pictures, a run's summary, nearest neighbours.
     resnet50-inspect summary OUTPUT_OR_ROOT [--embedding_key KEY]
     resnet50-inspect neighbors OUTPUT_OR_ROOT --layer L --image URI_PATH_OR_ID [-k 5]
         [--embedding_key KEY]
+    resnet50-inspect index OUTPUT_OR_ROOT --layer L [--memory_gb 4] [--embedding_key KEY]
+    resnet50-inspect duplicates OUTPUT_OR_ROOT --layer L [--threshold 0.97] [--out FILE.parquet]
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 from models.weights import WeightsError
 from pipeline.root.incremental import DamagedIndexEntry
 from pipeline.inspection.featuremaps import feature_map_figure
-from pipeline.inspection.neighbors import nearest
+from pipeline.inspection.neighbors import indexed, nearest, nearest_indexed
+from pipeline.inspection.vector_index import IndexProblem, PooledOnly, ensure_index
 from pipeline.inspection.reports import shapes_table, summary
 from pipeline.inspection.results import IncompleteOutput
 from schemas import RESIZE_MODES, ExtractionConfig
@@ -53,6 +56,22 @@ def parser() -> argparse.ArgumentParser:
                       "or an image_id (or prefix)")
     near.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
     near.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
+    index = commands.add_parser("index", help="build or bring up to date the layer's FAISS index")
+    index.add_argument("output", help="a run's --output, or an incremental root")
+    index.add_argument("--layer", required=True, help="a pooled layer, e.g. res5")
+    index.add_argument("--memory_gb", type=float, default=4.0,
+                       help="the index's memory budget: above it vectors are quantized (default 4)")
+    index.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
+    twins = commands.add_parser("duplicates", help="exact and near-duplicate groups, from the index")
+    twins.add_argument("output", help="a run's --output, or an incremental root")
+    twins.add_argument("--layer", required=True, help="a pooled layer, e.g. res5")
+    twins.add_argument("--threshold", type=float, default=0.97,
+                       help="the cosine at or above which two images are near duplicates (default 0.97)")
+    twins.add_argument("-k", type=int, default=10, help="neighbours looked at per image (default 10)")
+    twins.add_argument("--out", default=None,
+                       help="the Parquet file of groups (default: duplicates.parquet in the index folder)")
+    twins.add_argument("--memory_gb", type=float, default=4.0, help="as for index")
+    twins.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
     return top
 
 
@@ -70,10 +89,32 @@ def featuremaps(args) -> str:
 
 
 def neighbors(args) -> str:
-    return "\n".join(
+    stored, how = indexed(args.output, args.layer, args.embedding_key)
+    found = (nearest_indexed(stored, args.layer, args.image, args.k) if stored is not None
+             else nearest(args.output, args.layer, args.image, args.k, args.embedding_key))
+    return "\n".join([how] + [
         f"{rank:>3}  cosine {neighbor.cosine:.4f}  {neighbor.uri}  ({neighbor.image_id[:12]})"
-        for rank, neighbor in enumerate(
-            nearest(args.output, args.layer, args.image, args.k, args.embedding_key), 1))
+        for rank, neighbor in enumerate(found, 1)])
+
+
+def index(args) -> str:
+    stored, said = ensure_index(args.output, args.layer, args.embedding_key, int(args.memory_gb * 2**30))
+    meta = stored.meta
+    return "\n".join([said, f"{meta['factory']}: {meta['reason']}",
+                      f"{meta['count']:,} vectors of {meta['dim']} from {len(meta['runs'])} run(s); "
+                      f"nprobe {meta['nprobe']}, recall@10 {meta['recall_at_10']} against brute force"])
+
+
+def duplicates(args) -> str:
+    from pipeline.inspection import duplicates as twins
+    from schemas import layout
+
+    stored, said = ensure_index(args.output, args.layer, args.embedding_key, int(args.memory_gb * 2**30))
+    groups = twins.exact_groups(stored) + twins.near_groups(stored, args.threshold, args.k)
+    out = args.out or layout.join(layout.vector_index_dir(args.output, args.layer, stored.meta["embedding_key"]),
+                                  "duplicates.parquet")
+    twins.write_table(twins.duplicates_table(stored, groups), out)
+    return "\n".join([said] + twins.summary_lines(stored, groups, args.threshold) + [f"groups: {out}"])
 
 
 COMMANDS = {
@@ -81,6 +122,8 @@ COMMANDS = {
     "featuremaps": featuremaps,
     "summary": lambda args: summary(args.output, args.embedding_key),
     "neighbors": neighbors,
+    "index": index,
+    "duplicates": duplicates,
 }
 
 
@@ -89,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(COMMANDS[args.command](args))
     except (ValueError, KeyError, IncompleteOutput, FileNotFoundError, WeightsError, ImportError,
-            DamagedIndexEntry) as exc:
+            DamagedIndexEntry, IndexProblem, PooledOnly) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

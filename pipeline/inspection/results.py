@@ -50,34 +50,19 @@ def _written_layers(output_dir: str) -> list[str]:
     return [layer["name"] for layer in read_manifest(output_dir)["layers"]]
 
 
-def completed_runs(root: str, layer: str | None = None, embedding_key: str | None = None,
-                   require_manifest: bool = True) -> list[dict]:
-    """The completed outputs under ``root`` as index entries (``run``, ``partition``,
-    ``embedding_key``, ``layers``), oldest first: the root itself when it is a single run's
-    output; else the runs in its index whose manifest is complete, optionally only those
-    with ``layer`` and ``embedding_key``. With ``require_manifest`` False, a folder with
-    neither (what WriteEmbeddings writes in your own pipeline) is read as it is. Raises
-    IncompleteOutput when there is nothing to read, MissingLayer when no output wrote
-    ``layer``, and MixedSettings when runs with ``layer`` differ in settings and no key is
-    given."""
-    if is_complete(root):
-        problems = damage(root)
-        if problems:
-            raise IncompleteOutput(f"{root} does not hold what its manifest lists: " + "; ".join(problems[:5]))
-        if layer is not None and layer not in _written_layers(root):
-            raise MissingLayer(f"layer {layer} was not written to {root} (its layers: "
-                               f"{', '.join(_written_layers(root))})")
-        return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
-    entries = [e for e in index_entries(root) if trusted(root, e, set_aside=False)]
-    if not entries and not require_manifest:
-        return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
-    if not entries:
-        raise IncompleteOutput(
-            f"{root} has no complete manifest.json and no completed runs in "
-            f"{layout.RUNS_INDEX_DIR}/: the run failed, was killed or is running. A folder "
-            "written by WriteEmbeddings in your own pipeline has no manifest: read it with "
-            "require_manifest=False"
-        )
+def _single_output(root: str, layer: str | None) -> dict:
+    """The entry of a single run's complete output, checked whole and for ``layer``."""
+    problems = damage(root)
+    if problems:
+        raise IncompleteOutput(f"{root} does not hold what its manifest lists: " + "; ".join(problems[:5]))
+    if layer is not None and layer not in _written_layers(root):
+        raise MissingLayer(f"layer {layer} was not written to {root} (its layers: "
+                           f"{', '.join(_written_layers(root))})")
+    return {"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}
+
+
+def _with_layer_and_key(root: str, entries: list[dict], layer: str | None, embedding_key: str | None) -> list[dict]:
+    """The entries with ``embedding_key`` and ``layer``; one key, or MixedSettings."""
     if embedding_key is not None:
         entries = [e for e in entries if e["embedding_key"] == embedding_key]
         if not entries:
@@ -98,22 +83,52 @@ def completed_runs(root: str, layer: str | None = None, embedding_key: str | Non
     return entries
 
 
+def completed_runs(root: str, layer: str | None = None, embedding_key: str | None = None,
+                   require_manifest: bool = True) -> list[dict]:
+    """The completed outputs under ``root`` as index entries (``run``, ``partition``,
+    ``embedding_key``, ``layers``), oldest first: the root itself when it is a single run's
+    output; else the runs in its index whose manifest is complete, optionally only those
+    with ``layer`` and ``embedding_key``. With ``require_manifest`` False, a folder with
+    neither (what WriteEmbeddings writes in your own pipeline) is read as it is. Raises
+    IncompleteOutput when there is nothing to read, MissingLayer when no output wrote
+    ``layer``, and MixedSettings when runs with ``layer`` differ in settings and no key is
+    given."""
+    if is_complete(root):
+        return [_single_output(root, layer)]
+    entries = [e for e in index_entries(root) if trusted(root, e, set_aside=False)]
+    if not entries and not require_manifest:
+        return [{"run": None, "partition": root.rstrip("/"), "embedding_key": None, "layers": None}]
+    if not entries:
+        raise IncompleteOutput(
+            f"{root} has no complete manifest.json and no completed runs in "
+            f"{layout.RUNS_INDEX_DIR}/: the run failed, was killed or is running. A folder "
+            "written by WriteEmbeddings in your own pipeline has no manifest: read it with "
+            "require_manifest=False"
+        )
+    return _with_layer_and_key(root, entries, layer, embedding_key)
+
+
+def entry_layer_parts(entry: dict, layer: str):
+    """One LayerMatrix per non-empty part file of ``embeddings/<layer>/`` of one output."""
+    for path in part_files(layout.layer_dir(entry["partition"], layer)):
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle)
+        if table.num_rows == 0:
+            continue
+        column = table["embedding"].combine_chunks()
+        if hasattr(column, "to_numpy_ndarray"):  # arrow.fixed_shape_tensor
+            matrix = column.to_numpy_ndarray()
+        else:
+            matrix = column.flatten().to_numpy().reshape(table.num_rows, -1)
+        yield LayerMatrix(table["image_id"].to_pylist(), table["uri"].to_pylist(), matrix)
+
+
 def iter_layer_parts(root: str, layer: str, embedding_key: str | None = None,
                      require_manifest: bool = True):
     """One LayerMatrix per non-empty part file of ``embeddings/<layer>/`` in every completed
     output under ``root``: for statistics over outputs too large to hold at once."""
     for entry in completed_runs(root, layer, embedding_key, require_manifest):
-        for path in part_files(layout.layer_dir(entry["partition"], layer)):
-            with FileSystems.open(path) as handle:
-                table = pq.read_table(handle)
-            if table.num_rows == 0:
-                continue
-            column = table["embedding"].combine_chunks()
-            if hasattr(column, "to_numpy_ndarray"):  # arrow.fixed_shape_tensor
-                matrix = column.to_numpy_ndarray()
-            else:
-                matrix = column.flatten().to_numpy().reshape(table.num_rows, -1)
-            yield LayerMatrix(table["image_id"].to_pylist(), table["uri"].to_pylist(), matrix)
+        yield from entry_layer_parts(entry, layer)
 
 
 def layer_dataset(root: str, layer: str, embedding_key: str | None = None) -> ds.Dataset:

@@ -79,7 +79,7 @@ def index_entry_paths(root: str) -> list[str]:
 
 def check_root(root: str) -> None:
     """Raise NotAnIncrementalRoot when ``root`` holds anything but runs, the index and a lock."""
-    allowed = (layout.RUNS_INDEX_DIR, layout.LOCK_FILE)
+    allowed = (layout.RUNS_INDEX_DIR, layout.LOCK_FILE, layout.INDEX_DIR)
     foreign = [
         entry for entry in outputs.existing_entries(root)
         if entry not in allowed and not entry.startswith(layout.RUN_PARTITION_PREFIX)
@@ -87,7 +87,8 @@ def check_root(root: str) -> None:
     if foreign:
         raise NotAnIncrementalRoot(
             f"--output {root} holds {', '.join(foreign[:5])}: not an incremental root (only "
-            f"{layout.RUN_PARTITION_PREFIX}<id>/, {layout.RUNS_INDEX_DIR}/ and {layout.LOCK_FILE}); "
+            f"{layout.RUN_PARTITION_PREFIX}<id>/, {layout.RUNS_INDEX_DIR}/, {layout.INDEX_DIR}/ and "
+            f"{layout.LOCK_FILE}); "
             "choose an empty or incremental root"
         )
 
