@@ -38,12 +38,14 @@ setup(
     extras_require={
         # The viridis colour map of `resnet50-inspect featuremaps`; never needed by workers.
         "featuremaps": ["matplotlib>=3.7"],
+        # resnet50-inspect index | duplicates | report: FAISS on the machine that inspects.
+        "index": ["faiss-cpu>=1.8"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # The suite builds Dataflow jobs offline (gcp) and the sdist/wheel (build).
         # webdataset: tests write shards with its TarWriter, as users do.
         # pytest-xdist: the full suite runs on every core (run_tests.sh -n).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "duckdb>=1.0", "pandas>=2", "build>=1.0",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "faiss-cpu>=1.8", "duckdb>=1.0", "pandas>=2", "build>=1.0",
                  "matplotlib>=3.7", "apache-beam[gcp]>=2.77,<3", "webdataset>=0.2"],
         # tensorflow-hub: Beam's TF model handler imports it (bench/beam_documented.py);
         "bench": ["tensorflow-hub==0.16.1"],

@@ -78,7 +78,8 @@ def overflowing_weights_file(tmp_path_factory) -> str:
 #: Modules that run whole jobs, start processes or build packages: not in the fast tier
 #: (./run_tests.sh --fast, -m "not slow"). Every other module unit-tests one module.
 SLOW_MODULES = frozenset({
-    "test_build", "test_chunks", "test_chunks_cli", "test_damage", "test_devicecheck", "test_foreign_inputs", "test_handler", "test_hostile", "test_img2dataset", "test_incremental",
+    "test_build", "test_chunks", "test_chunks_cli", "test_damage", "test_duplicates", "test_report_page",
+    "test_vector_index", "test_devicecheck", "test_foreign_inputs", "test_handler", "test_hostile", "test_img2dataset", "test_incremental",
     "test_incremental_shards", "test_kill_rerun", "test_lock", "test_packaging", "test_pinning", "test_progress",
     "test_readme", "test_run", "test_run_dataflow", "test_run_local", "test_serving",
 })

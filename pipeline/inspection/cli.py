@@ -9,6 +9,7 @@ pictures, a run's summary, nearest neighbours.
         [--embedding_key KEY]
     resnet50-inspect index OUTPUT_OR_ROOT --layer L [--memory_gb 4] [--embedding_key KEY]
     resnet50-inspect duplicates OUTPUT_OR_ROOT --layer L [--threshold 0.97] [--out FILE.parquet]
+    resnet50-inspect report OUTPUT_OR_ROOT -o report.html [--embedding_key KEY]
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
                        help="the Parquet file of groups (default: duplicates.parquet in the index folder)")
     twins.add_argument("--memory_gb", type=float, default=4.0, help="as for index")
     twins.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
+    page = commands.add_parser("report", help="one self-contained HTML page about what the runs made")
+    page.add_argument("output", help="a run's --output, or an incremental root")
+    page.add_argument("-o", "--out", required=True, help="the HTML file to write")
+    page.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
     return top
 
 
@@ -117,6 +122,15 @@ def duplicates(args) -> str:
     return "\n".join([said] + twins.summary_lines(stored, groups, args.threshold) + [f"groups: {out}"])
 
 
+def report(args) -> str:
+    from pipeline.inspection.report_page import report_html
+
+    page = report_html(args.output, args.embedding_key)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return f"{args.out}: {len(page.encode()):,} bytes; open it in a browser (no server, no network)"
+
+
 COMMANDS = {
     "shapes": lambda args: shapes_table(args.image_size, args.layers.split(",") if args.layers else None),
     "featuremaps": featuremaps,
@@ -124,6 +138,7 @@ COMMANDS = {
     "neighbors": neighbors,
     "index": index,
     "duplicates": duplicates,
+    "report": report,
 }
 
 
