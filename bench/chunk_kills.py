@@ -141,6 +141,9 @@ def main() -> int:
     parser.add_argument("--target", choices=("launcher", "worker"), default="launcher")
     parser.add_argument("--overhead_rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=27)
+    parser.add_argument("--kill_window", type=float, default=None,
+                        help="kill at a random time up to this many seconds (default: twice a chunk's "
+                        "share of the chunked overhead run, or 30 without one)")
     parser.add_argument("--memory_images", type=int, default=2000,
                         help="the launcher's peak RSS on this many images in 1 chunk and in 10 (0: skip)")
     args = parser.parse_args()
@@ -166,15 +169,16 @@ def main() -> int:
         report["overhead"].append(pair)
         print(f"overhead round {number + 1}: one run {pair['one run']:.1f} s, chunked {pair['chunked']:.1f} s, "
               f"ratio {pair['ratio']:.2f}", flush=True)
-    chunked = max([r["chunked"] for r in report["overhead"]] or [120.0])
-    per_chunk = chunked / -(-args.images // args.commit_every)
+    chunks = -(-args.images // args.commit_every)
+    window = args.kill_window or (2 * max(r["chunked"] for r in report["overhead"]) / chunks
+                                  if report["overhead"] else 30.0)
     root = work / f"root-{args.target}"
     shutil.rmtree(root, ignore_errors=True)
     cmd = command(folder, root, args.commit_every)
     rng = random.Random(args.seed)
     report["kills"] = []
     for number in range(args.kills):
-        result = kill_once(cmd, root, rng.uniform(2.0, 2 * per_chunk), args.target)
+        result = kill_once(cmd, root, rng.uniform(2.0, window), args.target)
         report["kills"].append(result)
         print(f"kill {number + 1}: {json.dumps(result)}", flush=True)
     report["final_seconds"] = timed(cmd)

@@ -23,6 +23,7 @@ from pipeline.run import EXIT_OK, run
 from pipeline.workers import worker_pids
 from schemas import layout
 from test_incremental import add_images, argv, runs
+from test_kill_rerun import _wait_until_workers_ignore_sigint
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 300  # a bound for a busy machine, never a pause: every wait polls a state
@@ -34,9 +35,11 @@ class Launcher:
     def __init__(self, command: list[str]):
         self.lines: list[str] = []
         self._seen = threading.Condition()
+        # A session of its own, as a terminal's process group: Ctrl-C reaches every process.
         self.process = subprocess.Popen([sys.executable, "-m", "pipeline.run", *command], cwd=REPO_ROOT,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, start_new_session=True,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -64,6 +67,10 @@ class Launcher:
         self.process.kill()
         self.process.wait(timeout=60)
 
+    def ctrl_c(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=120)
+
 
 def _new_worker(launcher: Launcher, earlier: set[int]) -> int:
     """A local worker process of the launcher that is not one of ``earlier``."""
@@ -80,17 +87,24 @@ def _cli_argv(folder, root) -> list[str]:
     return argv(folder, root, "--commit_every", "10", "--batch_size", "2")
 
 
-@pytest.mark.parametrize("when", ["between chunks", "inside a chunk"])
+@pytest.mark.parametrize("when", ["between chunks", "inside a chunk", "Ctrl-C inside a chunk"])
 def test_a_launcher_killed_between_or_inside_chunks_resumes_with_every_image_once(tmp_path, when):
     folder, root = tmp_path / "in", tmp_path / "root"
     add_images(folder, 0, 20)
     launcher = Launcher(_cli_argv(folder, root))
     try:
         committed_line = launcher.wait_for_line("chunk 1 of 2 committed")
-        if when == "inside a chunk":
+        if when != "between chunks":
             launcher.wait_for_line("embedding a chunk of at most 10 new files (after", committed_line)
-            _new_worker(launcher, set())  # the second chunk's job has its workers
-        launcher.kill()
+            worker = _new_worker(launcher, set())  # the second chunk's job has its workers
+        if when.startswith("Ctrl-C"):
+            _wait_until_workers_ignore_sigint({worker})  # as a terminal user's would, by then
+            assert launcher.ctrl_c() == 130
+            printed = "".join(launcher.lines)
+            assert "1 chunk committed: 10 images embedded" in printed and "the same command resumes" in printed
+            assert "Traceback" not in printed
+        else:
+            launcher.kill()
     finally:
         if launcher.process.poll() is None:
             launcher.kill()

@@ -225,7 +225,10 @@ def test_cron_line_runs_the_cli_with_known_options():
     args = words[words.index("./run_local.sh") + 1:]
     assert not unknown_arguments(args)
     options = parse_args(args).options
-    assert options.mode == "incremental"
+    assert options.mode == "incremental" and options.commit_every > 0
+    # The window closes with a Ctrl-C to the CLI itself (run_local.sh execs it).
+    assert words[words.index("timeout"):words.index("timeout") + 3] == ["timeout", "--signal=INT", "4h"]
+    assert (DEPLOY.parent / "run_local.sh").read_text().rstrip().splitlines()[-1].startswith("exec python")
 
 
 def test_dockerfile_pins_the_beam_version_we_run_and_keeps_the_boot_entrypoint():
