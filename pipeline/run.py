@@ -34,6 +34,7 @@ from pipeline.quiet import quiet_tensorflow_without_gpu  # before TensorFlow loa
 quiet_tensorflow_without_gpu()
 
 import contextlib
+import gc
 import logging
 import re
 import shutil
@@ -42,7 +43,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, SetupOptions, StandardOptions
 
 from pipeline.root import incremental
 from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
@@ -139,6 +140,8 @@ def run_chunks(plan: RunPlan, hooks: dict) -> int:
         following = next_chunk(plan.chunk, outcome.manifest)
         if following is None:
             break
+        outcome = None
+        gc.collect()  # the finished job's runner state, so the launcher stays flat over chunks
         try:
             plan = plan_run(plan.argv, time.time())._replace(chunk=following)
         except UsageError as exc:
@@ -208,7 +211,8 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
     _log.info("embedding %s from %s into %s", what, ", ".join(plan.options.input), output_dir)
     progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
     interrupts = None if plan.remote else Interrupts(output_dir)
-    watch = None if plan.remote else WorkerWatch(progress_dir)
+    workers = plan.pipeline_options.view_as(DirectOptions).direct_num_workers or 0
+    watch = None if plan.remote else WorkerWatch(progress_dir, expected=workers)
     try:
         with interrupts or contextlib.nullcontext():
             return _run_job(plan, runner, watch, progress_dir, interrupts, extract=extract,

@@ -6,7 +6,9 @@ prematurely") and so does the run; sometimes the runner waits for the lost bundl
 end. WorkerWatch polls this launcher's descendant worker processes
 (Linux ``/proc``). Once one has ended, a run whose progress counts stop moving for
 ``stall_seconds`` is ended: the remaining workers are killed and the launcher's main thread
-interrupted, and the run is reported failed (exit 1), its lock released."""
+interrupted, and the run is reported failed (exit 1), its lock released. A worker that died
+before the watch first saw it (within half a second of starting) counts too: with
+``expected`` workers, fewer ever seen for ``stall_seconds`` after the first means one was lost."""
 
 from __future__ import annotations
 
@@ -86,10 +88,11 @@ class WorkerWatch:
     (pipeline/job/counting.py). ``died`` says, after an interrupted run, that a lost worker
     ended it (the launcher then exits 1, not as for Ctrl-C)."""
 
-    def __init__(self, progress_dir: str | None, stall_seconds: float = STALL_SECONDS):
+    def __init__(self, progress_dir: str | None, stall_seconds: float = STALL_SECONDS, expected: int = 0):
         self.died: str | None = None
         self._progress_dir = progress_dir
         self._stall = stall_seconds
+        self._expected = expected
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
 
@@ -109,14 +112,20 @@ class WorkerWatch:
 
         return dict(read_counts(self._progress_dir)) if self._progress_dir else {}
 
+    def _unseen_lost(self, seen: set[int], first_seen: float | None) -> bool:
+        """Fewer workers than expected ever appeared, long after the first one did."""
+        return (first_seen is not None and len(seen) < self._expected
+                and time.monotonic() - first_seen > self._stall)
+
     def _watch(self):
         me, seen, gone = os.getpid(), set(), set()
-        counts, moved_at = None, time.monotonic()
+        counts, moved_at, first_seen = None, time.monotonic(), None
         while not self._stop.wait(POLL_SECONDS):
             alive = worker_pids(me)
             gone |= seen - alive
             seen |= alive
-            if not gone:
+            first_seen = first_seen if first_seen is not None or not seen else time.monotonic()
+            if not gone and not self._unseen_lost(seen, first_seen):
                 continue
             now_counts = self._counts()
             if now_counts != counts:
@@ -126,7 +135,8 @@ class WorkerWatch:
                 return
 
     def _end(self, gone: list[int], remaining: set[int]):
-        self.died = (f"worker process {', '.join(map(str, gone))} ended (killed, or out of memory) "
+        who = f"worker process {', '.join(map(str, gone))}" if gone else "a worker process"
+        self.died = (f"{who} ended (killed, or out of memory) "
                      f"and the run made no progress for {self._stall:.0f} s after it")
         _log.error("%s; ending the run and %d other worker process(es)", self.died, len(remaining))
         end_workers(remaining)

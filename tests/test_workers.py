@@ -46,6 +46,23 @@ def test_a_stalled_run_after_a_lost_worker_is_interrupted_and_says_why(tmp_path)
     assert other.wait(timeout=5) == -signal.SIGKILL  # the other workers are ended too
 
 
+def test_a_worker_lost_before_the_watch_saw_it_still_ends_a_stalled_run(tmp_path):
+    """Killed within its first half-second (before the first poll), the worker is never
+    seen; the run then has fewer workers than expected and stops moving: it is ended."""
+    lost = fake_worker()
+    lost.kill()
+    lost.wait()
+    other = fake_worker()
+    watch = WorkerWatch(str(tmp_path), stall_seconds=1.0, expected=2)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with watch:
+            time.sleep(30)
+    assert time.monotonic() - started < 10
+    assert watch.died.startswith("a worker process ended")
+    assert other.wait(timeout=5) == -signal.SIGKILL
+
+
 def test_a_run_that_keeps_moving_is_left_alone(tmp_path):
     lost = fake_worker()
     watch = WorkerWatch(str(tmp_path), stall_seconds=1.5)
