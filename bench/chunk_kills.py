@@ -83,8 +83,11 @@ def kill_once(cmd: list[str], root: pathlib.Path, after: float, target: str) -> 
         os.kill(process.pid, signal.SIGKILL)
     else:
         workers = sorted(worker_pids(process.pid))
-        if workers:
-            os.kill(workers[0], signal.SIGKILL)
+        while not workers and process.poll() is None:  # between jobs: the next job's first worker
+            time.sleep(0.05)
+            workers = sorted(worker_pids(process.pid))
+        if workers:  # the newest: a worker of the job under way, not one of a job that is ending
+            os.kill(workers[-1], signal.SIGKILL)
     killed_at = time.time()
     code = process.wait(timeout=300)
     deadline = time.time() + 60  # the launcher's workers die with it (PDEATHSIG)
