@@ -15,6 +15,15 @@ from pipeline.workers import WORKER_MARK, WorkerWatch, worker_pids
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux /proc")
 
 
+@pytest.fixture
+def launcher_sigint():
+    """SIGINT raises KeyboardInterrupt, as in the launcher (pipeline/run.py's main sets it):
+    whatever an earlier test in this process left, e.g. under pytest-xdist."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def fake_worker() -> subprocess.Popen:
     """A child whose command line reads like Beam's worker's."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", WORKER_MARK.decode()])
@@ -31,7 +40,7 @@ def test_worker_pids_finds_descendant_workers_only():
         worker.wait()
 
 
-def test_a_stalled_run_after_a_lost_worker_is_interrupted_and_says_why(tmp_path):
+def test_a_stalled_run_after_a_lost_worker_is_interrupted_and_says_why(tmp_path, launcher_sigint):
     lost, other = fake_worker(), fake_worker()
     watch = WorkerWatch(str(tmp_path), stall_seconds=1.0)
     started = time.monotonic()
@@ -46,7 +55,7 @@ def test_a_stalled_run_after_a_lost_worker_is_interrupted_and_says_why(tmp_path)
     assert other.wait(timeout=5) == -signal.SIGKILL  # the other workers are ended too
 
 
-def test_a_worker_lost_before_the_watch_saw_it_still_ends_a_stalled_run(tmp_path):
+def test_a_worker_lost_before_the_watch_saw_it_still_ends_a_stalled_run(tmp_path, launcher_sigint):
     """Killed within its first half-second (before the first poll), the worker is never
     seen; the run then has fewer workers than expected and stops moving: it is ended."""
     lost = fake_worker()
