@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suite in .venv (created and installed on first use). Extra args go to pytest.
 # --fast: the unit tier only (-m "not slow"; see docs/testing.md). CI runs everything.
-# Tests run on every core (pytest-xdist, at most 4 workers, a test module per worker);
-# TEST_WORKERS=0 runs them in this one process, TEST_WORKERS=N on N workers.
+# Tests run on every core (pytest-xdist, at most 4 workers, one test at a time; tests that
+# share a module fixture stay on one worker). TEST_WORKERS=0: all in this process; =N: N workers.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_venv.sh
@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 workers="${TEST_WORKERS:-auto}"
 spread=(-n "$workers")
 if [ "$workers" = "auto" ]; then spread+=(--maxprocesses=4); fi
-if [ "$workers" != "0" ]; then spread+=(--dist=loadscope); fi
+if [ "$workers" != "0" ]; then spread+=(--dist=loadgroup); fi
 if [ "${1:-}" = "--fast" ]; then
   shift
   exec python -m pytest tests -m "not slow" "${spread[@]}" "$@"

@@ -90,7 +90,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs whole jobs or processes; left out by --fast")
 
 
+def _uses_a_module_fixture(item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)
+    definitions = fixtures.name2fixturedefs.values() if fixtures else ()
+    return any(d.scope == "module" for defs in definitions for d in defs)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+        # run_tests.sh spreads tests over workers one by one (--dist loadgroup); those that
+        # share a module-scoped fixture stay on one worker, so it is made once.
+        if _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(module))
