@@ -105,9 +105,10 @@ def neighbors(args) -> str:
 def index(args) -> str:
     stored, said = ensure_index(args.output, args.layer, args.embedding_key, int(args.memory_gb * 2**30))
     meta = stored.meta
+    breadth = (f"nprobe {meta['nprobe']}, recall@10 {meta['recall_at_10']} against brute force"
+               if meta["nprobe"] else "exact search")
     return "\n".join([said, f"{meta['factory']}: {meta['reason']}",
-                      f"{meta['count']:,} vectors of {meta['dim']} from {len(meta['runs'])} run(s); "
-                      f"nprobe {meta['nprobe']}, recall@10 {meta['recall_at_10']} against brute force"])
+                      f"{meta['count']:,} vectors of {meta['dim']} from {len(meta['runs'])} run(s); {breadth}"])
 
 
 def duplicates(args) -> str:

@@ -57,7 +57,8 @@ def indexed(root: str, layer: str, embedding_key: str | None = None):
         return None, f"brute force over every row (resnet50-inspect index {root} --layer {layer} builds an index)"
     if set(stored.meta["runs"]) != {source_id(e) for e in entries}:
         return None, f"brute force: the index at {folder} is not up to date (resnet50-inspect index updates it)"
-    return stored, f"from the index at {folder} ({stored.meta['factory']}, nprobe {stored.meta['nprobe']})"
+    breadth = f"nprobe {stored.meta['nprobe']}" if stored.meta["nprobe"] else "exact"
+    return stored, f"from the index at {folder} ({stored.meta['factory']}, {breadth})"
 
 
 def nearest_indexed(stored, layer: str, image: str, k: int = 5) -> list[Neighbor]:
