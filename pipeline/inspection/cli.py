@@ -57,6 +57,12 @@ def parser() -> argparse.ArgumentParser:
                       "or an image_id (or prefix)")
     near.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
     near.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
+    _add_index_commands(commands)
+    return top
+
+
+def _add_index_commands(commands) -> None:
+    """index, duplicates and report: what reads (and keeps) a layer's FAISS index."""
     index = commands.add_parser("index", help="build or bring up to date the layer's FAISS index")
     index.add_argument("output", help="a run's --output, or an incremental root")
     index.add_argument("--layer", required=True, help="a pooled layer, e.g. res5")
@@ -77,7 +83,6 @@ def parser() -> argparse.ArgumentParser:
     page.add_argument("output", help="a run's --output, or an incremental root")
     page.add_argument("-o", "--out", required=True, help="the HTML file to write")
     page.add_argument("--embedding_key", default=None, help=EMBEDDING_KEY_HELP)
-    return top
 
 
 EMBEDDING_KEY_HELP = ("on an incremental root whose runs used several settings: the key of "
