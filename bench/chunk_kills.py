@@ -35,19 +35,14 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
+from bench import worker_kill  # noqa: E402
 from pipeline.workers import worker_pids  # noqa: E402
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def make_images(folder: pathlib.Path, count: int) -> None:
-    from images import rgb_pattern, write_image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        path = folder / f"img{i:06d}.png"
-        if not path.exists():
-            write_image(path, rgb_pattern(64, 80, i), "PNG")
+    worker_kill.make_images(folder, count, digits=6)
 
 
 def command(folder: pathlib.Path, root: pathlib.Path, commit_every: int | None) -> list[str]:

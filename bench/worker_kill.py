@@ -28,12 +28,13 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from pipeline.workers import worker_pids  # noqa: E402
 
 
-def make_images(folder: pathlib.Path, count: int) -> None:
+def make_images(folder: pathlib.Path, count: int, digits: int = 4) -> None:
+    """``count`` different 80x64 PNGs, img0000.png on (``digits`` wide); existing ones kept."""
     from images import rgb_pattern, write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        path = folder / f"img{i:04d}.png"
+        path = folder / f"img{i:0{digits}d}.png"
         if not path.exists():
             write_image(path, rgb_pattern(64, 80, i), "PNG")
 
