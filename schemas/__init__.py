@@ -3,6 +3,7 @@ Arrow schema of every output, read settings, the accounting table, layout, and t
 contract. Everything else imports from here."""
 
 from schemas.arrow import (
+    EMBEDDING_COLUMN,
     ERRORS_SCHEMA,
     IMAGES_SCHEMA,
     METADATA_KEYS,
@@ -13,6 +14,7 @@ from schemas.arrow import (
     embeddings_schema,
     image_rows,
     images_schema,
+    parquet_encoding,
 )
 from schemas import accounting
 from schemas.accounting import images_counted

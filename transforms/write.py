@@ -22,6 +22,7 @@ from schemas import (
 )
 from schemas.rows import EMBEDDING_KEY_COLUMNS
 from transforms.errors import METRICS_NAMESPACE
+from transforms.parquet_sink import WriteParquetTables
 
 CODEC = "snappy"
 #: The outputs written row by row (each written, empty, even when it has no rows): input
@@ -99,13 +100,11 @@ class WriteEmbeddings(beam.PTransform):
     def _sink(self, directory: str, schema: pa.Schema, *, rows: bool = False):
         """Arrow tables -> Parquet, or with ``rows`` row dicts -> Parquet (which writes one
         empty file when there are no rows)."""
-        write = beam.io.WriteToParquet if rows else beam.io.WriteToParquetBatched
-        return write(
-            layout.part_prefix(layout.join(self._output_dir, directory)),
-            schema=schema,
-            codec=CODEC,
-            file_name_suffix=layout.PARQUET_SUFFIX,
-        )
+        prefix = layout.part_prefix(layout.join(self._output_dir, directory))
+        if rows:
+            return beam.io.WriteToParquet(prefix, schema=schema, codec=CODEC,
+                                          file_name_suffix=layout.PARQUET_SUFFIX)
+        return WriteParquetTables(prefix, schema, codec=CODEC, file_name_suffix=layout.PARQUET_SUFFIX)
 
     def expand(self, inputs):
         embeddings = inputs["embeddings"]
