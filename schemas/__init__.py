@@ -74,6 +74,7 @@ from schemas.elements import (
     ResizedImage,
     SeenFile,
     ShardRecord,
+    Tally,
     Unchanged,
 )
 from schemas import layout

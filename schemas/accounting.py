@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from schemas.elements import Unchanged
+from schemas.elements import Tally, Unchanged
 
 MATCHED, READ, EMBEDDED, ERRORS = "matched", "read", "embedded", "errors"
 SKIPPED_UNCHANGED, SKIPPED_SAME_CONTENT, SKIPPED = "skipped_unchanged", "skipped_same_content", "skipped"
@@ -62,9 +62,9 @@ def counter_name(kind: str, stage: str | None = None) -> str:
 
 def images_counted(element) -> int:
     """How many input images an accounting element stands for: an Unchanged its
-    ``images`` (a whole shard skipped unopened), anything else (a uri, a SeenFile, an
-    ImageError) one."""
-    return element.images if isinstance(element, Unchanged) else 1
+    ``images`` (a whole shard skipped unopened), a Tally its ``images``, anything else (a
+    uri, a SeenFile, an ImageError) one."""
+    return element.images if isinstance(element, (Unchanged, Tally)) else 1
 
 
 def done(counts) -> int:

@@ -64,6 +64,14 @@ class Unchanged(NamedTuple):
     images: int = 1
 
 
+class Tally(NamedTuple):
+    """``images`` input images counted together by the step that saw them (ReadImages: a
+    part of one bundle), so that counting costs one element per many images, not one per
+    image."""
+
+    images: int
+
+
 class ShardRecord(NamedTuple):
     """One row of ``shards/``: a shard that was read to its end, under the listing
     (``size_bytes``, ``modified_us``) it was read under. ``samples`` counts every sample the

@@ -5,7 +5,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_helpers import local_test_pipeline
 from images import encode, rgb_pattern
-from schemas import Comparison, ReadConfig
+from schemas import Comparison, ReadConfig, images_counted
 from transforms import ReadInputs
 
 
@@ -24,8 +24,9 @@ def test_a_first_read_accounts_for_every_file(tmp_path):
         assert_that(_names(side.files, "Files"), equal_to(["a.png", "b.png"]), label="files")
         assert_that(side.errors | beam.Map(lambda e: (e.uri.rsplit("/", 1)[-1], e.error_type)),
                     equal_to([("empty.jpg", "EmptyFile"), ("big.png", "FileTooLarge")]), label="errors")
-        assert_that(side.matched | "Count" >> beam.combiners.Count.Globally(), equal_to([4]), label="matched")
-        assert_that(side.read | "ReadNames" >> beam.Map(lambda uri: uri.rsplit("/", 1)[-1]),
-                    equal_to(["a.png", "b.png"]), label="read")
+        assert_that(side.matched | "Matched" >> beam.Map(images_counted) | "SumMatched" >> beam.CombineGlobally(sum),
+                    equal_to([4]), label="matched")
+        assert_that(side.read | "Read" >> beam.Map(images_counted) | "SumRead" >> beam.CombineGlobally(sum),
+                    equal_to([2]), label="read")
         assert_that(side.unchanged, equal_to([]), label="unchanged")
         assert_that(side.same_content, equal_to([]), label="same")

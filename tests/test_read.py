@@ -59,6 +59,27 @@ def test_empty_and_oversized_files_are_refused_unread(tmp_path):
         )
 
 
+def test_matched_and_read_come_as_tallies_that_add_up_over_bundles(tmp_path):
+    """More files than one Tally holds, in several bundles, some refused: the tallies add up
+    to every listed file (matched) and every file read (read), each under TALLY_EVERY."""
+    from transforms.read import TALLY_EVERY
+
+    listed = []
+    for i in range(TALLY_EVERY * 2 + 37):
+        path = tmp_path / f"{i:04d}.jpg"
+        path.write_bytes(b"" if i % 50 == 0 else b"x%d" % i)
+        listed.append(ListedFile(str(path), path.stat().st_size, i))
+    refused = sum(1 for i in range(len(listed)) if i % 50 == 0)
+    with local_test_pipeline() as p:
+        read = p | beam.Create(listed) | beam.Reshuffle() | ReadImages()
+        for tag, expected in (("matched", len(listed)), ("read", len(listed) - refused)):
+            tallies = read[tag]
+            assert_that(tallies | f"Sum[{tag}]" >> beam.Map(lambda t: t.images) | f"Total[{tag}]" >> beam.CombineGlobally(sum),
+                        equal_to([expected]), label=f"sum {tag}")
+            assert_that(tallies | f"Big[{tag}]" >> beam.Filter(lambda t: t.images > TALLY_EVERY),
+                        equal_to([]), label=f"none over {tag}")
+
+
 def test_a_file_that_vanished_after_listing_is_a_read_error(tmp_path):
     gone = str(tmp_path / "gone.jpg")
     with local_test_pipeline() as p:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import apache_beam as beam
 
 from models.handler import ResNet50Handler
@@ -22,6 +20,7 @@ from schemas import (
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.errors import image_error
+from transforms.read import content_id
 from transforms.extract import ExtractLayers
 from transforms.resize import ResizeImages
 
@@ -55,7 +54,7 @@ class _AsImageFileFn(beam.DoFn):
             yield image_error(label, None, STAGE_READ, exc)
             return
         data = bytes(data)
-        yield ImageFile(FileMeta(key, hashlib.sha256(data).hexdigest()), data)
+        yield ImageFile(FileMeta(key, content_id(data)), data)
 
 
 def _model_records(extracted, pipeline):

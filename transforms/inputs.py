@@ -11,14 +11,14 @@ from schemas import Chunk, Comparison, ReadConfig
 from transforms.chunk import TakeChunk
 from transforms.known import ReadKnownFiles, ReadShardRecords
 from transforms.listing import ListFiles
-from transforms.read import ReadImages, RereadImages, drop_bytes
+from transforms.read import MATCHED_TAG, READ_TAG, ReadImages, RereadImages, drop_bytes
 from transforms.skip import SkipSameContent, SkipUnchanged
 
 
 class ReadSide(NamedTuple):
     """What the read side hands on: ``files`` (ImageFile) to decode; ``errors`` (ImageError)
-    of reading; ``matched`` (a uri, or an Unchanged, per input image); ``read`` (uri per
-    image whose bytes were hashed); ``unchanged`` (Unchanged per file, sample or shard
+    of reading; ``matched`` (Tally elements, and an Unchanged per file skipped by its listing:
+    every input image); ``read`` (Tally elements: images whose bytes were hashed); ``unchanged`` (Unchanged per file, sample or shard
     skipped by its listing); ``same_content`` (SeenFile per image read whose content was
     embedded before); ``shards`` (ShardRecord per shard read to its end)."""
 
@@ -33,10 +33,6 @@ class ReadSide(NamedTuple):
     chunk: beam.PCollection | None = None  # one dict: where the chunk ended (TakeChunk)
 
 
-def _uris(pcoll, label: str):
-    return pcoll | label >> beam.Map(lambda element: element.uri)
-
-
 def _nothing(p, label: str):
     return p | label >> beam.Create([])
 
@@ -44,10 +40,9 @@ def _nothing(p, label: str):
 def read_once(p, listed, read: ReadConfig) -> ReadSide:
     """Every listed file read once, nothing compared (single runs, first incremental run)."""
     files = listed | "ReadImages" >> ReadImages(read)
-    uris = _uris(files.files, "ReadUris")
-    matched = (uris, _uris(files.errors, "RefusedUris")) | "Matched" >> beam.Flatten()
     nothing = _nothing(p, "NothingSkipped")
-    return ReadSide(files.files, files.errors, matched, uris, nothing, nothing, files.shards)
+    return ReadSide(files.files, files.errors, files[MATCHED_TAG], files[READ_TAG], nothing, nothing,
+                    files.shards)
 
 
 def skip_by_listing(p, listed, comparison: Comparison, images_rows):
@@ -74,18 +69,17 @@ def read_compared(p, listed, read: ReadConfig, comparison: Comparison, chunk: Ch
     content, then read again only the images to embed. Earlier rows meet the input in
     joins; image bytes never wait in a shuffle."""
     images_rows = p | "EarlierImages" >> ReadKnownFiles(comparison.image_parts or ())
-    to_read, unchanged = skip_by_listing(p, listed, comparison, images_rows)
+    to_read, listing_unchanged = skip_by_listing(p, listed, comparison, images_rows)
     to_read, deferred, summary = take_chunk(to_read, chunk)
     hashed = to_read | "HashImages" >> ReadImages(read)
-    unchanged = (unchanged, hashed.unchanged) | "Unchanged" >> beam.Flatten()
+    unchanged = (listing_unchanged, hashed.unchanged) | "Unchanged" >> beam.Flatten()
     seen = hashed.files | "DropBytes" >> beam.Map(drop_bytes)
     done_ids = images_rows | "EarlierIds" >> beam.Map(lambda row: row.image_id)
     new = seen | "SkipSameContent" >> SkipSameContent(done_ids)
     reread = new.files | "ReadNewImages" >> RereadImages(read)
-    read_uris = _uris(seen, "ReadUris")
-    matched = (read_uris, _uris(hashed.errors, "RefusedUris"), unchanged) | "Matched" >> beam.Flatten()
+    matched = (hashed[MATCHED_TAG], listing_unchanged) | "Matched" >> beam.Flatten()
     errors = (hashed.errors, reread["errors"]) | "Errors" >> beam.Flatten()
-    return ReadSide(reread["files"], errors, matched, read_uris, unchanged, new.same_content,
+    return ReadSide(reread["files"], errors, matched, hashed[READ_TAG], unchanged, new.same_content,
                     hashed.shards, deferred, summary)
 
 

@@ -9,6 +9,8 @@ import os
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import (
     ERRORS_TAG,
@@ -23,6 +25,7 @@ from schemas import (
     ReadConfig,
     SeenFile,
     ShardRecord,
+    Tally,
     Unchanged,
     accounting,
 )
@@ -31,6 +34,43 @@ from transforms.errors import METRICS_NAMESPACE, image_error
 
 UNCHANGED_TAG = "unchanged"
 SHARDS_TAG = "shards"
+MATCHED_TAG = accounting.MATCHED
+READ_TAG = accounting.READ
+#: A Tally goes out at least every this many images of a bundle (and at its end), so that
+#: the progress line moves while a large bundle is read.
+TALLY_EVERY = 256
+
+
+def content_id(data: bytes) -> str:
+    """The image id: hex SHA-256 of the bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Tally:
+    """Counts images of one accounting kind for a DoFn: the Beam counter at once, and a
+    Tally element per TALLY_EVERY images and at the end of the bundle (``flush``)."""
+
+    def __init__(self, tag: str):
+        self._tag = tag
+        self._counter = Metrics.counter(METRICS_NAMESPACE, accounting.counter_name(tag))
+        self._images = 0
+
+    def clear(self):
+        self._images = 0
+
+    def add(self, images: int = 1):
+        self._counter.inc(images)
+        self._images += images
+
+    def flush_when_full(self):
+        if self._images >= TALLY_EVERY:
+            yield from self.flush()
+
+    def flush(self, in_window: bool = False):
+        if self._images:
+            tally, self._images = Tally(self._images), 0
+            yield beam.pvalue.TaggedOutput(self._tag, WindowedValue(
+                tally, GlobalWindow().max_timestamp(), [GlobalWindow()]) if in_window else tally)
 
 
 class ContentChanged(OSError):
@@ -84,26 +124,38 @@ class _ReadFileFn(beam.DoFn):
         self._config = read
 
     def setup(self):
-        self._matched = Metrics.counter(METRICS_NAMESPACE, accounting.counter_name(accounting.MATCHED))
-        self._read = Metrics.counter(METRICS_NAMESPACE, accounting.counter_name(accounting.READ))
         self._unchanged = Metrics.counter(METRICS_NAMESPACE,
                                           accounting.counter_name(accounting.SKIPPED_UNCHANGED))
+        self._tallies = {tag: _Tally(tag) for tag in (MATCHED_TAG, READ_TAG)}
+
+    def start_bundle(self):
+        for tally in self._tallies.values():
+            tally.clear()
+
+    def finish_bundle(self):
+        for tally in self._tallies.values():
+            yield from tally.flush(in_window=True)
 
     def process(self, element: ListedFile | ListedShard):
+        yield from self._read_listed(element)
+        for tally in self._tallies.values():
+            yield from tally.flush_when_full()
+
+    def _read_listed(self, element: ListedFile | ListedShard):
         listed, known = (element.listed, element.known) if isinstance(element, ListedShard) else (element, ())
         kind = shards.shard_format(listed.uri, self._config.input_format)
         if kind != FORMAT_FILES:
             yield from self._samples(listed, kind, known)
             return
-        self._matched.inc()
+        self._tallies[MATCHED_TAG].add()
         try:
             check_listed_size(listed, self._config.max_file_bytes)
             data = read_bytes(listed.uri, self._config.max_file_bytes)
         except Exception as exc:  # Permissions, vanished files, dangling links, remote I/O errors, guards.
             yield image_error(listed.uri, None, STAGE_READ, explain_link(listed.uri, exc))
             return
-        self._read.inc()
-        yield ImageFile(FileMeta(listed.uri, hashlib.sha256(data).hexdigest(), listed.size_bytes,
+        self._tallies[READ_TAG].add()
+        yield ImageFile(FileMeta(listed.uri, content_id(data), listed.size_bytes,
                                  listed.modified_us, source=listed.uri), data)
 
     def _samples(self, listed: ListedFile, kind: str, known):
@@ -113,7 +165,7 @@ class _ReadFileFn(beam.DoFn):
             elements = shards.read_shard(listed, kind, self._config,
                                          hashing=lambda uri: uri not in known)
             for element in elements:
-                self._matched.inc()
+                self._tallies[MATCHED_TAG].add()
                 if isinstance(element, shards.Unhashed):  # known: skipped, never hashed
                     samples += 1
                     self._unchanged.inc()
@@ -121,7 +173,7 @@ class _ReadFileFn(beam.DoFn):
                     continue
                 if isinstance(element, ImageFile):
                     samples += 1
-                    self._read.inc()
+                    self._tallies[READ_TAG].add()
                     yield element
                     continue
                 whole_shard_refused |= element.key is None
@@ -129,7 +181,7 @@ class _ReadFileFn(beam.DoFn):
                 refused += element.key is not None
                 yield image_error(element.uri, None, STAGE_READ, element.error)
         except Exception as exc:  # The shard could not be opened at all.
-            self._matched.inc()
+            self._tallies[MATCHED_TAG].add()
             yield image_error(listed.uri, None, STAGE_READ, explain_link(listed.uri, exc))
             return
         if not whole_shard_refused:
@@ -151,7 +203,11 @@ class ReadImages(beam.PTransform):
     among its ``known`` uris go to ``unchanged`` (Unchanged) instead of ``files``. Every
     input image comes out once, on one of those outputs. ``shards`` gets a ShardRecord per
     shard read to its end (none for a shard that broke off or could not be opened).
-    Returns a DoOutputsTuple with ``files``, ``errors``, ``unchanged`` and ``shards``.
+    ``matched`` and ``read`` count, in Tally elements, every input image that came in and
+    every one whose bytes were read and hashed (one Tally per TALLY_EVERY images and per
+    bundle end, not an element per image).
+    Returns a DoOutputsTuple with ``files``, ``errors``, ``unchanged``, ``shards``,
+    ``matched`` and ``read``.
     """
 
     def __init__(self, read: ReadConfig = ReadConfig()):
@@ -160,7 +216,7 @@ class ReadImages(beam.PTransform):
 
     def expand(self, listed):
         return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(
-            ERRORS_TAG, UNCHANGED_TAG, SHARDS_TAG, main="files")
+            ERRORS_TAG, UNCHANGED_TAG, SHARDS_TAG, MATCHED_TAG, READ_TAG, main="files")
 
 
 def drop_bytes(file: ImageFile) -> SeenFile:
@@ -176,7 +232,7 @@ class _RereadFn(beam.DoFn):
     def process(self, seen: SeenFile):
         try:
             data = read_bytes(seen.uri, self._max_file_bytes)
-            image_id = hashlib.sha256(data).hexdigest()
+            image_id = content_id(data)
             if image_id != seen.image_id:
                 raise _changed(seen, image_id)
         except Exception as exc:

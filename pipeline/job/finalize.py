@@ -189,10 +189,12 @@ class FinalizeRun(beam.PTransform):
     """Waits for every sink, then writes ``manifest.json`` under ``output_dir``.
 
     Input: a dict with ``written`` (PCollection[str] of finalized file names, all sinks
-    flattened) and one PCollection per accounting kind (schemas.accounting): one element
-    per input image in ``matched``, per image whose bytes were hashed in ``read``, per file
-    or sample skipped by its listing in ``skipped_unchanged`` (an Unchanged shard stands
-    for its samples, in ``matched`` too) and per image skipped for its content in
+    flattened) and one PCollection per accounting kind (schemas.accounting), each
+    element standing for ``images_counted(element)`` images: every input image in
+    ``matched`` and every image whose bytes were hashed in ``read`` (Tally elements, plus
+    an Unchanged per file skipped by its listing in ``matched``), per file or sample
+    skipped by its listing in ``skipped_unchanged`` (an Unchanged shard stands for its
+    samples, in ``matched`` too) and per image skipped for its content in
     ``skipped_same_content``; ``embedded`` (BatchEmbeddings: their arrival time marks the
     first embedded batch; the embedded and error counts come from the written files), and
     optionally ``models`` (ExtractLayers' model records: the manifest's

@@ -1,0 +1,240 @@
+"""Feed per core (issue 29): what one CPU core moves through the whole pipeline against its
+own decode+resize loop, and against Daft's documented job, all in one run.
+
+    python -m bench.per_core [--core 0] [--rounds 3] [--n1 200] [--n2 1200]
+                             [--daft_python /tmp/daftvenv/bin/python] [--profile]
+
+Every process is pinned to core ``--core`` with ``taskset``. Inputs: 500x375 web photos,
+JPEG quality 90 (bench/feed.py's ``make_photos``). Rounds are interleaved (loop, pipeline,
+Daft, loop, ...) and every rate is by CPU time (user + system) of the process, which is
+what sizes vCPUs; wall rates are printed beside them.
+
+  loop      ``decode_image`` + ``resize_pixels`` over the files' bytes already in memory,
+            in a process that has imported TensorFlow (as a worker has): images / CPU s.
+  pipeline  ``pipeline.run`` in process (one worker, in_memory), the model replaced by one
+            that returns zeros of the right shapes (bench/feed.py's ZeroExtractor), res2..res5,
+            batch 32, 224x224; in-process pairs (a warm-up run, then N1 and N2 images), so
+            imports and start-up cancel: (N2 - N1) / (cpu2 - cpu1).
+  daft      bench/daft_job.py in the Python given by ``--daft_python`` (a virtualenv of
+            its own), one process per run, N1 and N2: (N2 - N1) / (cpu2 - cpu1) of the job
+            after imports. Daft stretches, hashes nothing and applies no EXIF orientation;
+            our pipeline center-crops, hashes, checks formats and sizes, and writes an
+            images/ table and error rows too.
+
+``--profile``: the per-step table. py-spy (``pip install py-spy``; not a project
+dependency) samples a pinned pipeline run of N1 and one of N2 images; each sample goes to
+the innermost step it is in (read, SHA-256, header, decode, resize, batch, tables, Parquet,
+progress, Beam's own per-element work, ...), and the difference N2 - N1 per step, scaled
+to the measured marginal CPU per image, is that step's milliseconds per image.
+Prints the tables and one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import pathlib
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.feed import make_photos, subset
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SETTINGS = ["--image_size", "224", "--layers", "res2,res3,res4,res5", "--batch_size", "32",
+            "--weights", "random", "--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
+GOAL_LOOP_RATIO = 0.85
+
+_PIPELINE = """
+import json, sys, time
+from bench.feed import zero_extractor
+from pipeline.run import run
+small, big, out, *settings = sys.argv[1:]
+
+def once(pattern):
+    argv = ["--input", pattern, "--output", out, "--overwrite", *settings]
+    wall, cpu = time.perf_counter(), time.process_time()
+    if run(argv, model_factory=zero_extractor) != 0:
+        sys.exit(1)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+once(small)
+print("PAIR " + json.dumps([once(small), once(big)]))
+"""
+
+_ONE_RUN = """
+import sys
+from bench.feed import zero_extractor
+from pipeline.run import run
+pattern, out, *settings = sys.argv[1:]
+sys.exit(run(["--input", pattern, "--output", out, "--overwrite", *settings], model_factory=zero_extractor))
+"""
+
+_LOOP = """
+import json, pathlib, sys, time
+import tensorflow  # noqa: F401  (as in a worker: it changes how Pillow allocates)
+from schemas import ImageSize
+from transforms.decode import decode_image
+from transforms.resize import resize_pixels
+datas = [p.read_bytes() for p in sorted(pathlib.Path(sys.argv[1]).glob("*"))]
+size = ImageSize(224, 224)
+for data in datas[:20]:
+    resize_pixels(decode_image(data, target=size).pixels, size, "center_crop")
+wall, cpu = time.perf_counter(), time.process_time()
+for data in datas:
+    resize_pixels(decode_image(data, target=size).pixels, size, "center_crop")
+print("LOOP " + json.dumps([len(datas), time.perf_counter() - wall, time.process_time() - cpu]))
+"""
+
+#: Innermost match wins: (step, pattern over one py-spy frame).
+STEPS = [
+    ("read: SHA-256", re.compile(r"hashlib|_ReadFileFn\.process \(transforms/read.py:\d+\).*sha")),
+    ("read: open + read", re.compile(r"read_bytes \(")),
+    ("decode: libjpeg-turbo", re.compile(r"decode_turbo \(")),
+    ("decode: header, format checks, EXIF", re.compile(r"open_checked \(|getexif|draft \(|check_format")),
+    ("decode: the rest", re.compile(r"decode_image \(")),
+    ("resize", re.compile(r"resize_pixels \(")),
+    ("batch: stack", re.compile(r"stack_batch \(")),
+    ("write: Arrow tables", re.compile(r"layer_table \(|images_table \(|rows_table|\.table \(schemas")),
+    ("write: Parquet", re.compile(r"write_table \(|write_record \(|parquetio.py")),
+    ("model (zeros)", re.compile(r"ZeroExtractor")),
+    ("progress counts", re.compile(r"CountProgress|_write_counts")),
+    ("shape asserts", re.compile(r"assert_shape \(")),
+    ("pickling between stages", re.compile(r"PickleCoder|coders.py|coder_impl")),
+]
+BEAM = "Beam's own per-element work"
+OUTSIDE = "outside bundles (start-up)"
+
+
+def pinned(core: int, *args: str) -> list[str]:
+    return ["taskset", "-c", str(core), *args]
+
+
+def output_of(cmd: list[str], marker: str, env=None):
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker):])
+    raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]}")
+
+
+def loop_rate(core: int, pattern: str) -> dict:
+    folder = pattern.rstrip("*").rstrip("/")
+    count, wall, cpu = output_of(pinned(core, sys.executable, "-c", _LOOP, folder), "LOOP ")
+    return {"cpu": count / cpu, "wall": count / wall}
+
+
+def pipeline_rate(core: int, small: str, big: str, n: int, work: pathlib.Path) -> dict:
+    (wall1, cpu1), (wall2, cpu2) = output_of(
+        pinned(core, sys.executable, "-c", _PIPELINE, small, big, str(work / "out"), *SETTINGS), "PAIR ")
+    return {"cpu": n / (cpu2 - cpu1), "wall": n / (wall2 - wall1)}
+
+
+def daft_rate(core: int, python: str, small: str, big: str, n: int, work: pathlib.Path) -> dict:
+    runs = []
+    for pattern in (small, big):
+        out = work / "daft-out"
+        shutil.rmtree(out, ignore_errors=True)
+        done = subprocess.run(pinned(core, python, str(REPO_ROOT / "bench" / "daft_job.py"), pattern, str(out)),
+                              capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {"cpu": n / (runs[1]["cpu_rusage"] - runs[0]["cpu_rusage"]), "wall": n / (runs[1]["wall"] - runs[0]["wall"])}
+
+
+def classify(raw: str) -> collections.Counter:
+    """py-spy raw (collapsed) stacks -> samples per step."""
+    steps: collections.Counter = collections.Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        step = next((name for frame in reversed(frames) for name, pattern in STEPS if pattern.search(frame)), None)
+        if step is None:
+            step = BEAM if any("process_bundle" in frame for frame in frames) else OUTSIDE
+        steps[step] += int(count)
+    return steps
+
+
+def profiled_steps(core: int, pattern: str, work: pathlib.Path, rate_hz: int) -> collections.Counter:
+    raw = work / "profile.txt"
+    subprocess.run(["py-spy", "record", "--rate", str(rate_hz), "--format", "raw", "--output", str(raw),
+                    "--", *pinned(core, sys.executable, "-c", _ONE_RUN, pattern, str(work / "out"), *SETTINGS)],
+                   check=True, capture_output=True, cwd=REPO_ROOT)
+    return classify(raw.read_text())
+
+
+def step_table(core: int, small: str, big: str, n: int, cpu_ms_per_image: float, work: pathlib.Path,
+               repeats: int = 2, rate_hz: int = 200) -> dict:
+    """Milliseconds per image for each step: sample differences N2 - N1 (summed over
+    ``repeats`` interleaved pairs), scaled so that the steps inside bundles add up to the
+    measured marginal CPU per image."""
+    difference: collections.Counter = collections.Counter()
+    for _ in range(repeats):
+        difference.update(profiled_steps(core, big, work, rate_hz))
+        difference.subtract(profiled_steps(core, small, work, rate_hz))
+    inside = {step: count for step, count in difference.items() if step != OUTSIDE}
+    total = sum(max(0, count) for count in inside.values())
+    return {step: round(cpu_ms_per_image * max(0, count) / total, 3)
+            for step, count in sorted(inside.items(), key=lambda item: -item[1])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--core", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n1", type=int, default=200)
+    parser.add_argument("--n2", type=int, default=1200)
+    parser.add_argument("--daft_python", help="a Python with daft installed (its own virtualenv)")
+    parser.add_argument("--profile", action="store_true", help="also the per-step table (needs py-spy)")
+    parser.add_argument("--work", type=pathlib.Path)
+    args = parser.parse_args()
+    work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="per-core-"))
+    folder = make_photos(work / "web", "web", args.n2)
+    small, big = subset(folder, args.n1), subset(folder, args.n2)
+    n = args.n2 - args.n1
+    rates = collections.defaultdict(list)
+    for round_ in range(args.rounds):
+        rates["loop"].append(loop_rate(args.core, big))
+        rates["pipeline"].append(pipeline_rate(args.core, small, big, n, work))
+        if args.daft_python:
+            rates["daft"].append(daft_rate(args.core, args.daft_python, small, big, n, work))
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]['cpu']:.0f}" for k, v in rates.items()),
+              file=sys.stderr, flush=True)
+    summary = {name: {"cpu_median": statistics.median(r["cpu"] for r in runs),
+                      "cpu_range": [min(r["cpu"] for r in runs), max(r["cpu"] for r in runs)],
+                      "wall_median": statistics.median(r["wall"] for r in runs)}
+               for name, runs in rates.items()}
+    ratios = {"pipeline/loop": [p["cpu"] / l["cpu"] for p, l in zip(rates["pipeline"], rates["loop"])]}
+    if args.daft_python:
+        ratios["pipeline/daft"] = [p["cpu"] / d["cpu"] for p, d in zip(rates["pipeline"], rates["daft"])]
+    print(f"\nimages per CPU-second on core {args.core}, web 500x375, {args.rounds} interleaved rounds, "
+          f"marginal {args.n1} -> {args.n2}")
+    print("| what | median | range | wall median |\n|---|---:|---:|---:|")
+    for name, row in summary.items():
+        print(f"| {name} | {row['cpu_median']:.1f} | {row['cpu_range'][0]:.1f}-{row['cpu_range'][1]:.1f} "
+              f"| {row['wall_median']:.1f} |")
+    for name, values in ratios.items():
+        goal = f" (goal >= {GOAL_LOOP_RATIO})" if name == "pipeline/loop" else " (goal > 1)"
+        print(f"{name} per round: {', '.join(f'{v:.3f}' for v in values)}; median "
+              f"{statistics.median(values):.3f}{goal}")
+    result = {"summary": summary, "ratios": ratios, "rounds": rates, "n1": args.n1, "n2": args.n2}
+    if args.profile:
+        ms = 1000 / summary["pipeline"]["cpu_median"]
+        table = step_table(args.core, small, big, n, ms, work)
+        loop_ms = 1000 / summary["loop"]["cpu_median"]
+        print(f"\nper-step CPU per image in the pipeline (py-spy, {n} marginal images; "
+              f"total {ms:.3f} ms; the bare loop {loop_ms:.3f} ms)")
+        print("| step | ms per image |\n|---|---:|")
+        for step, value in table.items():
+            print(f"| {step} | {value:.3f} |")
+        result["steps_ms"] = table
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
