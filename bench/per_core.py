@@ -37,6 +37,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,12 +68,21 @@ once(small)
 print("PAIR " + json.dumps([once(small), once(big)]))
 """
 
-_ONE_RUN = """
+# Runs on request: a warm-up run first, then one run per line read ("RUN <pattern>"), each
+# answered with "DONE"; py-spy attaches to this process for each run alone.
+_RUNS_ON_REQUEST = """
 import sys
 from bench.feed import zero_extractor
 from pipeline.run import run
-pattern, out, *settings = sys.argv[1:]
-sys.exit(run(["--input", pattern, "--output", out, "--overwrite", *settings], model_factory=zero_extractor))
+first, out, *settings = sys.argv[1:]
+once = lambda pattern: run(["--input", pattern, "--output", out, "--overwrite", *settings],
+                           model_factory=zero_extractor)
+once(first)
+print("READY", flush=True)
+for line in sys.stdin:
+    if once(line.split(" ", 1)[1].strip()) != 0:
+        sys.exit(1)
+    print("DONE", flush=True)
 """
 
 _LOOP = """
@@ -107,8 +117,8 @@ STEPS = [
     ("shape asserts", re.compile(r"assert_shape \(")),
     ("pickling between stages", re.compile(r"PickleCoder|coders.py|coder_impl")),
 ]
-BEAM = "Beam's own per-element work"
-OUTSIDE = "outside bundles (start-up)"
+BEAM = "Beam's own work inside bundles"
+OUTSIDE = "outside bundles (job set-up, finalize)"
 
 
 def pinned(core: int, *args: str) -> list[str]:
@@ -159,27 +169,57 @@ def classify(raw: str) -> collections.Counter:
     return steps
 
 
-def profiled_steps(core: int, pattern: str, work: pathlib.Path, rate_hz: int) -> collections.Counter:
+def wait_for(runner: subprocess.Popen, line: str) -> None:
+    """Read ``runner``'s output (the run's own lines too) up to ``line``."""
+    for said in runner.stdout:
+        if said.strip() == line:
+            return
+    raise RuntimeError(f"the pipeline process ended before it said {line} (exit {runner.wait()})")
+
+
+def py_spy() -> str:
+    """py-spy beside this Python (a virtualenv's bin/), else on PATH."""
+    beside = pathlib.Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else (shutil.which("py-spy") or "py-spy")
+
+
+def profiled_steps(runner: subprocess.Popen, pattern: str, work: pathlib.Path, rate_hz: int) -> collections.Counter:
+    """Samples per step of one run of ``pattern`` in ``runner`` (a warm process)."""
     raw = work / "profile.txt"
-    subprocess.run(["py-spy", "record", "--rate", str(rate_hz), "--format", "raw", "--output", str(raw),
-                    "--", *pinned(core, sys.executable, "-c", _ONE_RUN, pattern, str(work / "out"), *SETTINGS)],
-                   check=True, capture_output=True, cwd=REPO_ROOT)
+    spy = subprocess.Popen([py_spy(), "record", "--rate", str(rate_hz), "--nonblocking", "--format", "raw",
+                            "--output", str(raw), "--pid", str(runner.pid)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while "Sampling process" not in spy.stdout.readline():  # py-spy says when it has attached
+        if spy.poll() is not None:
+            raise RuntimeError("py-spy could not attach (ptrace allowed? pip install py-spy)")
+    runner.stdin.write(f"RUN {pattern}\n")
+    runner.stdin.flush()
+    wait_for(runner, "DONE")
+    spy.send_signal(signal.SIGINT)
+    spy.wait()
     return classify(raw.read_text())
 
 
-def step_table(core: int, small: str, big: str, n: int, cpu_ms_per_image: float, work: pathlib.Path,
-               repeats: int = 2, rate_hz: int = 200) -> dict:
+def step_table(core: int, small: str, big: str, cpu_ms_per_image: float, work: pathlib.Path,
+               repeats: int = 3, rate_hz: int = 250) -> dict:
     """Milliseconds per image for each step: sample differences N2 - N1 (summed over
-    ``repeats`` interleaved pairs), scaled so that the steps inside bundles add up to the
-    measured marginal CPU per image."""
-    difference: collections.Counter = collections.Counter()
-    for _ in range(repeats):
-        difference.update(profiled_steps(core, big, work, rate_hz))
-        difference.subtract(profiled_steps(core, small, work, rate_hz))
-    inside = {step: count for step, count in difference.items() if step != OUTSIDE}
-    total = sum(max(0, count) for count in inside.values())
+    ``repeats`` interleaved pairs, in one warm process), scaled so that the steps add up to
+    the measured marginal CPU per image."""
+    runner = subprocess.Popen(pinned(core, sys.executable, "-c", _RUNS_ON_REQUEST, small, str(work / "out"),
+                                     *SETTINGS),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        wait_for(runner, "READY")
+        difference: collections.Counter = collections.Counter()
+        for _ in range(repeats):
+            difference.update(profiled_steps(runner, big, work, rate_hz))
+            difference.subtract(profiled_steps(runner, small, work, rate_hz))
+    finally:
+        runner.stdin.close()
+        runner.wait()
+    total = sum(max(0, count) for count in difference.values())
     return {step: round(cpu_ms_per_image * max(0, count) / total, 3)
-            for step, count in sorted(inside.items(), key=lambda item: -item[1])}
+            for step, count in sorted(difference.items(), key=lambda item: -item[1])}
 
 
 def main() -> int:
@@ -224,7 +264,7 @@ def main() -> int:
     result = {"summary": summary, "ratios": ratios, "rounds": rates, "n1": args.n1, "n2": args.n2}
     if args.profile:
         ms = 1000 / summary["pipeline"]["cpu_median"]
-        table = step_table(args.core, small, big, n, ms, work)
+        table = step_table(args.core, small, big, ms, work)
         loop_ms = 1000 / summary["loop"]["cpu_median"]
         print(f"\nper-step CPU per image in the pipeline (py-spy, {n} marginal images; "
               f"total {ms:.3f} ms; the bare loop {loop_ms:.3f} ms)")

@@ -2,6 +2,8 @@
 
 import hashlib
 
+import pytest
+
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -147,3 +149,20 @@ def test_reread_samples_streams_each_shard_once_and_checks_each_sample(tmp_path,
     monkeypatch.setattr(shards, "read_shard", spy)
     got = list(_RereadSamplesFn(ReadConfig(max_file_bytes=10_000)).process((listed.uri, [seen("a", b"A")])))
     assert [f.uri for f in got] == [f"{listed.uri}#a"] and taken == [f"{listed.uri}#a"]
+
+
+def test_read_bytes_reads_to_the_end_whatever_the_listed_size_says(tmp_path, monkeypatch):
+    """The listed size only sizes the first read: a file that grew since, or one read in
+    many chunks, comes back whole; past the limit it is refused."""
+    from schemas import FileTooLarge
+    from transforms import read as read_module
+
+    monkeypatch.setattr(read_module, "READ_CHUNK_BYTES", 1000)
+    data = bytes(range(256)) * 20  # 5,120 bytes
+    path = tmp_path / "grown.jpg"
+    path.write_bytes(data)
+    for listed_size in (None, 10, len(data), len(data) + 7):
+        assert read_module.read_bytes(str(path), 10_000, listed_size) == data
+    with pytest.raises(FileTooLarge):
+        read_module.read_bytes(str(path), len(data) - 1, 10)
+    assert read_module.read_bytes(str(path), len(data), None) == data

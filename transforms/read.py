@@ -107,11 +107,26 @@ def check_listed_size(listed: ListedFile, max_file_bytes: int) -> None:
         raise FileTooLarge(f"{listed.size_bytes} bytes is over --max_file_bytes {max_file_bytes}; not read")
 
 
-def read_bytes(uri: str, max_file_bytes: int) -> bytes:
+#: Bytes asked for per read when the size is not known. ``read(n)`` allocates n bytes
+#: first: asking for --max_file_bytes (256 MB) at once cost 50 us more per 40 KB photo.
+READ_CHUNK_BYTES = 1 << 20
+
+
+def read_bytes(uri: str, max_file_bytes: int, size_bytes: int | None = None) -> bytes:
     """The whole file, refused when it turns out larger than ``max_file_bytes`` (a file whose
-    listing had no size); I/O errors propagate."""
+    listing had no size, or that grew since); I/O errors propagate. ``size_bytes``, the
+    listed size, sizes the first read; the file is read on until its end either way."""
+    parts, total = [], 0
+    want = size_bytes + 1 if size_bytes else READ_CHUNK_BYTES
     with FileSystems.open(uri, compression_type="uncompressed") as handle:
-        data = handle.read(max_file_bytes + 1)
+        while total <= max_file_bytes:
+            part = handle.read(min(want, max_file_bytes + 1 - total))
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+            want = READ_CHUNK_BYTES
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) > max_file_bytes:
         raise FileTooLarge(f"more than --max_file_bytes {max_file_bytes} bytes; not read further")
     if not data:
@@ -150,7 +165,7 @@ class _ReadFileFn(beam.DoFn):
         self._tallies[MATCHED_TAG].add()
         try:
             check_listed_size(listed, self._config.max_file_bytes)
-            data = read_bytes(listed.uri, self._config.max_file_bytes)
+            data = read_bytes(listed.uri, self._config.max_file_bytes, listed.size_bytes)
         except Exception as exc:  # Permissions, vanished files, dangling links, remote I/O errors, guards.
             yield image_error(listed.uri, None, STAGE_READ, explain_link(listed.uri, exc))
             return
@@ -231,7 +246,7 @@ class _RereadFn(beam.DoFn):
 
     def process(self, seen: SeenFile):
         try:
-            data = read_bytes(seen.uri, self._max_file_bytes)
+            data = read_bytes(seen.uri, self._max_file_bytes, seen.size_bytes)
             image_id = content_id(data)
             if image_id != seen.image_id:
                 raise _changed(seen, image_id)
