@@ -6,9 +6,9 @@ import pytest
 from apache_beam.testing.util import assert_that
 
 from beam_helpers import check, local_test_pipeline
-from schemas import DecodedImage, FileMeta, ImageInfo, ImageSize
+from schemas import DecodedImage, ExtractionConfig, FileMeta, ImageInfo, ImageSize
 from transforms import ResizeImages
-from transforms.resize import PAD_COLOUR, resize_pixels
+from transforms.resize import PAD_COLOUR, REDUCING_GAP, reducing_gap, resize_pixels
 
 
 def _thirds(height=100, width=300):
@@ -82,3 +82,25 @@ def test_center_crop_box_never_leaves_the_image():
     pixels = np.full((107, 160, 3), 90, np.uint8)
     for size in (ImageSize(64, 64), ImageSize(107, 160), ImageSize(33, 47), ImageSize(224, 224)):
         assert resize_pixels(pixels, size, "center_crop").shape == (size.height, size.width, 3)
+
+
+@pytest.mark.parametrize("mode", ["center_crop", "stretch", "pad"])
+def test_the_reducing_gap_stays_within_a_grey_level_and_leaves_small_reductions_alone(mode):
+    """A 3000x2000 photo-like image: with the gap the pixels move (a box reduction ran)
+    but by well under one grey level on average; a 400x300 one (a reduction under twice
+    the gap, as every drafted JPEG is) comes out identical."""
+    size = ImageSize(224, 224)
+    rng = np.random.default_rng(5)
+    smooth = np.kron(rng.integers(0, 256, (60, 40, 3)), np.ones((50, 50, 1)))
+    big = np.clip(smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+    plain = resize_pixels(big, size, mode).astype(np.int16)
+    reduced = resize_pixels(big, size, mode, REDUCING_GAP).astype(np.int16)
+    difference = np.abs(plain - reduced)
+    assert difference.max() > 0 and difference.mean() < 1.0
+    small = big[:300, :400]
+    assert np.array_equal(resize_pixels(small, size, mode), resize_pixels(small, size, mode, REDUCING_GAP))
+
+
+def test_the_gap_follows_the_fast_reductions_setting():
+    assert reducing_gap(ExtractionConfig(weights="random")) == REDUCING_GAP
+    assert reducing_gap(ExtractionConfig(weights="random", jpeg_draft=False)) is None

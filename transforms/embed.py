@@ -22,7 +22,7 @@ from transforms.decode import DecodeImages
 from transforms.errors import image_error
 from transforms.read import content_id
 from transforms.extract import ExtractLayers
-from transforms.resize import ResizeImages
+from transforms.resize import ResizeImages, reducing_gap
 
 
 class NotKeyedBytes(TypeError):
@@ -117,7 +117,8 @@ class EmbedImages(beam.PTransform):
             target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
             image_formats=limits.image_formats, decode_warn_seconds=limits.decode_warn_seconds,
         )
-        resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode)
+        resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode,
+                                                                  reducing_gap(config))
         batched = resized.images | "BatchByShape" >> BatchByShape(
             config.batch_size, image_shape=config.input_shape)
         extracted = batched.batches | "ExtractLayers" >> (

@@ -26,11 +26,11 @@ SEED = 0
 def decoded(paths: list[str], image_size: int) -> np.ndarray:
     from schemas import ImageSize
     from transforms.decode import decode_image
-    from transforms.resize import resize_pixels
+    from transforms.resize import REDUCING_GAP, resize_pixels
 
     size = ImageSize(image_size, image_size)
     return np.stack([resize_pixels(decode_image(pathlib.Path(path).read_bytes(), target=size).pixels, size,
-                                   "center_crop") for path in paths])
+                                   "center_crop", REDUCING_GAP) for path in paths])
 
 
 def main(argv: list[str] | None = None) -> int:
