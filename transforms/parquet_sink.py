@@ -25,8 +25,10 @@ class _ParquetTablesSink(filebasedsink.FileBasedSink):
 
     def open(self, temp_path):
         self._handle = super().open(temp_path)
+        # Lists keep Arrow's child name "item" (Beam's sink default), so that files read
+        # back with the schemas of schemas/ exactly.
         return pq.ParquetWriter(self._handle, self._schema, compression=self._codec,
-                                **parquet_encoding(self._schema))
+                                use_compliant_nested_type=False, **parquet_encoding(self._schema))
 
     def write_record(self, writer, table: pa.Table):
         writer.write_table(table)
