@@ -73,7 +73,7 @@ def test_dataflow_gpu_job_is_built_with_our_steps_and_gpu_options(capsys):
     assert {"ListFiles", "ReadImages", "EmbedImages", "CollectErrors", "WriteEmbeddings",
             "FinalizeRun"} <= top_level_labels(job)
     names = step_names(job)
-    assert {"EmbedImages/DecodeImages", "EmbedImages/ResizeImages", "EmbedImages/BatchByShape",
+    assert {"EmbedImages/PrepareBatches",
             "EmbedImages/ExtractLayers"} <= names
     assert {"WriteEmbeddings/Write[res3]", "WriteEmbeddings/Write[res5]",
             "FinalizeRun/WriteManifest"} <= names

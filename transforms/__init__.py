@@ -12,6 +12,7 @@ from transforms.extract import ExtractLayers
 from transforms.inputs import ReadInputs
 from transforms.known import ReadKnownFiles, ReadShardRecords
 from transforms.listing import ListFiles
+from transforms.prepare import PrepareBatches
 from transforms.read import ReadImages, RereadImages
 from transforms.resize import ResizeImages
 from transforms.skip import SkipSameContent, SkipUnchanged
@@ -27,6 +28,7 @@ __all__ = [
     "SkipUnchanged",
     "SkipSameContent",
     "EmbedImages",
+    "PrepareBatches",
     "DecodeImages",
     "ResizeImages",
     "BatchByShape",

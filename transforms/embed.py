@@ -5,56 +5,9 @@ from __future__ import annotations
 import apache_beam as beam
 
 from models.handler import ResNet50Handler
-from schemas import (
-    ERRORS_TAG,
-    MODELS_TAG,
-    STAGE_READ,
-    DEFAULT_MAX_FILE_BYTES,
-    EmptyFile,
-    ExtractionConfig,
-    FileMeta,
-    FileTooLarge,
-    ImageFile,
-    InputLimits,
-)
-from transforms.batch import BatchByShape
-from transforms.decode import DecodeImages
-from transforms.errors import image_error
-from transforms.read import content_id
+from schemas import MODELS_TAG, DEFAULT_MAX_FILE_BYTES, ExtractionConfig, InputLimits
 from transforms.extract import ExtractLayers
-from transforms.resize import ResizeImages, reducing_gap
-
-
-class NotKeyedBytes(TypeError):
-    """An element that is neither (key: str, data: bytes) nor an ImageFile."""
-
-
-class _AsImageFileFn(beam.DoFn):
-    def __init__(self, max_file_bytes: int):
-        self._max_file_bytes = max_file_bytes
-
-    def process(self, element):
-        if isinstance(element, ImageFile):
-            yield element
-            return
-        key = None
-        try:
-            key, data = element
-            if not isinstance(key, str) or not isinstance(data, (bytes, bytearray, memoryview)):
-                raise NotKeyedBytes(
-                    f"expected (key: str, data: bytes), got ({type(key).__name__}, {type(data).__name__})")
-            if not data:
-                raise EmptyFile("the image bytes are empty")
-            if len(data) > self._max_file_bytes:
-                raise FileTooLarge(f"{len(data)} bytes is over --max_file_bytes {self._max_file_bytes}")
-        except Exception as exc:  # A malformed element is an error row, not a failed job.
-            label = key if isinstance(key, str) else f"<element of type {type(element).__name__}>"
-            if not isinstance(exc, (NotKeyedBytes, EmptyFile, FileTooLarge)):
-                exc = NotKeyedBytes(f"expected (key: str, data: bytes): {exc}")
-            yield image_error(label, None, STAGE_READ, exc)
-            return
-        data = bytes(data)
-        yield ImageFile(FileMeta(key, content_id(data)), data)
+from transforms.prepare import PrepareBatches
 
 
 def _model_records(extracted, pipeline):
@@ -85,8 +38,9 @@ class EmbedImages(beam.PTransform):
     - ``models``: JSON text records of where each model ran and at what precision, one
       per model per bundle (ExtractLayers); FinalizeRun puts them in the manifest.
 
-    Steps: DecodeImages -> ResizeImages -> BatchByShape -> ExtractLayers, each with the
-    shape assertions of ``schemas``. ``handler`` (a ResNet50Handler of the same ``config``)
+    Steps: PrepareBatches (the checks, DecodeImages, ResizeImages and BatchByShape fused
+    into one step per image) -> ExtractLayers, each with the shape assertions of
+    ``schemas``. ``handler`` (a ResNet50Handler of the same ``config``)
     chooses where the model runs (``model_copies``, ``accelerator``); ``extract`` replaces
     ExtractLayers (tests inject faults through it). Example::
 
@@ -109,22 +63,10 @@ class EmbedImages(beam.PTransform):
         self._extract = extract
 
     def expand(self, elements):
-        config, limits = self._config, self._limits
-        files = elements | "AsImageFiles" >> beam.ParDo(
-            _AsImageFileFn(self._max_file_bytes)).with_outputs(ERRORS_TAG, main="files")
-        decoded = files.files | "DecodeImages" >> DecodeImages(
-            max_pixels=limits.max_pixels, min_side=limits.min_side,
-            target=config.image_size if config.jpeg_draft else None, resize_mode=config.resize_mode,
-            image_formats=limits.image_formats, decode_warn_seconds=limits.decode_warn_seconds,
-        )
-        resized = decoded.images | "ResizeImages" >> ResizeImages(config.image_size, config.resize_mode,
-                                                                  reducing_gap(config))
-        batched = resized.images | "BatchByShape" >> BatchByShape(
-            config.batch_size, image_shape=config.input_shape)
-        extracted = batched.batches | "ExtractLayers" >> (
-            self._extract or ExtractLayers(self._handler or config))
-        errors = (
-            files.errors, decoded.errors, resized.errors, batched.errors, extracted.errors,
-        ) | "Errors" >> beam.Flatten()
+        prepared = elements | "PrepareBatches" >> PrepareBatches(
+            self._config, self._limits, max_file_bytes=self._max_file_bytes)
+        extracted = prepared.batches | "ExtractLayers" >> (
+            self._extract or ExtractLayers(self._handler or self._config))
+        errors = (prepared.errors, extracted.errors) | "Errors" >> beam.Flatten()
         return {"embeddings": extracted.embeddings, "errors": errors,
                 "models": _model_records(extracted, elements.pipeline)}
