@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 workers="${TEST_WORKERS:-auto}"
 spread=(-n "$workers")
 if [ "$workers" = "auto" ]; then spread+=(--maxprocesses=4); fi
-if [ "$workers" != "0" ]; then spread+=(--dist=loadgroup); fi
+if [ "$workers" != "0" ]; then spread+=(--dist=loadscope); fi  # tests/conftest.py picks the scheduler
 if [ "${1:-}" = "--fast" ]; then
   shift
   exec python -m pytest tests -m "not slow" "${spread[@]}" "$@"

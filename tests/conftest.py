@@ -90,18 +90,32 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs whole jobs or processes; left out by --fast")
 
 
-def _uses_a_module_fixture(item) -> bool:
-    fixtures = getattr(item, "_fixtureinfo", None)
-    definitions = fixtures.name2fixturedefs.values() if fixtures else ()
-    return any(d.scope == "module" for defs in definitions for d in defs)
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module in SLOW_MODULES:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        # run_tests.sh spreads tests over workers one by one (--dist loadgroup); those that
-        # share a module-scoped fixture stay on one worker, so it is made once.
-        if _uses_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(module))
+
+
+def _modules_with_module_fixtures() -> set[str]:
+    """Test files (as nodeids start) that define a module-scoped fixture."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    return {f"tests/{name}" for name in os.listdir(folder)
+            if name.startswith("test_") and name.endswith(".py")
+            and 'scope="module"' in open(os.path.join(folder, name), encoding="utf-8").read()}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """run_tests.sh spreads tests over workers one by one, except the tests of a module
+    with a module-scoped fixture, which go to one worker together so that the fixture is
+    made once. (xdist's own loadgroup did this until pytest 9.2, which ignores the nodeid
+    suffix it relies on: every such fixture was then made on both workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    grouped = _modules_with_module_fixtures()
+
+    class ModuleFixturesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in grouped else nodeid
+
+    return ModuleFixturesTogether(config, log)
