@@ -235,7 +235,7 @@ class ExtractOptions(PipelineOptions):
             choices=("on", "off"),
             help="on (default): decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 "
             "scale in the DCT, 2-3x faster on large photos, and reduce other large images (PNG, "
-            "WebP, ...) by an integer box factor before resizing (Pillow's reducing_gap 2), 2.6x "
+            "WebP, ...) by an integer box factor before resizing (Pillow's reducing_gap 2), 2x "
             "faster at 3000x2000; pixels within about one grey level on average after resizing; "
             "off: always decode in full and resize in one step.",
         )

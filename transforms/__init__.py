@@ -5,6 +5,8 @@ from transforms import lifeline
 
 lifeline.start()  # a local run's worker process: end with the launcher, ignore Ctrl-C; first
 
+from transforms import coders  # noqa: F401  (registers the array elements' coders)
+
 from transforms.batch import BatchByShape
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages

@@ -190,4 +190,5 @@ class ExtractLayers(beam.PTransform):
         if hints:
             batches = batches | "ToModelWorkers" >> beam.Reshuffle()
             extract = extract.with_resource_hints(**hints)
-        return batches | "Extract" >> extract.with_outputs(ERRORS_TAG, MODELS_TAG, main="embeddings")
+        return batches | "Extract" >> extract.with_output_types(BatchEmbeddings).with_outputs(
+            ERRORS_TAG, MODELS_TAG, main="embeddings")

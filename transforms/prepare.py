@@ -13,6 +13,7 @@ from schemas import (
     ExtractionConfig,
     FileMeta,
     FileTooLarge,
+    ImageBatch,
     ImageFile,
     InputLimits,
 )
@@ -115,4 +116,5 @@ class PrepareBatches(beam.PTransform):
         ]
 
     def expand(self, elements):
-        return elements | "Prepare" >> beam.ParDo(_PrepareFn(self._steps)).with_outputs(ERRORS_TAG, main="batches")
+        return elements | "Prepare" >> beam.ParDo(_PrepareFn(self._steps)).with_output_types(
+            ImageBatch).with_outputs(ERRORS_TAG, main="batches")

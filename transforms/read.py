@@ -230,7 +230,7 @@ class ReadImages(beam.PTransform):
         self._read_fn = _ReadFileFn(read)
 
     def expand(self, listed):
-        return listed | "Read" >> beam.ParDo(self._read_fn).with_outputs(
+        return listed | "Read" >> beam.ParDo(self._read_fn).with_output_types(ImageFile).with_outputs(
             ERRORS_TAG, UNCHANGED_TAG, SHARDS_TAG, MATCHED_TAG, READ_TAG, main="files")
 
 

@@ -110,8 +110,8 @@ class WriteEmbeddings(beam.PTransform):
         embeddings = inputs["embeddings"]
         written = {
             "images": embeddings
-            | "ImagesTable" >> beam.Map(images_table, self._image_rows)
-            | "CountImages" >> beam.ParDo(_CountRows("rows_images"))
+            | "ImagesTable" >> beam.Map(images_table, self._image_rows).with_output_types(pa.Table)
+            | "CountImages" >> beam.ParDo(_CountRows("rows_images")).with_output_types(pa.Table)
             | "WriteImages" >> self._sink(self._image_rows.folder, self._image_rows.schema),
         }
         for layer in self._config.layers:
@@ -119,7 +119,8 @@ class WriteEmbeddings(beam.PTransform):
             written[layer] = (
                 embeddings
                 | f"Table[{layer}]" >> beam.Map(layer_table, layer, self._config, schema)
-                | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}"))
+                .with_output_types(pa.Table)
+                | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}")).with_output_types(pa.Table)
                 | f"Write[{layer}]" >> self._sink(layout.join(layout.EMBEDDINGS_DIR, layer), schema)
             )
         for name, (rows, label) in ROW_OUTPUTS.items():
