@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -42,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from bench.feed import make_photos, subset
 

@@ -13,7 +13,6 @@ import threading
 import time
 
 import pyarrow.parquet as pq
-import pytest
 
 from images import encode, rgb_pattern
 from pipeline.root import incremental
@@ -87,41 +86,68 @@ def _cli_argv(folder, root) -> list[str]:
     return argv(folder, root, "--commit_every", "10", "--batch_size", "2")
 
 
-@pytest.mark.parametrize("when", ["between chunks", "inside a chunk", "Ctrl-C inside a chunk"])
-def test_a_launcher_killed_between_or_inside_chunks_resumes_with_every_image_once(tmp_path, when):
-    folder, root = tmp_path / "in", tmp_path / "root"
-    add_images(folder, 0, 20)
-    launcher = Launcher(_cli_argv(folder, root))
-    try:
-        committed_line = launcher.wait_for_line("chunk 1 of 2 committed")
-        if when != "between chunks":
-            launcher.wait_for_line("embedding a chunk of at most 10 new files (after", committed_line)
-            worker = _new_worker(launcher, set())  # the second chunk's job has its workers
-        if when.startswith("Ctrl-C"):
-            _wait_until_workers_ignore_sigint({worker})  # as a terminal user's would, by then
-            assert launcher.ctrl_c() == 130
-            printed = "".join(launcher.lines)
-            assert "1 chunk committed: 10 images embedded" in printed and "the same command resumes" in printed
-            assert "Traceback" not in printed
-        else:
-            launcher.kill()
-    finally:
-        if launcher.process.poll() is None:
-            launcher.kill()
-    assert [e["counts"]["embedded"] for e in runs(root)] == [10]
-    assert "chunk 2 of 2 committed" not in "".join(launcher.lines)
+def _committed(root) -> list[int]:
+    return [e["counts"]["embedded"] for e in runs(root)]
 
-    resumed = subprocess.run([sys.executable, "-m", "pipeline.run", *_cli_argv(folder, root)], cwd=REPO_ROOT,
+
+def _kill_inside_a_chunk(launcher: Launcher, after_line: int) -> None:
+    """Wait until the chunk begun after ``after_line`` has its worker process, then kill."""
+    launcher.wait_for_line("embedding a chunk of at most 10 new files", after_line)
+    _new_worker(launcher, set())
+    launcher.kill()
+
+
+def test_a_launcher_killed_between_or_inside_chunks_resumes_with_every_image_once(tmp_path):
+    """One collection of 30 images in chunks of 10, the same command each time: killed
+    between chunks, killed inside the first chunk it starts, Ctrl-C inside its second
+    chunk, then run to the end. Each stop keeps exactly the committed chunks, and the end
+    holds every image once, with no lock, partition or Beam temp folder left over."""
+    folder, root = tmp_path / "in", tmp_path / "root"
+    add_images(folder, 0, 30)
+    command = _cli_argv(folder, root)
+
+    between = Launcher(command)  # killed between chunks: right after chunk 1 commits
+    try:
+        between.wait_for_line("chunk 1 of 3 committed")
+        between.kill()
+    finally:
+        if between.process.poll() is None:
+            between.kill()
+    assert _committed(root) == [10] and "chunk 2 of 3 committed" not in "".join(between.lines)
+
+    inside = Launcher(command)  # killed inside the first chunk it starts: nothing more kept
+    try:
+        _kill_inside_a_chunk(inside, 0)
+    finally:
+        if inside.process.poll() is None:
+            inside.kill()
+    assert _committed(root) == [10] and "committed" not in "".join(inside.lines)
+
+    interrupted = Launcher(command)  # Ctrl-C inside its second chunk: one clean line
+    try:
+        committed_line = interrupted.wait_for_line("chunk 1 of 2 committed")
+        interrupted.wait_for_line("embedding a chunk of at most 10 new files (after", committed_line)
+        worker = _new_worker(interrupted, set())
+        _wait_until_workers_ignore_sigint({worker})  # as a terminal user's would, by then
+        assert interrupted.ctrl_c() == 130
+    finally:
+        if interrupted.process.poll() is None:
+            interrupted.kill()
+    printed = "".join(interrupted.lines)
+    assert "1 chunk committed: 10 images embedded" in printed and "the same command resumes" in printed
+    assert "Traceback" not in printed
+    assert _committed(root) == [10, 10]
+
+    resumed = subprocess.run([sys.executable, "-m", "pipeline.run", *command], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=WAIT_SECONDS,
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert resumed.returncode == EXIT_OK, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stdout + resumed.stderr
-    entries = runs(root)
-    # The resumed command reads only the ten files no chunk committed (the first ten
-    # are skipped unopened), and takes them in one chunk.
-    assert [(e["counts"]["read"], e["counts"]["embedded"]) for e in entries] == [(10, 10), (10, 10)]
+    # Each command read only the files no chunk had committed (the others are skipped
+    # unopened): the last one the ten left, in one chunk.
+    assert [(e["counts"]["read"], e["counts"]["embedded"]) for e in runs(root)] == [(10, 10)] * 3
     rows = read_layer(str(root), "res5")
-    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(20))
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(30))
     assert not (root / layout.LOCK_FILE).exists()
     assert not incremental.unfinished_partitions(str(root))
     assert not list(root.rglob("beam-temp-*"))
