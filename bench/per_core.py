@@ -13,8 +13,8 @@ what sizes vCPUs; wall rates are printed beside them.
             in a process that has imported TensorFlow (as a worker has): images / CPU s.
   pipeline  ``pipeline.run`` in process (one worker, in_memory), the model replaced by one
             that returns zeros of the right shapes (bench/feed.py's ZeroExtractor), res2..res5,
-            batch 32, 224x224; in-process pairs (a warm-up run, then N1 and N2 images), so
-            imports and start-up cancel: (N2 - N1) / (cpu2 - cpu1).
+            batch 32, 224x224; in-process pairs (a warm-up run, then 2 pairs of N1 and N2
+            images), so imports and start-up cancel: the median (N2 - N1) / (cpu2 - cpu1).
   daft      bench/daft_job.py in the Python given by ``--daft_python`` (a virtualenv of
             its own), one process per run, N1 and N2: (N2 - N1) / (cpu2 - cpu1) of the job
             after imports. Daft stretches, hashes nothing and applies no EXIF orientation;
@@ -22,10 +22,10 @@ what sizes vCPUs; wall rates are printed beside them.
             images/ table and error rows too.
 
 ``--profile``: the per-step table. py-spy (``pip install py-spy``; not a project
-dependency) samples a pinned pipeline run of N1 and one of N2 images; each sample goes to
-the innermost step it is in (read, SHA-256, header, decode, resize, batch, tables, Parquet,
-progress, Beam's own per-element work, ...), and the difference N2 - N1 per step, scaled
-to the measured marginal CPU per image, is that step's milliseconds per image.
+dependency) samples two runs of N2 images in one warm pinned process; each sample inside a
+bundle goes to the innermost step it is in (read, header, decode, resize, batch, tables,
+Parquet, progress, Beam's own work, ...), and each step's share of them, times the
+measured marginal CPU per image, is that step's milliseconds per image.
 Prints the tables and one JSON line."""
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ _PIPELINE = """
 import json, sys, time
 from bench.feed import zero_extractor
 from pipeline.run import run
-small, big, out, *settings = sys.argv[1:]
+pairs, small, big, out, *settings = sys.argv[1:]
+PAIRS = int(pairs)
 
 def once(pattern):
     argv = ["--input", pattern, "--output", out, "--overwrite", *settings]
@@ -63,7 +64,7 @@ def once(pattern):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 once(small)
-print("PAIR " + json.dumps([once(small), once(big)]))
+print("PAIRS " + json.dumps([[once(small), once(big)] for _ in range(PAIRS)]))
 """
 
 # Runs on request: a warm-up run first, then one run per line read ("RUN <pattern>"), each
@@ -137,10 +138,12 @@ def loop_rate(core: int, pattern: str) -> dict:
     return {"cpu": count / cpu, "wall": count / wall}
 
 
-def pipeline_rate(core: int, small: str, big: str, n: int, work: pathlib.Path) -> dict:
-    (wall1, cpu1), (wall2, cpu2) = output_of(
-        pinned(core, sys.executable, "-c", _PIPELINE, small, big, str(work / "out"), *SETTINGS), "PAIR ")
-    return {"cpu": n / (cpu2 - cpu1), "wall": n / (wall2 - wall1)}
+def pipeline_rate(core: int, small: str, big: str, n: int, work: pathlib.Path, pairs: int = 2) -> dict:
+    """The median of ``pairs`` in-process pairs' marginal rates."""
+    measured = output_of(pinned(core, sys.executable, "-c", _PIPELINE, str(pairs), small, big, str(work / "out"),
+                                *SETTINGS), "PAIRS ")
+    return {"cpu": statistics.median(n / (cpu2 - cpu1) for (_, cpu1), (_, cpu2) in measured),
+            "wall": statistics.median(n / (wall2 - wall1) for (wall1, _), (wall2, _) in measured)}
 
 
 def daft_rate(core: int, python: str, small: str, big: str, n: int, work: pathlib.Path) -> dict:
@@ -205,25 +208,25 @@ def profiled_steps(runner: subprocess.Popen, pattern: str, work: pathlib.Path, r
 
 
 def step_table(core: int, small: str, big: str, cpu_ms_per_image: float, work: pathlib.Path,
-               repeats: int = 3, rate_hz: int = 250) -> dict:
-    """Milliseconds per image for each step: sample differences N2 - N1 (summed over
-    ``repeats`` interleaved pairs, in one warm process), scaled so that the steps add up to
-    the measured marginal CPU per image."""
+               repeats: int = 2, rate_hz: int = 250) -> dict:
+    """Milliseconds per image for each step: the samples inside bundles of ``repeats`` runs
+    of ``big`` in one warm process (after a warm-up run of ``small``), as shares of the
+    measured marginal CPU per image. Job set-up and finalize, outside bundles, are left
+    out: the marginal rate cancels them."""
     runner = subprocess.Popen(pinned(core, sys.executable, "-c", _RUNS_ON_REQUEST, small, str(work / "out"),
                                      *SETTINGS),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     try:
         wait_for(runner, "READY")
-        difference: collections.Counter = collections.Counter()
+        samples: collections.Counter = collections.Counter()
         for _ in range(repeats):
-            difference.update(profiled_steps(runner, big, work, rate_hz))
-            difference.subtract(profiled_steps(runner, small, work, rate_hz))
+            samples.update(profiled_steps(runner, big, work, rate_hz))
     finally:
         runner.stdin.close()
         runner.wait()
-    total = sum(max(0, count) for count in difference.values())
-    return {step: round(cpu_ms_per_image * max(0, count) / total, 3)
-            for step, count in sorted(difference.items(), key=lambda item: -item[1])}
+    samples.pop(OUTSIDE, None)
+    total = sum(samples.values())
+    return {step: round(cpu_ms_per_image * count / total, 3) for step, count in samples.most_common()}
 
 
 def main() -> int:
@@ -231,7 +234,7 @@ def main() -> int:
     parser.add_argument("--core", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n1", type=int, default=200)
-    parser.add_argument("--n2", type=int, default=1200)
+    parser.add_argument("--n2", type=int, default=2200)
     parser.add_argument("--daft_python", help="a Python with daft installed (its own virtualenv)")
     parser.add_argument("--profile", action="store_true", help="also the per-step table (needs py-spy)")
     parser.add_argument("--work", type=pathlib.Path)
@@ -270,7 +273,7 @@ def main() -> int:
         ms = 1000 / summary["pipeline"]["cpu_median"]
         table = step_table(args.core, small, big, ms, work)
         loop_ms = 1000 / summary["loop"]["cpu_median"]
-        print(f"\nper-step CPU per image in the pipeline (py-spy, {n} marginal images; "
+        print(f"\nper-step CPU per image in the pipeline (py-spy, inside bundles of {args.n2}-image runs; "
               f"total {ms:.3f} ms; the bare loop {loop_ms:.3f} ms)")
         print("| step | ms per image |\n|---|---:|")
         for step, value in table.items():
