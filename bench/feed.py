@@ -65,7 +65,7 @@ ONE_WORKER = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 # Ours in one process: a warm-up run, then PAIRS pairs of runs (SMALL, BIG), each timed by
 # wall and CPU time (all threads; the in-memory runner works in this process). Imports and
 # TensorFlow's start are paid once, so a pair's difference is the images' cost.
-_PAIRED_OURS = """
+PAIRED_OURS = """
 import json, sys, time
 from bench.feed import zero_extractor
 from pipeline.run import run
@@ -156,7 +156,7 @@ def job_commands(core: int, work: pathlib.Path, model_dir: pathlib.Path):
     pin = ["taskset", "-c", str(core), sys.executable]
 
     def ours(pairs: int, small: str, big: str, out: str) -> list[str]:
-        return pin + ["-c", _PAIRED_OURS, str(pairs), small, big, out,
+        return pin + ["-c", PAIRED_OURS, str(pairs), small, big, out,
                       "--weights", "random", "--image_size", str(IMAGE_SIZE), "--layers", LAYERS,
                       "--batch_size", str(BATCH), "--progress_seconds", "3600", *ONE_WORKER]
 

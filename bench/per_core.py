@@ -42,30 +42,12 @@ import subprocess
 import sys
 import tempfile
 
-from bench.feed import make_photos, subset
+from bench.feed import PAIRED_OURS, make_photos, subset
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SETTINGS = ["--image_size", "224", "--layers", "res2,res3,res4,res5", "--batch_size", "32",
             "--weights", "random", "--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 GOAL_LOOP_RATIO = 0.85
-
-_PIPELINE = """
-import json, sys, time
-from bench.feed import zero_extractor
-from pipeline.run import run
-pairs, small, big, out, *settings = sys.argv[1:]
-PAIRS = int(pairs)
-
-def once(pattern):
-    argv = ["--input", pattern, "--output", out, "--overwrite", *settings]
-    wall, cpu = time.perf_counter(), time.process_time()
-    if run(argv, model_factory=zero_extractor) != 0:
-        sys.exit(1)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-once(small)
-print("PAIRS " + json.dumps([[once(small), once(big)] for _ in range(PAIRS)]))
-"""
 
 # Runs on request: a warm-up run first, then one run per line read ("RUN <pattern>"), each
 # answered with "DONE"; py-spy attaches to this process for each run alone.
@@ -102,7 +84,7 @@ print("LOOP " + json.dumps([len(datas), time.perf_counter() - wall, time.process
 
 #: Innermost match wins: (step, pattern over one py-spy frame).
 STEPS = [
-    ("read: SHA-256", re.compile(r"hashlib|_ReadFileFn\.process \(transforms/read.py:\d+\).*sha")),
+    ("read: SHA-256", re.compile(r"content_id \(")),
     ("read: open + read", re.compile(r"read_bytes \(")),
     ("decode: libjpeg-turbo", re.compile(r"decode_turbo \(")),
     ("decode: header, format checks, EXIF", re.compile(r"open_checked \(|getexif|draft \(|check_format")),
@@ -140,7 +122,7 @@ def loop_rate(core: int, pattern: str) -> dict:
 
 def pipeline_rate(core: int, small: str, big: str, n: int, work: pathlib.Path, pairs: int = 2) -> dict:
     """The median of ``pairs`` in-process pairs' marginal rates."""
-    measured = output_of(pinned(core, sys.executable, "-c", _PIPELINE, str(pairs), small, big, str(work / "out"),
+    measured = output_of(pinned(core, sys.executable, "-c", PAIRED_OURS, str(pairs), small, big, str(work / "out"),
                                 *SETTINGS), "PAIRS ")
     return {"cpu": statistics.median(n / (cpu2 - cpu1) for (_, cpu1), (_, cpu2) in measured),
             "wall": statistics.median(n / (wall2 - wall1) for (wall1, _), (wall2, _) in measured)}
