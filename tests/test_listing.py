@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_helpers import local_test_pipeline
 from schemas import ListedFile
 from transforms import ListFiles
-from transforms.listing import listed_file, modified_micros
+from transforms.listing import SPREAD_GROUP, Spread, listed_file, modified_micros
 
 
 def test_lists_every_file_with_size_and_time_without_opening_it(tmp_path):
@@ -27,6 +27,16 @@ def test_lists_every_file_with_size_and_time_without_opening_it(tmp_path):
     with local_test_pipeline() as p:
         assert_that(p | ListFiles(str(tmp_path / "**")), equal_to(expected))
     assert expected[0].modified_us == 1_700_000_000_250_000
+
+
+def test_spread_hands_on_every_record_once_as_a_listed_file():
+    records = [ListedFile(f"/in/{index}.jpg", index if index % 3 else None, None if index % 5 else index)
+               for index in range(2 * SPREAD_GROUP + 7)]  # two full groups and a part
+    with local_test_pipeline() as p:
+        spread = p | beam.Create(records, reshuffle=False) | Spread()
+        assert_that(spread, equal_to(records))
+        assert_that(spread | beam.Map(lambda record: type(record).__name__) | beam.Distinct(),
+                    equal_to(["ListedFile"]), label="types")
 
 
 def test_single_star_does_not_descend(tmp_path):
