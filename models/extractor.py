@@ -3,7 +3,9 @@ at the configured precision, with or without XLA, and the certificate of reduced
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import threading
 
 import numpy as np
@@ -184,33 +186,41 @@ def _build_with_policy(config: ExtractionConfig, weights_file: str | None):
         tf_keras.mixed_precision.set_global_policy(previous)
 
 
-_last_built: tuple | None = None
+#: How many networks one process keeps for run() calls repeated in it (a notebook, a
+#: scheduler, a test session), the newest used last; each holds its weights (ResNet50:
+#: about 100 MB in float32). The environment variable sets it (the test session keeps 8).
+MODELS_KEPT_VARIABLE = "RESNET50_EMBEDDINGS_MODELS_KEPT"
+_kept: collections.OrderedDict = collections.OrderedDict()
 _building = threading.Lock()
+
+
+def models_kept() -> int:
+    value = os.environ.get(MODELS_KEPT_VARIABLE, "")
+    return max(1, int(value)) if value.isdigit() else 1
 
 
 def _file_identity(path: str | None) -> tuple | None:
     if not path:
         return None
-    import os
-
     status = os.stat(path)
     return path, status.st_size, status.st_mtime_ns
 
 
 def reusable_extractor(config: ExtractionConfig, weights_file: str | None) -> LayerExtractor:
-    """A LayerExtractor for ``config``: the one this process built last when it was built
-    for the same settings and the same weights file (path, size and modification time), so
-    runs repeated in one process (a notebook, a scheduler calling run(), a test session)
-    build the network once; else a new one, which replaces it. Reduced precision is always
-    built anew: its certificate belongs to the run whose first batch made it."""
-    global _last_built
+    """A LayerExtractor for ``config``: one this process built before for the same settings
+    and the same weights file (path, size and modification time), so runs repeated in one
+    process build the network once; else a new one, kept in place of the one used longest
+    ago when ``models_kept()`` are kept already. Reduced precision is always built anew: its
+    certificate belongs to the run whose first batch made it."""
     if config.mixed_precision != "none":
         return LayerExtractor(config, weights_file)
     key = (config, _file_identity(weights_file))
     with _building:
-        if _last_built is not None and _last_built[0] == key:
-            return _last_built[1]
-        _last_built = None  # the old one can go before the new one is built
+        if key in _kept:
+            _kept.move_to_end(key)
+            return _kept[key]
+        while len(_kept) >= models_kept():
+            _kept.popitem(last=False)  # the old one can go before the new one is built
         model = LayerExtractor(config, weights_file)
-        _last_built = (key, model)
+        _kept[key] = model
         return model

@@ -8,6 +8,9 @@ import sys
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# run() called again and again in one test process keeps its last 4 networks, not 1 (each
+# new setting costs a ResNet50 build, 2-3 s): models/extractor.py.
+os.environ.setdefault("RESNET50_EMBEDDINGS_MODELS_KEPT", "4")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WEIGHTS_SEED = 1234

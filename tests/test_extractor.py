@@ -154,23 +154,32 @@ print(padded, count() - padded)
     assert out.stdout.split()[-2:] == ["1", "4"], out.stdout + out.stderr[-2000:]
 
 
-def test_runs_in_one_process_reuse_the_last_network_built_for_the_same_settings_and_file(tmp_path, weights_file):
+def test_runs_in_one_process_reuse_a_network_built_for_the_same_settings_and_file(tmp_path, weights_file,
+                                                                                  monkeypatch):
     import os
     import shutil
 
-    from models.extractor import reusable_extractor
+    from models.extractor import MODELS_KEPT_VARIABLE, reusable_extractor
 
+    monkeypatch.setenv(MODELS_KEPT_VARIABLE, "1")  # the default outside the test session
     copy = str(tmp_path / "weights.h5")
     shutil.copyfile(weights_file, copy)
     config = ExtractionConfig(layers=("res2",), image_size=32, weights=copy)
+    res3 = ExtractionConfig(layers=("res3",), image_size=32, weights=copy)
     first = reusable_extractor(config, copy)
     assert reusable_extractor(config, copy) is first
-    other = reusable_extractor(ExtractionConfig(layers=("res3",), image_size=32, weights=copy), copy)
+    other = reusable_extractor(res3, copy)
     assert other is not first
     again = reusable_extractor(config, copy)
     assert again is not first  # only the last one is kept
+    monkeypatch.setenv(MODELS_KEPT_VARIABLE, "2")
+    kept = reusable_extractor(res3, copy)
+    assert reusable_extractor(config, copy) is again and reusable_extractor(res3, copy) is kept
+    newest = reusable_extractor(ExtractionConfig(layers=("res4",), image_size=32, weights=copy), copy)
+    assert reusable_extractor(res3, copy) is kept and reusable_extractor(config, copy) is not again  # used longest ago
+    assert newest is not kept
     os.utime(copy, ns=(1, 1))  # the same path, another file as far as anyone can tell
-    assert reusable_extractor(config, copy) is not again
+    assert reusable_extractor(res3, copy) is not kept
     reduced = ExtractionConfig(layers=("res2",), image_size=32, weights=copy, mixed_precision="bfloat16")
     assert reusable_extractor(reduced, copy) is not reusable_extractor(reduced, copy)  # each certifies anew
 
