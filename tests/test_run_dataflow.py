@@ -212,7 +212,7 @@ def summarises(name: str) -> bool:
     """Steps whose output is small whatever the collection: FinalizeRun's global counts,
     first-batch time and model records (one per model process), and the sinks' steps that
     hand on written file names."""
-    return name.startswith(("FinalizeRun/Count[", "FinalizeRun/FirstBatch", "FinalizeRun/ModelRecords")) or any(
+    return name.startswith(("FinalizeRun/Count", "FinalizeRun/AllCounts", "FinalizeRun/FirstBatch", "FinalizeRun/ModelRecords")) or any(
         f"/WriteImpl/{step}" in name for step in ("WriteBundles", "Extract", "PreFinalize", "FinalizeWrite"))
 
 

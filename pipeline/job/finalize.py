@@ -145,9 +145,10 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, first_batch_at, written, models=None, chunk=None, **counted):
+    def process(self, _, first_batch_at, written, counts, models=None, chunk=None):
+        counted = {name: counts.get(name, 0) for name in FROM_ELEMENTS}
         counts = {
-            **{name: counted.get(name, 0) for name in FROM_ELEMENTS},
+            **counted,
             accounting.SKIPPED: counted[accounting.SKIPPED_UNCHANGED] + counted[accounting.SKIPPED_SAME_CONTENT],
             **outputs.written_counts(self._output_dir, self._config),
         }
@@ -179,10 +180,9 @@ def _earliest(times) -> float | None:
     return min((t for t in times if t is not None), default=None)
 
 
-def _count(pcoll, label: str):
-    """How many input images ``pcoll`` stands for (an Unchanged shard: its samples)."""
-    return (pcoll | label.replace("Count", "Images", 1) >> beam.Map(images_counted)
-            | label >> beam.CombineGlobally(sum))
+def _counted(pcoll, name: str):
+    """(name, how many input images each element stands for: an Unchanged shard, its samples)."""
+    return pcoll | f"Count[{name}]" >> beam.Map(lambda element: (name, images_counted(element)))
 
 
 class FinalizeRun(beam.PTransform):
@@ -201,7 +201,8 @@ class FinalizeRun(beam.PTransform):
     ``model_processes``, one per model process, however many bundles it served), and with
     a chunk ``deferred`` (uri per file left for a later chunk) and ``chunk`` (one dict,
     TakeChunk's summary, added to the manifest's ``chunk``). Only counts of these reach the
-    last step, as singleton side inputs. Output: PCollection[str] with the manifest path,
+    last step: one combine of (kind, images) pairs, a dict side input (a kind with no
+    elements counts 0), and singletons. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the
     job fails and no manifest is written. ``on_complete(manifest)`` runs after the manifest
     is written (incremental runs record the run in the root's index there)."""
@@ -213,10 +214,11 @@ class FinalizeRun(beam.PTransform):
                                                 submitted_at, on_complete)
 
     def expand(self, inputs):
-        counts = {
-            name: beam.pvalue.AsSingleton(_count(inputs[name], f"Count[{name}]"))
-            for name in FROM_ELEMENTS if name in inputs
-        }
+        counts = (
+            [_counted(inputs[name], name) for name in FROM_ELEMENTS if name in inputs]
+            | "AllCounts" >> beam.Flatten()
+            | "Counts" >> beam.CombinePerKey(sum)
+        )
         first_batch_at = (
             inputs[EMBEDDED]
             | "BatchTime" >> beam.Map(lambda _: time.time())
@@ -233,7 +235,7 @@ class FinalizeRun(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "WriteManifest" >> beam.ParDo(
                 self._write_manifest,
-                **counts,
+                counts=beam.pvalue.AsDict(counts),
                 first_batch_at=beam.pvalue.AsSingleton(first_batch_at),
                 written=beam.pvalue.AsList(inputs["written"]),
                 **extra,
