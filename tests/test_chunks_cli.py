@@ -83,7 +83,10 @@ def _new_worker(launcher: Launcher, earlier: set[int]) -> int:
 
 
 def _cli_argv(folder, root) -> list[str]:
-    return argv(folder, root, "--commit_every", "10", "--batch_size", "2")
+    """One local worker process per chunk's job (it is what the kills and Ctrl-C need; a
+    second one would only add its start-up to every chunk)."""
+    return argv(folder, root, "--commit_every", "10", "--batch_size", "2",
+                "--direct_num_workers", "1", "--direct_running_mode", "multi_processing")
 
 
 def _committed(root) -> list[int]:
