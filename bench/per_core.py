@@ -150,6 +150,8 @@ def classify(raw: str) -> collections.Counter:
     steps: collections.Counter = collections.Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame whose text held a line break: its stack is cut
+            continue
         frames = stack.split(";")
         step = next((name for frame in reversed(frames) for name, pattern in STEPS if pattern.search(frame)), None)
         if step is None:

@@ -138,10 +138,30 @@ WHAT_IS_WRONG = {
 }
 
 
-@pytest.mark.parametrize("damage", list(DAMAGES))
-def test_an_earlier_run_not_all_on_disk_is_not_trusted(damage, folder, tmp_path, caplog):
+_ONE_RUN: dict = {}
+
+
+@pytest.fixture
+def one_run_root(tmp_path_factory, tmp_path):
+    """(input folder, a copy of a root holding one completed run of it): the run is made
+    once per test process, each test damages its own copy (a root reads the same moved or
+    copied: test_a_moved_root_reads_nothing_again)."""
+    if not _ONE_RUN:
+        base = tmp_path_factory.mktemp("one_run")
+        images = base / "in"
+        images.mkdir()
+        for seed in range(IMAGES):
+            write_image(images / f"img{seed}.png", rgb_pattern(36, 40, seed), "PNG")
+        assert run(argv(images, base / "root")) == EXIT_OK
+        _ONE_RUN.update(folder=images, root=base / "root")
     root = tmp_path / "root"
-    assert run(argv(folder, root)) == EXIT_OK
+    shutil.copytree(_ONE_RUN["root"], root)
+    return _ONE_RUN["folder"], root
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_an_earlier_run_not_all_on_disk_is_not_trusted(damage, one_run_root, caplog):
+    folder, root = one_run_root
     (first,) = incremental.index_entries(str(root))
     DAMAGES[damage](_first_partition(root))
     assert run(argv(folder, root)) == EXIT_OK
