@@ -188,7 +188,7 @@ def _build_with_policy(config: ExtractionConfig, weights_file: str | None):
 
 #: How many networks one process keeps for run() calls repeated in it (a notebook, a
 #: scheduler, a test session), the newest used last; each holds its weights (ResNet50:
-#: about 100 MB in float32). The environment variable sets it (the test session keeps 8).
+#: about 100 MB in float32). The environment variable sets it (the test session keeps 4).
 MODELS_KEPT_VARIABLE = "RESNET50_EMBEDDINGS_MODELS_KEPT"
 _kept: collections.OrderedDict = collections.OrderedDict()
 _building = threading.Lock()

@@ -145,8 +145,8 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, first_batch_at, written, counts, models=None, chunk=None):
-        counted = {name: counts.get(name, 0) for name in FROM_ELEMENTS}
+    def process(self, _, first_batch_at, written, images_per_kind, models=None, chunk=None):
+        counted = {name: images_per_kind.get(name, 0) for name in FROM_ELEMENTS}
         counts = {
             **counted,
             accounting.SKIPPED: counted[accounting.SKIPPED_UNCHANGED] + counted[accounting.SKIPPED_SAME_CONTENT],
@@ -235,7 +235,7 @@ class FinalizeRun(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "WriteManifest" >> beam.ParDo(
                 self._write_manifest,
-                counts=beam.pvalue.AsDict(counts),
+                images_per_kind=beam.pvalue.AsDict(counts),
                 first_batch_at=beam.pvalue.AsSingleton(first_batch_at),
                 written=beam.pvalue.AsList(inputs["written"]),
                 **extra,
