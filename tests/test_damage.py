@@ -138,25 +138,27 @@ WHAT_IS_WRONG = {
 }
 
 
-_ONE_RUN: dict = {}
+@pytest.fixture(scope="session")
+def _one_run(tmp_path_factory):
+    """(input folder, a root holding one completed run of it), made once per test process
+    (session scope: the damage cases still go to any worker)."""
+    base = tmp_path_factory.mktemp("one_run")
+    images = base / "in"
+    images.mkdir()
+    for seed in range(IMAGES):
+        write_image(images / f"img{seed}.png", rgb_pattern(36, 40, seed), "PNG")
+    assert run(argv(images, base / "root")) == EXIT_OK
+    return images, base / "root"
 
 
 @pytest.fixture
-def one_run_root(tmp_path_factory, tmp_path):
-    """(input folder, a copy of a root holding one completed run of it): the run is made
-    once per test process, each test damages its own copy (a root reads the same moved or
-    copied: test_a_moved_root_reads_nothing_again)."""
-    if not _ONE_RUN:
-        base = tmp_path_factory.mktemp("one_run")
-        images = base / "in"
-        images.mkdir()
-        for seed in range(IMAGES):
-            write_image(images / f"img{seed}.png", rgb_pattern(36, 40, seed), "PNG")
-        assert run(argv(images, base / "root")) == EXIT_OK
-        _ONE_RUN.update(folder=images, root=base / "root")
+def one_run_root(_one_run, tmp_path):
+    """The input folder and this test's own copy of that root, to damage (a root reads the
+    same moved or copied: test_a_moved_root_reads_nothing_again)."""
+    folder, pristine = _one_run
     root = tmp_path / "root"
-    shutil.copytree(_ONE_RUN["root"], root)
-    return _ONE_RUN["folder"], root
+    shutil.copytree(pristine, root)
+    return folder, root
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
