@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 
 import numpy as np
 from apache_beam.utils.multi_process_shared import MultiProcessShared
@@ -186,16 +187,42 @@ class SharedModel:
         if self._slot is not None:
             self._slot.close()
             self._slot = None
+        ended = []
         for index, proxy in enumerate(self._copies):
             try:
                 if proxy.started_by() == os.getpid():
                     _remove(os.path.join(STATE_DIR, self._tag(index) + ".lock"))
+                    ended.append((self._tag(index), proxy.pid()))
                     proxy.singletonProxy_unsafe_hard_delete()  # the model process exits
             except PROCESS_LOST:
                 pass  # the model process is already gone, or ended while answering
             except Exception as exc:  # pylint: disable=broad-except  # teardown must not fail the job
                 _log.info("model process %s not ended: %s", self._tag(index), exc)
         self._copies = []
+        for tag, pid in ended:  # its memory (and a GPU's) is free when close returns
+            if not _wait_gone(pid, PROCESS_END_SECONDS):
+                _log.info("model process %s (pid %d) still exiting after %d s", tag, pid, PROCESS_END_SECONDS)
+
+
+#: How long close() waits for a model process it ended to be gone (tearing down a process
+#: that holds TensorFlow takes from milliseconds to seconds on a busy machine).
+PROCESS_END_SECONDS = 30
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    """True once ``pid`` has exited (gone, or a zombie its parent has not yet reaped). Reads
+    /proc: where there is none, it does not wait."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            state = open(f"/proc/{pid}/stat", encoding="ascii").read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
 
 
 def _remove(path: str) -> None:
