@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import DirectOptions, SetupOptions, St
 
 from pipeline.root import incremental
 from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
+from pipeline.dofn_specs import remember_dofn_specs
 from pipeline.root import lock as lock_lib
 from pipeline.root import manifest as manifest_lib
 from pipeline.root import outputs
@@ -104,6 +105,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
     except SystemExit as exc:  # argparse: bad choice or type; it printed the usage.
         return int(exc.code or EXIT_USAGE)
     hooks = {"extract": extract, "model_factory": model_factory, "on_result": on_result}
+    remember_dofn_specs()
     if plan.chunk is not None and not plan.dry_run:
         return run_chunks(plan, hooks)
     return report(plan, execute_and_release(plan, hooks))

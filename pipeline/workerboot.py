@@ -3,8 +3,8 @@
 ignored by the shell that execs it): first, the kernel is asked to SIGKILL this process
 when its launcher dies (``PR_SET_PDEATHSIG``; Linux), so a launcher killed while its
 workers are still importing Beam leaves no orphan (transforms/lifeline.py covers the same
-once ``transforms`` is imported, and on other systems); then Beam's SDK worker runs as
-``python -m`` would run it."""
+once ``transforms`` is imported, and on other systems); then Beam's scan of DoFns is
+remembered (pipeline/dofn_specs.py) and Beam's SDK worker runs as ``python -m`` would run it."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def die_with_launcher() -> None:
 
 def main() -> None:
     die_with_launcher()
+    from pipeline.dofn_specs import remember_dofn_specs  # after the launcher check: it imports Beam
+
+    remember_dofn_specs()
     module = sys.argv[1]
     sys.argv = [sys.argv[0]] + sys.argv[2:]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
