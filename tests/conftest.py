@@ -11,6 +11,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # run() called again and again in one test process keeps its last 4 networks, not 1 (each
 # new setting costs a ResNet50 build, 2-3 s): models/extractor.py.
 os.environ.setdefault("RESNET50_EMBEDDINGS_MODELS_KEPT", "4")
+# As many test processes as cores (run_tests.sh): each one's TensorFlow computes on one
+# thread, as local worker processes do (pipeline/local.py), instead of every process
+# spinning a pool as wide as the machine. Read when TensorFlow starts, after this file.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= (os.cpu_count() or 1):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WEIGHTS_SEED = 1234
