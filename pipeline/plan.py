@@ -33,6 +33,7 @@ from pipeline.root import incremental
 from pipeline.root import lock as lock_lib
 from pipeline.root import manifest as manifest_lib
 from pipeline.root import outputs
+from pipeline.command_listing import CommandListing, remove_listing, write_listing
 from pipeline.compute import Compute, resolve_compute
 from pipeline.local import is_local_runner
 from pipeline.options import (
@@ -52,10 +53,11 @@ from schemas import (
     Comparison,
     ExtractionConfig,
     InputLimits,
+    ListedFile,
     ReadConfig,
     layout,
 )
-from transforms.listing import is_under, unreadable_links
+from transforms.listing import is_under, listed_file, unreadable_links
 from transforms.shards import shard_format
 
 _log = logging.getLogger("pipeline.plan")
@@ -173,38 +175,51 @@ def output_is_a_file(output: str) -> bool:
     return outputs.is_local(output) and os.path.isfile(output)
 
 
-def _matched_paths(pattern: str, count_all: bool) -> list[str]:
+def _matched_files(pattern: str, count_all: bool) -> list[ListedFile]:
     try:
         match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
         links = list(unreadable_links(pattern)) if count_all else []  # ListFiles lists them too
-        return [metadata.path for metadata in match.metadata_list] + links
+        return [listed_file(metadata) for metadata in match.metadata_list] + [ListedFile(uri=link) for link in links]
     except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
         _log.info("matching %s raised %s", pattern, exc)
         return []
 
 
-def input_file_count(patterns: list[str] | str, *, count_all: bool, input_format: str = "auto",
-                     output: str | None = None) -> int | None:
+def matched_inputs(patterns: list[str] | str, *, count_all: bool, output: str | None = None) -> dict[str, ListedFile]:
     """Check that each pattern matches at least one file outside ``output`` (UsageError if
-    not). With ``count_all`` (local runs, for the progress line and the one-batch heuristic)
-    return how many images they hold when every file is an image file, or None when shards
-    are among them (their samples are only counted by reading them). Without it, stop at
-    each pattern's first match and return None, so that the launcher never lists the
-    collection: the job lists it."""
-    paths: set[str] = set()
+    not) and return the files matched, by uri: with ``count_all`` every one, as ListFiles
+    lists them; without it only each pattern's first match, so that the launcher never lists
+    the collection (the job lists it)."""
+    files: dict[str, ListedFile] = {}
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
-        found = [path for path in _matched_paths(pattern, count_all) if not is_under(path, output)]
+        found = [listed for listed in _matched_files(pattern, count_all) if not is_under(listed.uri, output)]
         if not found and not count_all and output is not None:
-            found = [path for path in _matched_paths(pattern, True) if not is_under(path, output)][:1]
+            found = [listed for listed in _matched_files(pattern, True) if not is_under(listed.uri, output)][:1]
         if not found:
             where = f" outside --output {output}" if output else ""
             hint = ("; to match [ ] * ? in a name, write each as [[] [*] [?] (an existing name is "
                     "taken literally)") if has_glob(pattern) else ""
             raise UsageError(f"--input {pattern!r} matches no file{where}{hint}")
-        paths.update(found)
-    if not count_all or any(shard_format(path, input_format) != FORMAT_FILES for path in paths):
+        for listed in found:
+            files.setdefault(listed.uri, listed)
+    return files
+
+
+def image_file_count(uris, input_format: str = "auto") -> int | None:
+    """How many images the files ``uris`` hold when every one is an image file, else None
+    (a shard's samples are only counted by reading it)."""
+    uris = list(uris)
+    if any(shard_format(uri, input_format) != FORMAT_FILES for uri in uris):
         return None
-    return len(paths)
+    return len(uris)
+
+
+def input_file_count(patterns: list[str] | str, *, count_all: bool, input_format: str = "auto",
+                     output: str | None = None) -> int | None:
+    """matched_inputs(); with ``count_all`` (local runs, for the progress line and the
+    one-batch heuristic) return how many images they hold (image_file_count), else None."""
+    files = matched_inputs(patterns, count_all=count_all, output=output)
+    return image_file_count(files, input_format) if count_all else None
 
 
 def check_remote_paths(options: ExtractOptions, config: ExtractionConfig) -> None:
@@ -222,10 +237,12 @@ def check_remote_paths(options: ExtractOptions, config: ExtractionConfig) -> Non
 
 
 def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool,
-              check_paths: bool) -> tuple[int | None, str | None]:
+              check_paths: bool, list_inputs: bool = True) -> tuple[int | None, str | None, dict | None]:
     """Everything checked before the output is touched: inputs and weights. ``check_paths``
-    False (a --dry_run) skips the filesystem checks, which need credentials for gs://.
-    Returns (files matched, counted for local runs only, or None; local weights file or None)."""
+    False (a --dry_run) skips the filesystem checks, which need credentials for gs://;
+    ``list_inputs`` False skips the inputs (a later chunk: its command listed them).
+    Returns (files matched, counted for local runs only, or None; local weights file or None;
+    for a local chunked run, the files listed by uri, else None)."""
     if remote:
         check_remote_paths(options, config)
     if options.mode == MODE_INCREMENTAL and options.overwrite:
@@ -234,19 +251,22 @@ def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool
     if options.commit_every is not None and (options.commit_every < 1 or options.mode != MODE_INCREMENTAL):
         raise UsageError(f"--commit_every {options.commit_every}: chunks are committed as runs of an "
                          "incremental root; give at least 1 file per chunk and --mode incremental")
-    matched = None
-    if check_paths:
+    matched, listed = None, None
+    if check_paths and list_inputs and options.commit_every and not remote:
+        listed = matched_inputs(options.input, count_all=True, output=options.output)
+        matched = image_file_count(listed, options.input_format)
+    elif check_paths and list_inputs:
         matched = input_file_count(options.input, count_all=not remote,
                                    input_format=options.input_format, output=options.output)
     if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
-        return matched, None
+        return matched, None, listed
     try:
         weights_file = resolve_weights_file(config.weights)
         if weights_file is not None:
             check_weights_layout(weights_file, label=config.weights)
     except WeightsError as exc:
         raise UsageError(str(exc)) from exc
-    return matched, weights_file
+    return matched, weights_file, listed
 
 
 def with_weights_identity(config: ExtractionConfig, weights_file: str | None) -> tuple[ExtractionConfig, dict]:
@@ -344,22 +364,34 @@ class RunPlan(NamedTuple):
     dry_run: bool
     launched_at: float
     chunk: Chunk | None = None  # --commit_every: the chunk this job embeds
+    listing: CommandListing | None = None  # a local chunked command's listing of its input
 
 
-def plan_run(argv: list[str], launched_at: float) -> RunPlan:
+def plan_run(argv: list[str], launched_at: float, listing: CommandListing | None = None) -> RunPlan:
     """Parse, check the inputs and weights, resolve the weights' identity, take the output's
-    lock: raises UsageError (or argparse's SystemExit) before any work."""
+    lock: raises UsageError (or argparse's SystemExit) before any work. A local chunked
+    run's first plan lists the input into a CommandListing (``plan.listing``; the caller
+    removes it); later chunks pass it as ``listing`` and the input is not listed again."""
     parsed = parse_args(argv)
     remote = not is_local_runner(parsed.pipeline_options.view_as(StandardOptions).runner)
     dry_run = bool(parsed.pipeline_options.view_as(TestOptions).dry_run)
-    matched, weights_file = preflight(parsed.options, parsed.config, remote=remote,
-                                      check_paths=not dry_run)
+    matched, weights_file, listed = preflight(parsed.options, parsed.config, remote=remote,
+                                              check_paths=not dry_run, list_inputs=listing is None)
     config, weights = with_weights_identity(parsed.config, weights_file)
-    output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
-    chunk = Chunk(parsed.options.commit_every) if parsed.options.commit_every else None
+    new_listing = write_listing(listed.values(), matched) if listed is not None else None
+    listing = listing or new_listing
+    try:
+        output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
+    except BaseException:
+        remove_listing(new_listing)
+        raise
+    chunk = None
+    if parsed.options.commit_every:
+        chunk = Chunk(parsed.options.commit_every, listing=listing.parts if listing else ())
+        matched = listing.matched if listing else matched
     return RunPlan(argv, parsed.pipeline_options, parsed.options, config, parsed.limits,
                    parsed.read, weights, parsed.compute, output, matched, remote, dry_run, launched_at,
-                   chunk)
+                   chunk, listing)
 
 
 def run_record(plan: RunPlan, runner: str) -> dict:

@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import DirectOptions, SetupOptions, St
 
 from pipeline.root import incremental
 from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
+from pipeline.command_listing import remove_listing
 from pipeline.dofn_specs import remember_dofn_specs
 from pipeline.root import lock as lock_lib
 from pipeline.root import manifest as manifest_lib
@@ -129,7 +130,15 @@ def execute_and_release(plan: RunPlan, hooks: dict) -> Outcome:
 def run_chunks(plan: RunPlan, hooks: dict) -> int:
     """--commit_every: one job per chunk, each committed before the next is planned (a new
     run of the root, which skips what the chunks before it committed), until a chunk leaves
-    nothing; a launch that does not wait runs one. Returns the exit code."""
+    nothing; a launch that does not wait runs one. Locally every chunk reads the listing the
+    first plan made (``plan.listing``), removed at the end. Returns the exit code."""
+    try:
+        return _run_chunks(plan, hooks)
+    finally:
+        remove_listing(plan.listing)
+
+
+def _run_chunks(plan: RunPlan, hooks: dict) -> int:
     totals = ChunkTotals()
     while True:
         outcome = execute_and_release(plan, hooks)
@@ -145,7 +154,7 @@ def run_chunks(plan: RunPlan, hooks: dict) -> int:
         outcome = None
         gc.collect()  # the finished job's runner state, so the launcher stays flat over chunks
         try:
-            plan = plan_run(plan.argv, time.time())._replace(chunk=following)
+            plan = plan_run(plan.argv, time.time(), plan.listing)._replace(chunk=following)
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE

@@ -6,6 +6,7 @@ holds. The writer (transforms/write.py) makes rows with it, the readers of earli
     errors/   ImageError    one row per input that could not be embedded
     skipped/  SeenFile      incremental runs: read, and skipped for the same content
     shards/   ShardRecord   incremental runs: each shard read to its end
+    (listing) ListedFile    a chunked command's own listing of its input (a temporary folder)
     embeddings/<layer>/     the images/ key columns, then the embedding (schemas/arrow.py)
 """
 
@@ -17,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import pyarrow as pa
 
 from schemas import layout
-from schemas.elements import ImageError, ImageInfo, SeenFile, ShardRecord
+from schemas.elements import ImageError, ImageInfo, ListedFile, SeenFile, ShardRecord
 
 #: Last-updated times are stored as UTC timestamps; elements hold integer microseconds.
 MODIFIED_TYPE = pa.timestamp("us", tz="UTC")
@@ -129,4 +130,12 @@ SHARD_ROWS = Rows(layout.SHARDS_DIR, ShardRecord, (
     column("modified", MODIFIED_TYPE, "modified_us"),
     column("samples", pa.int64(), "samples", nullable=False),
     column("refused", pa.int64(), "refused", nullable=False),
+))
+
+#: A command's listing of its input, written once by the launcher for all of its chunks
+#: (``--commit_every``, local runs; pipeline/command_listing.py), read by each chunk's job.
+LISTING_ROWS = Rows("listing", ListedFile, (
+    column("uri", pa.string(), "uri", nullable=False),
+    column("size_bytes", pa.int64(), "size_bytes"),
+    column("modified", MODIFIED_TYPE, "modified_us"),
 ))

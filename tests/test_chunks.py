@@ -3,8 +3,12 @@ one collection, and a command that failed in a chunk resumes when run again."""
 
 from __future__ import annotations
 
+import glob
+import tempfile
+
 import apache_beam as beam
 import pytest
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.chunks import ChunkTotals, chunks_expected, next_chunk
 from pipeline.inspection.results import read_layer
@@ -12,6 +16,7 @@ from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from reference import assert_same_embeddings
 from schemas import Chunk, ExtractionConfig
 from test_incremental import add_images, argv, runs
+from images import rgb_pattern, write_image
 
 IMAGES = 10
 
@@ -48,6 +53,33 @@ def test_chunks_commit_in_turn_and_read_as_one_run(tmp_path, capsys):
     reference = read_layer(str(single), "res5")
     order = {uri: i for i, uri in enumerate(reference.uris)}
     assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
+
+
+def test_a_command_lists_its_input_once_and_its_chunks_read_that_listing(tmp_path, monkeypatch):
+    folder, root = _folder(tmp_path), tmp_path / "root"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    pattern, asked = str(folder / "*"), []
+    real_match = FileSystems.match
+
+    def spy(patterns, limits=None):
+        asked.extend(p for p in patterns if p == pattern)
+        return real_match(patterns, limits)
+
+    def add_a_file_after_the_first_chunk(result):
+        if not (folder / "late.png").exists():
+            write_image(folder / "late.png", rgb_pattern(40, 48, 99), "PNG")
+
+    monkeypatch.setattr(FileSystems, "match", spy)
+    command = argv(folder, root, "--commit_every", "4", "--direct_running_mode", "in_memory")
+    assert run(command, on_result=add_a_file_after_the_first_chunk) == EXIT_OK
+    # Three chunks, one listing (the launcher's; no job, all in this process, listed again).
+    assert [_counts(e) for e in runs(root)] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
+    assert asked == [pattern]
+    assert glob.glob(str(tmp_path / "resnet50-listing-*")) == []  # removed at the end
+    # A file added while the command ran waits for the next command.
+    assert str(folder / "late.png") not in read_layer(str(root), "res5").uris
+    assert run(command) == EXIT_OK
+    assert str(folder / "late.png") in read_layer(str(root), "res5").uris
 
 
 class _CrashOn(beam.DoFn):
