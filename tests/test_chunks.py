@@ -33,29 +33,7 @@ def _counts(entry: dict) -> tuple:
     return counts["matched"], counts["read"], counts["embedded"], counts["errors"], counts["deferred"]
 
 
-def test_chunks_commit_in_turn_and_read_as_one_run(tmp_path, capsys):
-    folder, root = _folder(tmp_path), tmp_path / "root"
-    assert run(argv(folder, root, "--commit_every", "4")) == EXIT_OK
-    entries = runs(root)
-    # matched, read, embedded, errors, deferred: each chunk matches the committed files
-    # again (skipped unchanged, unopened) and reads only its own four.
-    assert [_counts(e) for e in entries] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
-    assert [e["counts"]["skipped_unchanged"] for e in entries] == [0, 4, 7]
-    out = capsys.readouterr().out
-    assert "3 chunks committed: 10 images embedded of 11 matched, 1 errors" in out
-    assert "chunk 1 of 3 committed" in out and "chunk 3 of 3 committed" in out
-    assert "0 embedded, 1 errors" not in out and "3 embedded, 1 errors; so far 7 embedded, 3 files to go" in out
-    rows = read_layer(str(root), "res5")
-    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
-    single = tmp_path / "single"
-    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
-                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
-    reference = read_layer(str(single), "res5")
-    order = {uri: i for i, uri in enumerate(reference.uris)}
-    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
-
-
-def test_a_command_lists_its_input_once_and_its_chunks_read_that_listing(tmp_path, monkeypatch):
+def test_chunks_commit_in_turn_read_one_listing_and_read_as_one_run(tmp_path, capsys, monkeypatch):
     folder, root = _folder(tmp_path), tmp_path / "root"
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pattern, asked = str(folder / "*"), []
@@ -70,16 +48,28 @@ def test_a_command_lists_its_input_once_and_its_chunks_read_that_listing(tmp_pat
             write_image(folder / "late.png", rgb_pattern(40, 48, 99), "PNG")
 
     monkeypatch.setattr(FileSystems, "match", spy)
-    command = argv(folder, root, "--commit_every", "4", "--direct_running_mode", "in_memory")
-    assert run(command, on_result=add_a_file_after_the_first_chunk) == EXIT_OK
-    # Three chunks, one listing (the launcher's; no job, all in this process, listed again).
-    assert [_counts(e) for e in runs(root)] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
+    assert run(argv(folder, root, "--commit_every", "4"), on_result=add_a_file_after_the_first_chunk) == EXIT_OK
+    entries = runs(root)
+    # matched, read, embedded, errors, deferred: each chunk matches the committed files
+    # again (skipped unchanged, unopened) and reads only its own four.
+    assert [_counts(e) for e in entries] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
+    assert [e["counts"]["skipped_unchanged"] for e in entries] == [0, 4, 7]
+    # One listing for the three chunks: the launcher's (the jobs run in this process, and
+    # read it); removed at the end. The file added meanwhile waits for the next command.
     assert asked == [pattern]
-    assert glob.glob(str(tmp_path / "resnet50-listing-*")) == []  # removed at the end
-    # A file added while the command ran waits for the next command.
-    assert str(folder / "late.png") not in read_layer(str(root), "res5").uris
-    assert run(command) == EXIT_OK
-    assert str(folder / "late.png") in read_layer(str(root), "res5").uris
+    assert glob.glob(str(tmp_path / "resnet50-listing-*")) == []
+    out = capsys.readouterr().out
+    assert "3 chunks committed: 10 images embedded of 11 matched, 1 errors" in out
+    assert "chunk 1 of 3 committed" in out and "chunk 3 of 3 committed" in out
+    assert "0 embedded, 1 errors" not in out and "3 embedded, 1 errors; so far 7 embedded, 3 files to go" in out
+    rows = read_layer(str(root), "res5")
+    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
+    single = tmp_path / "single"
+    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
+                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
+    reference = read_layer(str(single), "res5")
+    order = {uri: i for i, uri in enumerate(reference.uris)}
+    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
 
 
 class _CrashOn(beam.DoFn):
