@@ -59,6 +59,7 @@ from pipeline.local import LOCAL_RUNNER, set_tensorflow_threads, use_local_worke
 from pipeline.options import help_text, model_handler
 from pipeline.plan import RunPlan, UsageError, plan_run, run_record
 from pipeline.progress import ProgressPrinter
+from pipeline.warm_workers import WarmWorkers
 from pipeline.workers import WorkerWatch
 from schemas import layout
 from schemas.accounting import BY_NAME, EMBEDDED, nothing_done, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
@@ -133,7 +134,8 @@ def run_chunks(plan: RunPlan, hooks: dict) -> int:
     nothing; a launch that does not wait runs one. Locally every chunk reads the listing the
     first plan made (``plan.listing``), removed at the end. Returns the exit code."""
     try:
-        return _run_chunks(plan, hooks)
+        with WarmWorkers() if not plan.remote else contextlib.nullcontext():
+            return _run_chunks(plan, hooks)
     finally:
         remove_listing(plan.listing)
 

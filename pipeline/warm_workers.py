@@ -1,0 +1,142 @@
+"""Worker processes that outlive a job: a chunked local command (``--commit_every``) keeps
+its worker processes, and what they loaded (Beam, TensorFlow, the model), from one chunk's
+job to the next, instead of starting them again for every chunk.
+
+Each warm process is a Beam external worker pool in thread mode (pipeline/workerpool.py).
+The runner (pipeline/local.py) gives each job Beam's EXTERNAL environment at the address of
+a small pool servicer in the launcher, which hands the job's workers to the warm processes
+in turn: a job of N workers gets one harness thread in each of N processes. The processes
+are started as every local worker is (SIGINT ignored, killed with the launcher), so
+WorkerWatch and Ctrl-C see and end them as they do Beam's own workers."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shlex
+import subprocess
+import sys
+import threading
+
+import grpc
+from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
+from apache_beam.transforms.environments import ExternalEnvironment
+
+from pipeline.workerpool import ADDRESS_LINE, END_SECONDS
+
+_log = logging.getLogger(__name__)
+#: How a warm process starts: as pipeline/local.py's WORKER_COMMAND, with the pool's module.
+POOL_COMMAND = "trap '' INT; exec {python} -m pipeline.workerboot pipeline.workerpool"
+
+_active: "WarmWorkers | None" = None
+
+
+def active() -> "WarmWorkers | None":
+    """The warm workers of the command under way, if it keeps any."""
+    return _active
+
+
+class _HandOut(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
+    """Beam's worker pool service in front of the warm processes: StartWorker goes to the
+    next process in turn, StopWorker to the one that started that worker."""
+
+    def __init__(self, addresses: list[str]):
+        self._stubs = [beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(grpc.insecure_channel(a))
+                       for a in addresses]
+        self._turn = itertools.cycle(range(len(addresses)))
+        self._owner: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def StartWorker(self, request, context):
+        with self._lock:
+            index = next(self._turn)
+            self._owner[request.worker_id] = index
+        return self._stubs[index].StartWorker(request)
+
+    def StopWorker(self, request, context):
+        with self._lock:
+            index = self._owner.pop(request.worker_id, None)
+        if index is None:
+            return beam_fn_api_pb2.StopWorkerResponse()
+        return self._stubs[index].StopWorker(request)
+
+
+class WarmWorkers:
+    """``count`` warm worker processes and the pool service in front of them, started on
+    first use (``environment()``, from the runner, once the job's local settings, such as
+    the TensorFlow threads, are in this process's environment) and ended by ``close()``."""
+
+    def __init__(self):
+        self._processes: list[subprocess.Popen] = []
+        self._server = None
+        self._environment = None
+
+    def __enter__(self):
+        global _active
+        _active = self
+        return self
+
+    def __exit__(self, *exc):
+        global _active
+        _active = None
+        self.close()
+        return False
+
+    def environment(self, count: int) -> ExternalEnvironment:
+        """The environment of a job of ``count`` workers (processes start on the first call;
+        a later job of more workers than there are processes gets more)."""
+        while len(self._processes) < count:
+            self._processes.append(self._start_process())
+        if self._environment is None or self._server_size != len(self._processes):
+            self._serve()
+        return self._environment
+
+    def _start_process(self) -> subprocess.Popen:
+        command = POOL_COMMAND.format(python=shlex.quote(sys.executable))
+        process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        first = process.stdout.readline()  # the pool prints its address once it listens
+        process.stdout.close()
+        if not first.startswith(ADDRESS_LINE):
+            process.kill()
+            raise RuntimeError(f"a warm worker process did not start (exit {process.wait()})")
+        process.address = first[len(ADDRESS_LINE):].strip()
+        return process
+
+    def _serve(self) -> None:
+        if self._server is not None:
+            self._server.stop(None)
+        self._server = grpc.server(_executor())
+        beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
+            _HandOut([process.address for process in self._processes]), self._server)
+        port = self._server.add_insecure_port("localhost:0")
+        self._server.start()
+        self._server_size = len(self._processes)
+        self._environment = ExternalEnvironment(f"localhost:{port}")
+
+    def close(self) -> None:
+        """End the pool service, then the warm processes: each is told (its standard input
+        closed) and exits once its harness threads have torn their DoFns down; one still
+        there after END_SECONDS is killed."""
+        if self._server is not None:
+            self._server.stop(None)
+            self._server = None
+        for process in self._processes:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+        for process in self._processes:
+            try:
+                process.wait(timeout=END_SECONDS + 5)
+            except subprocess.TimeoutExpired:
+                _log.warning("warm worker process %d did not end; killing it", process.pid)
+                process.kill()
+                process.wait()
+        self._processes = []
+
+
+def _executor():
+    from concurrent import futures
+
+    return futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="warm-workers")
