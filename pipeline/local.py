@@ -61,6 +61,8 @@ class CtrlCSafeRunner(FnApiRunner):
                 return super().run_pipeline(pipeline, options)
         finally:
             direct.direct_running_mode = "multi_processing"
+            if warm is not None:
+                warm.job_done()
 
 
 @contextlib.contextmanager

@@ -60,6 +60,15 @@ class _HandOut(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
             return beam_fn_api_pb2.StopWorkerResponse()
         return self._stubs[index].StopWorker(request)
 
+    def stop_all(self) -> None:
+        """StopWorker for every worker started so far. Beam's EXTERNAL handler never sends
+        it, and a pool keeps each harness it started (and all a job loaded into it) until
+        it does: once per job, or the warm processes grow by every job."""
+        with self._lock:
+            started = list(self._owner)
+        for worker_id in started:
+            self.StopWorker(beam_fn_api_pb2.StopWorkerRequest(worker_id=worker_id), None)
+
 
 class WarmWorkers:
     """``count`` warm worker processes and the pool service in front of them, started on
@@ -91,24 +100,32 @@ class WarmWorkers:
             self._serve()
         return self._environment
 
+    def job_done(self) -> None:
+        """After each job: the pools let go of its harnesses (_HandOut.stop_all)."""
+        if self._server is not None:
+            self._hand_out.stop_all()
+
     def _start_process(self) -> subprocess.Popen:
         command = POOL_COMMAND.format(python=shlex.quote(sys.executable))
         process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
-        first = process.stdout.readline()  # the pool prints its address once it listens
-        process.stdout.close()
-        if not first.startswith(ADDRESS_LINE):
+        for line in process.stdout:  # the pool prints its address once it listens
+            if line.startswith(ADDRESS_LINE):
+                break
+            sys.stderr.write(line)  # printed by something it imported
+        else:
             process.kill()
             raise RuntimeError(f"a warm worker process did not start (exit {process.wait()})")
-        process.address = first[len(ADDRESS_LINE):].strip()
+        process.stdout.close()
+        process.address = line[len(ADDRESS_LINE):].strip()
         return process
 
     def _serve(self) -> None:
         if self._server is not None:
             self._server.stop(None)
         self._server = grpc.server(_executor())
-        beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
-            _HandOut([process.address for process in self._processes]), self._server)
+        self._hand_out = _HandOut([process.address for process in self._processes])
+        beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self._hand_out, self._server)
         port = self._server.add_insecure_port("localhost:0")
         self._server.start()
         self._server_size = len(self._processes)

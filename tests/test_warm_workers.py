@@ -69,6 +69,11 @@ def test_workers_go_to_the_processes_in_turn_and_stop_where_they_started():
     hand_out.StopWorker(_Request("w2"), None)
     hand_out.StopWorker(_Request("w2"), None)  # stopped already: nothing to forward
     assert log == [("a", "start", "w1"), ("b", "start", "w2"), ("a", "start", "w3"), ("b", "stop", "w2")]
+    # After a job: every worker still held is let go, each by the process that started it.
+    hand_out.stop_all()
+    assert sorted(log[4:]) == [("a", "stop", "w1"), ("a", "stop", "w3")]
+    hand_out.stop_all()
+    assert len(log) == 6
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux /proc")
