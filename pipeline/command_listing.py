@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from pipeline.patterns import escape_glob
 from schemas import LISTING_ROWS, ListedFile
+from transforms.lifeline import launcher_alive
 
 #: Rows per part file: jobs spread part files over workers and read a row batch at a time.
 PART_ROWS = 100_000
@@ -64,16 +65,6 @@ def remove_listing(listing: CommandListing | None) -> None:
         shutil.rmtree(listing.folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
-
-
 def remove_stale_listings() -> None:
     """Remove the listings whose command's process is gone (killed before its cleanup)."""
     temporary = tempfile.gettempdir()
@@ -83,7 +74,7 @@ def remove_stale_listings() -> None:
         return
     for name in names:
         owner = _FOLDER_NAME.match(name)
-        if owner and not _alive(int(owner.group(1))):
+        if owner and not launcher_alive(int(owner.group(1))):
             shutil.rmtree(os.path.join(temporary, name), ignore_errors=True)
             _log.info("removed %s, the listing of a command that was killed",
                       os.path.join(temporary, name))

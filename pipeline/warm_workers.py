@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from concurrent import futures
 
 import grpc
 from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
@@ -71,14 +72,18 @@ class _HandOut(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
 
 
 class WarmWorkers:
-    """``count`` warm worker processes and the pool service in front of them, started on
-    first use (``environment()``, from the runner, once the job's local settings, such as
-    the TensorFlow threads, are in this process's environment) and ended by ``close()``."""
+    """Context manager around a chunked command: its warm worker processes and the pool
+    service in front of them, started on first use (``environment()``, from the runner,
+    once the job's local settings, such as the TensorFlow threads, are in this process's
+    environment) and ended on exit (``close()``)."""
 
     def __init__(self):
         self._processes: list[subprocess.Popen] = []
+        self._addresses: list[str] = []
         self._server = None
-        self._environment = None
+        self._hand_out: _HandOut | None = None
+        self._environment: ExternalEnvironment | None = None
+        self._served = 0  # how many processes the pool service hands workers to
 
     def __enter__(self):
         global _active
@@ -95,17 +100,17 @@ class WarmWorkers:
         """The environment of a job of ``count`` workers (processes start on the first call;
         a later job of more workers than there are processes gets more)."""
         while len(self._processes) < count:
-            self._processes.append(self._start_process())
-        if self._environment is None or self._server_size != len(self._processes):
+            self._start_process()
+        if self._served != len(self._processes):
             self._serve()
         return self._environment
 
     def job_done(self) -> None:
         """After each job: the pools let go of its harnesses (_HandOut.stop_all)."""
-        if self._server is not None:
+        if self._hand_out is not None:
             self._hand_out.stop_all()
 
-    def _start_process(self) -> subprocess.Popen:
+    def _start_process(self) -> None:
         command = POOL_COMMAND.format(python=shlex.quote(sys.executable))
         process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
@@ -117,18 +122,18 @@ class WarmWorkers:
             process.kill()
             raise RuntimeError(f"a warm worker process did not start (exit {process.wait()})")
         process.stdout.close()
-        process.address = line[len(ADDRESS_LINE):].strip()
-        return process
+        self._processes.append(process)
+        self._addresses.append(line[len(ADDRESS_LINE):].strip())
 
     def _serve(self) -> None:
         if self._server is not None:
             self._server.stop(None)
-        self._server = grpc.server(_executor())
-        self._hand_out = _HandOut([process.address for process in self._processes])
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="warm-workers"))
+        self._hand_out = _HandOut(self._addresses)
         beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self._hand_out, self._server)
         port = self._server.add_insecure_port("localhost:0")
         self._server.start()
-        self._server_size = len(self._processes)
+        self._served = len(self._processes)
         self._environment = ExternalEnvironment(f"localhost:{port}")
 
     def close(self) -> None:
@@ -150,10 +155,4 @@ class WarmWorkers:
                 _log.warning("warm worker process %d did not end; killing it", process.pid)
                 process.kill()
                 process.wait()
-        self._processes = []
-
-
-def _executor():
-    from concurrent import futures
-
-    return futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="warm-workers")
+        self._processes, self._addresses, self._hand_out, self._served = [], [], None, 0

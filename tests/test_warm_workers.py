@@ -83,6 +83,6 @@ def test_a_warm_process_ends_when_its_launcher_closes_its_input():
     with WarmWorkers() as warm:
         environment = warm.environment(2)
         assert environment.url.startswith("localhost:")
-        pids = [process.pid for process in warm._processes]
+        pids = [process.pid for process in warm._processes]  # noqa: SLF001
         assert len(pids) == 2 and all(os.path.exists(f"/proc/{pid}") for pid in pids)
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
