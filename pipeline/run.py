@@ -49,6 +49,7 @@ from pipeline.root import incremental
 from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
 from pipeline.command_listing import remove_listing
 from pipeline.dofn_specs import remember_dofn_specs
+from pipeline.option_views import remember_option_views
 from pipeline.root import lock as lock_lib
 from pipeline.root import manifest as manifest_lib
 from pipeline.root import outputs
@@ -99,6 +100,7 @@ def run(argv: list[str] | None = None, *, extract: beam.PTransform | None = None
         called = os.path.basename(sys.argv[0] or "")
         print(help_text(called) if called == INSTALLED_NAME else help_text())
         return EXIT_OK
+    remember_option_views()
     try:
         plan = plan_run(argv, launched_at or time.time())
     except UsageError as exc:

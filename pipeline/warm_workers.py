@@ -97,10 +97,11 @@ class WarmWorkers:
         return False
 
     def environment(self, count: int) -> ExternalEnvironment:
-        """The environment of a job of ``count`` workers (processes start on the first call;
-        a later job of more workers than there are processes gets more)."""
-        while len(self._processes) < count:
-            self._start_process()
+        """The environment of a job of ``count`` workers (processes start on the first call,
+        side by side; a later job of more workers than there are processes gets more)."""
+        started = [self._spawn() for _ in range(count - len(self._processes))]
+        for process in started:
+            self._await_address(process)
         if self._served != len(self._processes):
             self._serve()
         return self._environment
@@ -110,19 +111,21 @@ class WarmWorkers:
         if self._hand_out is not None:
             self._hand_out.stop_all()
 
-    def _start_process(self) -> None:
+    def _spawn(self) -> subprocess.Popen:
         command = POOL_COMMAND.format(python=shlex.quote(sys.executable))
         process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
+        self._processes.append(process)  # close() ends it, started or not
+        return process
+
+    def _await_address(self, process: subprocess.Popen) -> None:
         for line in process.stdout:  # the pool prints its address once it listens
             if line.startswith(ADDRESS_LINE):
                 break
             sys.stderr.write(line)  # printed by something it imported
         else:
-            process.kill()
             raise RuntimeError(f"a warm worker process did not start (exit {process.wait()})")
         process.stdout.close()
-        self._processes.append(process)
         self._addresses.append(line[len(ADDRESS_LINE):].strip())
 
     def _serve(self) -> None:
