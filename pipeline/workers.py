@@ -69,7 +69,9 @@ def worker_pids(ancestor: int) -> set[int]:
             parent, hops = _parent(parent), hops + 1
         if parent == ancestor:
             found.add(pid)
-    return found
+    # A worker's own child (a subprocess between fork and exec, a multiprocessing child)
+    # shows the worker's command line too, for a moment or for good: it is not a worker.
+    return {pid for pid in found if _parent(pid) not in found}
 
 
 def end_workers(pids) -> None:

@@ -29,6 +29,32 @@ def fake_worker() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", WORKER_MARK.decode()])
 
 
+def test_a_workers_own_child_with_its_command_line_is_not_a_worker():
+    # A fork that never execs keeps the worker's command line (as a subprocess does until
+    # its exec): seen by a poll at that moment, it counted as a second worker.
+    forking = subprocess.Popen([sys.executable, "-c", "import os, time\nif os.fork() == 0:\n    time.sleep(120)\n"
+                                "time.sleep(120)", WORKER_MARK.decode()])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _children(forking.pid):
+            time.sleep(0.05)
+        assert _children(forking.pid)
+        assert worker_pids(os.getpid()) == {forking.pid}
+    finally:
+        for child in _children(forking.pid):
+            os.kill(child, signal.SIGKILL)
+        forking.kill()
+        forking.wait()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
 def test_worker_pids_finds_descendant_workers_only():
     worker = fake_worker()
     try:
