@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
-import sys
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
@@ -15,6 +13,7 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 from models.precision import CPU_BATCH
 from pipeline import warm_workers
 from pipeline.options import ExtractOptions
+from pipeline.workerboot import boot_command
 
 #: Used when no --runner is given: Beam's FnApiRunner, the engine of the DirectRunner,
 #: whose worker processes ignore Ctrl-C from birth (CtrlCSafeRunner). Naming it avoids
@@ -24,11 +23,10 @@ LOCAL_RUNNER = "pipeline.local.CtrlCSafeRunner"
 _LOCAL_RUNNER_NAMES = {"DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
                        "FnApiRunner", "PrismRunner", "CtrlCSafeRunner", LOCAL_RUNNER,
                        "apache_beam.runners.portability.fn_api_runner.FnApiRunner"}
-#: How each local worker process starts: SIGINT ignored by its shell, so the Python that
-#: replaces the shell starts with it ignored and never installs its KeyboardInterrupt
-#: handler; pipeline/workerboot.py then ties it to the launcher and runs Beam's worker.
-WORKER_COMMAND = ("trap '' INT; exec {python} -m pipeline.workerboot "
-                  "apache_beam.runners.worker.sdk_worker_main")
+#: How each local worker process starts (pipeline/workerboot.py): SIGINT ignored by its
+#: shell, so the Python that replaces the shell starts with it ignored and never installs
+#: its KeyboardInterrupt handler; then tied to the launcher, then Beam's worker.
+WORKER_COMMAND = boot_command("apache_beam.runners.worker.sdk_worker_main")
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -54,7 +52,7 @@ class CtrlCSafeRunner(FnApiRunner):
             self._default_environment = warm.environment(max(1, direct.direct_num_workers or 1))
         else:
             self._default_environment = SubprocessSDKEnvironment.from_command_string(
-                command_string=WORKER_COMMAND.format(python=shlex.quote(sys.executable)))
+                command_string=WORKER_COMMAND)
         direct.direct_running_mode = "in_memory"  # keeps the environment set above
         try:
             with _no_in_memory_warning():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import shlex
 import subprocess
 import sys
 import threading
@@ -23,11 +22,12 @@ import grpc
 from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
 from apache_beam.transforms.environments import ExternalEnvironment
 
+from pipeline.workerboot import boot_command
 from pipeline.workerpool import ADDRESS_LINE, END_SECONDS
 
 _log = logging.getLogger(__name__)
-#: How a warm process starts: as pipeline/local.py's WORKER_COMMAND, with the pool's module.
-POOL_COMMAND = "trap '' INT; exec {python} -m pipeline.workerboot pipeline.workerpool"
+#: How a warm process starts: as every local worker does (pipeline/workerboot.py).
+POOL_COMMAND = boot_command("pipeline.workerpool")
 
 _active: "WarmWorkers | None" = None
 
@@ -112,8 +112,7 @@ class WarmWorkers:
             self._hand_out.stop_all()
 
     def _spawn(self) -> subprocess.Popen:
-        command = POOL_COMMAND.format(python=shlex.quote(sys.executable))
-        process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+        process = subprocess.Popen(["/bin/sh", "-c", POOL_COMMAND], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
         self._processes.append(process)  # close() ends it, started or not
         return process

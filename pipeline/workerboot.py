@@ -11,11 +11,19 @@ from __future__ import annotations
 import ctypes
 import os
 import runpy
+import shlex
 import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
 LAUNCHER_PID_VARIABLE = "RESNET50_EMBEDDINGS_LAUNCHER_PID"  # transforms/lifeline.py's
+
+
+def boot_command(module: str) -> str:
+    """The shell command that starts a local worker process running ``module``: SIGINT
+    ignored by the shell, so the Python that replaces it starts with it ignored and never
+    installs its KeyboardInterrupt handler; then main() below."""
+    return f"trap '' INT; exec {shlex.quote(sys.executable)} -m pipeline.workerboot {module}"
 
 
 def die_with_launcher() -> None:
