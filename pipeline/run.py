@@ -144,6 +144,20 @@ def run_chunks(plan: RunPlan, hooks: dict) -> int:
 
 def _run_chunks(plan: RunPlan, hooks: dict) -> int:
     totals = ChunkTotals()
+    try:
+        return _commit_chunks(plan, hooks, totals)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a job's own handler (pipeline/interrupt.py): while the next chunk
+        # was planned, or in the instant before a job's handler was in place or after it
+        # was gone. No job is running then; before the first commit, main() says so.
+        if not totals.chunks:
+            raise
+        print(f"interrupted (Ctrl-C) between chunks: {totals.line()}; the same command "
+              "resumes after them", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _commit_chunks(plan: RunPlan, hooks: dict, totals: ChunkTotals) -> int:
     while True:
         outcome = execute_and_release(plan, hooks)
         if outcome.ending != COMPLETED:
@@ -162,10 +176,6 @@ def _run_chunks(plan: RunPlan, hooks: dict) -> int:
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except KeyboardInterrupt:
-            print(f"interrupted (Ctrl-C) between chunks: {totals.line()}; the same command "
-                  "resumes after them", file=sys.stderr)
-            return EXIT_INTERRUPTED
     print(totals.line())
     print(f"root: {plan.output.root} (one run per chunk; read it as one collection)")
     counts, limit = totals.counts, plan.options.max_error_fraction

@@ -12,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.chunks import ChunkTotals, chunks_expected, next_chunk
 from pipeline.inspection.results import read_layer
-from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
+from pipeline.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run
 from reference import assert_same_embeddings
 from schemas import Chunk, ExtractionConfig
 from test_incremental import add_images, argv, runs
@@ -107,6 +107,36 @@ def test_a_failed_chunk_costs_that_chunk_and_the_same_command_resumes(tmp_path, 
     assert [_counts(e) for e in runs(root)][1:] == [(8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
     rows = read_layer(str(root), "res5")
     assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
+
+
+def test_a_ctrl_c_before_a_chunks_job_has_its_handler_reports_the_committed_chunks(tmp_path, capsys,
+                                                                                   monkeypatch):
+    """A Ctrl-C that lands after the second chunk's job is announced but before its own
+    handler is in place (pipeline/interrupt.py) still says what the command committed."""
+    import pipeline.run as run_module
+    from pipeline.root.lock import read_lock
+
+    folder, root = _folder(tmp_path), tmp_path / "root"
+    prepared = []
+
+    def prepare_then_ctrl_c(plan):
+        prepared.append(plan.chunk)
+        if len(prepared) == 2:
+            raise KeyboardInterrupt
+        return real_prepare(plan)
+
+    real_prepare = run_module.prepare
+    monkeypatch.setattr(run_module, "prepare", prepare_then_ctrl_c)
+    command = argv(folder, root, "--commit_every", "4")
+    assert run(command) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C) between chunks: 1 chunk committed: 4 images embedded" in err
+    assert "the same command resumes" in err
+    assert [_counts(e) for e in runs(root)] == [(4, 4, 4, 0, 7)] and read_lock(str(root)) is None
+    monkeypatch.setattr(run_module, "prepare", real_prepare)
+    assert run(command) == EXIT_OK  # resumes: every image once
+    assert sorted(read_layer(str(root), "res5").uris) == sorted(
+        str(folder / f"img{i:03d}.png") for i in range(IMAGES))
 
 
 def test_commit_every_needs_an_incremental_root(tmp_path, capsys):

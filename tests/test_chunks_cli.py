@@ -102,9 +102,10 @@ def _kill_inside_a_chunk(launcher: Launcher, after_line: int) -> None:
 
 def test_a_launcher_killed_between_or_inside_chunks_resumes_with_every_image_once(tmp_path):
     """One collection of 30 images in chunks of 10, the same command each time: killed
-    between chunks, killed inside the first chunk it starts, Ctrl-C inside its second
-    chunk, then run to the end. Each stop keeps exactly the committed chunks, and the end
-    holds every image once, with no lock, partition or Beam temp folder left over."""
+    between chunks, killed inside the first chunk it starts, Ctrl-C as its second chunk
+    starts (before or after that job's own handler is in place), then run to the end. Each
+    stop keeps exactly the committed chunks, and the end holds every image once, with no
+    lock, partition or Beam temp folder left over."""
     folder, root = tmp_path / "in", tmp_path / "root"
     add_images(folder, 0, 30)
     command = _cli_argv(folder, root)
@@ -126,7 +127,7 @@ def test_a_launcher_killed_between_or_inside_chunks_resumes_with_every_image_onc
             inside.kill()
     assert _committed(root) == [10] and "committed" not in "".join(inside.lines)
 
-    interrupted = Launcher(command)  # Ctrl-C inside its second chunk: one clean line
+    interrupted = Launcher(command)  # Ctrl-C as its second chunk starts (or runs): one clean line
     try:
         committed_line = interrupted.wait_for_line("chunk 1 of 2 committed")
         interrupted.wait_for_line("embedding a chunk of at most 10 new files (after", committed_line)
