@@ -234,11 +234,12 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
         start = f"after {plan.chunk.after}" if plan.chunk.after else "from the first"
         what = f"a chunk of at most {plan.chunk.size} new files ({start}) of {what}"
     _log.info("embedding %s from %s into %s", what, ", ".join(plan.options.input), output_dir)
-    progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
-    interrupts = None if plan.remote else Interrupts(output_dir)
-    workers = plan.pipeline_options.view_as(DirectOptions).direct_num_workers or 0
-    watch = None if plan.remote else WorkerWatch(progress_dir, expected=workers)
-    try:
+    progress_dir = None
+    try:  # a Ctrl-C before the job's own handler is in place leaves no progress folder either
+        progress_dir = None if plan.remote else tempfile.mkdtemp(prefix="resnet50-progress-")
+        interrupts = None if plan.remote else Interrupts(output_dir)
+        workers = plan.pipeline_options.view_as(DirectOptions).direct_num_workers or 0
+        watch = None if plan.remote else WorkerWatch(progress_dir, expected=workers)
         with interrupts or contextlib.nullcontext():
             return _run_job(plan, runner, watch, progress_dir, interrupts, extract=extract,
                             model_factory=model_factory, on_result=on_result)
