@@ -13,6 +13,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.utils import shared
 
 from models.gpus import GpuListing
+from models.heap import freeze_long_lived
 from models.placement import (
     GPUS_AUTO,
     ProcessClaims,
@@ -116,6 +117,7 @@ class ResNet50Handler(ModelHandler[np.ndarray, PredictionResult, LayerModel]):
             model = reusable_extractor(self.config, weights_file)
         where = describe_process(target, copy=copy, pinned=pinned)
         where["listing"] = listing.source
+        freeze_long_lived("model")  # TensorFlow and the model live as long as this process
         return PlacedModel(model, where)
 
     def run_inference(self, batch: Sequence[np.ndarray], model: LayerModel,

@@ -62,6 +62,7 @@ from pipeline.plan import RunPlan, UsageError, plan_run, run_record
 from pipeline.progress import ProgressPrinter
 from pipeline.warm_workers import WarmWorkers
 from pipeline.workers import WorkerWatch
+from models.heap import freeze_long_lived
 from schemas import layout
 from schemas.accounting import BY_NAME, EMBEDDED, nothing_done, ERRORS, MATCHED, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 from transforms.lifeline import LAUNCHER_PID_VARIABLE, LIFELINE_PLUGIN
@@ -383,6 +384,7 @@ def main() -> None:
         # a worker's traceback of a failure the launcher states in one line (stated_failure)
         and _STATED_FAILURES.search(record.getMessage()) is None
     )
+    freeze_long_lived("imports")  # the gc.collect() between chunks then walks only their objects
     try:
         code = run(launched_at=_IMPORTED_AT)
     except KeyboardInterrupt:  # Ctrl-C while planning, before any job: nothing to clean up

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from models.heap import freeze_long_lived
 from schemas import (
     DEFAULT_MAX_FILE_BYTES,
     ERRORS_TAG,
@@ -76,6 +77,7 @@ class _PrepareFn(beam.DoFn):
     def setup(self):
         for step in self._steps:
             step.setup()
+        freeze_long_lived("imports")  # Beam, Pillow, pyarrow: loaded for this process's life
 
     def start_bundle(self):
         for step in self._steps:
