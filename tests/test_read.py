@@ -166,3 +166,31 @@ def test_read_bytes_reads_to_the_end_whatever_the_listed_size_says(tmp_path, mon
     with pytest.raises(FileTooLarge):
         read_module.read_bytes(str(path), len(data) - 1, 10)
     assert read_module.read_bytes(str(path), len(data), None) == data
+
+
+def test_local_files_are_read_through_their_descriptor_and_none_is_left_open(tmp_path, monkeypatch):
+    """A local path never goes through FileSystems (25 -> 12 us a photo); errors (a folder,
+    a missing file, a file over the limit) propagate and leave no descriptor open."""
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from schemas import FileTooLarge
+    from transforms import read as read_module
+
+    def no_filesystems(*_args, **_kwargs):
+        raise AssertionError("a local file went through FileSystems.open")
+
+    monkeypatch.setattr(FileSystems, "open", no_filesystems)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"\xff\xd8" + b"x" * 3000)
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        assert read_module.read_bytes(str(path), 10_000, 3002) == path.read_bytes()
+        with pytest.raises(IsADirectoryError):
+            read_module.read_bytes(str(tmp_path), 10_000)
+        with pytest.raises(FileNotFoundError):
+            read_module.read_bytes(str(tmp_path / "gone.jpg"), 10_000)
+        with pytest.raises(FileTooLarge):
+            read_module.read_bytes(str(path), 100, 3002)
+    assert len(os.listdir("/proc/self/fd")) == open_before
