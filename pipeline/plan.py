@@ -57,7 +57,7 @@ from schemas import (
     ReadConfig,
     layout,
 )
-from transforms.listing import is_under, listed_file, unreadable_links
+from transforms.listing import is_under, listed_file, match_pattern
 from transforms.shards import shard_format
 
 _log = logging.getLogger("pipeline.plan")
@@ -177,9 +177,9 @@ def output_is_a_file(output: str) -> bool:
 
 def _matched_files(pattern: str, count_all: bool) -> list[ListedFile]:
     try:
-        match = FileSystems.match([pattern], limits=None if count_all else [1])[0]
-        links = list(unreadable_links(pattern)) if count_all else []  # ListFiles lists them too
-        return [listed_file(metadata) for metadata in match.metadata_list] + [ListedFile(uri=link) for link in links]
+        if count_all:  # as ListFiles lists them, unreadable links included
+            return list(match_pattern(pattern))
+        return [listed_file(metadata) for metadata in FileSystems.match([pattern], limits=[1])[0].metadata_list]
     except Exception as exc:  # BeamIOError wraps "no match" on some filesystems.
         _log.info("matching %s raised %s", pattern, exc)
         return []

@@ -71,3 +71,39 @@ def test_unreadable_links_are_found_where_beam_would_list_and_nowhere_else(tmp_p
     assert list(unreadable_links(str(tmp_path / "a.png"))) == [str(tmp_path / "a.png")]
     assert list(unreadable_links(str(tmp_path / "ok.png"))) == []
     assert list(unreadable_links("gs://bucket/*.png")) == []
+
+
+def test_match_local_lists_what_beam_lists_plus_unreadable_links_in_one_walk(tmp_path):
+    """The one-walk local listing gives, for every kind of glob, the same paths, sizes and
+    modification times as FileSystems.match, plus the links that lead nowhere."""
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.listing import listed_file, match_local, unreadable_links
+
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for name, size in (("a.png", 3), ("b.png", 5), (".hidden.png", 7), ("c.jpg", 11), ("a[1].png", 13),
+                       ("sub/d.png", 17), ("sub/deep/e.png", 19), ("elsewhere/f.png", 23)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    os.utime(tmp_path / "b.png", (1_600_000_000.123456, 1_600_000_000.123456))
+    os.symlink(tmp_path / "c.jpg", tmp_path / "to_c.jpg")  # a link to a file: listed, the file's size
+    os.symlink(tmp_path / "elsewhere", tmp_path / "sub" / "to_folder")  # a link to a folder: not walked
+    os.symlink(tmp_path / "missing.png", tmp_path / "dangling.png")
+    os.symlink(tmp_path / "loop.png", tmp_path / "loop.png")
+    patterns = [f"{tmp_path}/*.png", f"{tmp_path}/**", f"{tmp_path}/**/*.png", f"{tmp_path}/?.png",
+                f"{tmp_path}/[ab].png", f"{tmp_path}/sub/", f"{tmp_path}/a[[]1].png", f"{tmp_path}/s*/**",
+                f"{tmp_path}/nothing/*.png"]
+    for pattern in patterns:
+        beam_listing = {listed_file(metadata) for metadata in FileSystems.match([pattern])[0].metadata_list}
+        links = {link for link in unreadable_links(pattern)}
+        ours = list(match_local(pattern))
+        assert len(ours) == len(set(ours)), pattern
+        assert {f for f in ours if f.size_bytes is not None} == beam_listing, pattern
+        assert {f.uri for f in ours if f.size_bytes is None} == links, pattern
+    everything = {f.uri: f for f in match_local(f"{tmp_path}/**")}
+    assert everything[f"{tmp_path}/b.png"].modified_us == 1_600_000_000_123_456
+    assert everything[f"{tmp_path}/to_c.jpg"].size_bytes == 11
+    assert f"{tmp_path}/sub/to_folder/f.png" not in everything
+    assert {f"{tmp_path}/dangling.png", f"{tmp_path}/loop.png"} <= everything.keys()

@@ -95,6 +95,17 @@ def test_format_by_extension():
     assert shards.shard_format("x.jpg", "parquet") == "parquet"
 
 
+def test_image_names_answered_early_get_the_format_the_full_lookup_gives(monkeypatch):
+    from transforms.shards import common
+
+    names = ["a.jpg", "B.JPEG", "c.tar.jpg", "d.parquet.png", "e.tfrecord-00000-of-00001.webp", "f.gif",
+             "g.bmp", "h.TIF", "i.tiff", "j.jpg.gz", "k.png.tar", "l.jpgx", "m.tfrecord-1-of-2", ".png"]
+    early = [common.shard_format(name) for name in names]
+    monkeypatch.setattr(common, "_IMAGE_SUFFIXES", ())
+    assert early == [common.shard_format(name) for name in names]
+    assert early.count("files") == 12
+
+
 def test_webdataset_samples_from_tarwriter(tmp_path):
     path = tmp_path / "00000.tar"
     write_webdataset(path)

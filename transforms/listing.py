@@ -8,8 +8,8 @@ import warnings
 from typing import Iterator
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata, FileSystem
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
@@ -48,6 +48,11 @@ def is_under(uri: str, folder: str | None) -> bool:
     return uri == folder or uri.startswith(folder + "/")
 
 
+def literal_prefix(pattern: str) -> str:
+    """The part of ``pattern`` before its first glob character, as FileSystem.match splits it."""
+    return re.match(r"^[^[*?]*", pattern).group(0)
+
+
 def _dangling_links_below(root: str) -> Iterator[str]:
     """Symbolic links below ``root`` whose target cannot be reached, walked as os.walk walks
     (links to folders are not followed); only links are stat'ed."""
@@ -72,7 +77,7 @@ def unreadable_links(pattern: str) -> Iterator[str]:
     here, each becomes an error row (BrokenLink, LinkLoop) when it is read."""
     if "://" in pattern:
         return
-    prefix = re.match(r"^[^[*?]*", pattern).group(0)  # as FileSystem.match splits a pattern
+    prefix = literal_prefix(pattern)
     if prefix == pattern:
         if os.path.islink(pattern) and not os.path.exists(pattern):
             yield pattern
@@ -80,6 +85,65 @@ def unreadable_links(pattern: str) -> Iterator[str]:
     regex = re.compile(FileSystem.translate_pattern(pattern))
     root = prefix if prefix.endswith("/") else os.path.dirname(prefix)
     yield from (path for path in _dangling_links_below(root or ".") if regex.match(path))
+
+
+def _files_below(root: str) -> Iterator[os.DirEntry]:
+    """Every entry below ``root`` that os.walk (links to folders not followed) counts as a
+    file, dangling links included, as DirEntry objects (their stat is cached)."""
+    folders = [root]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    is_folder = entry.is_dir()
+                except OSError:
+                    is_folder = False
+                if not is_folder:
+                    yield entry
+                elif not entry.is_symlink():
+                    folders.append(entry.path)
+
+
+def match_local(pattern: str) -> Iterator[ListedFile]:
+    """The files a local glob ``pattern`` matches, as ``FileSystems.match`` lists them (same
+    paths, sizes and modification times, by Beam's own pattern translation), plus the
+    symbolic links it names that lead nowhere (``unreadable_links``), in one walk of the
+    folder and one ``stat`` per matched file. Beam stats every file below the folder twice,
+    matched or not, and the links took a second walk. A file that vanishes meanwhile is
+    left out, as Beam leaves it out. ``pattern`` must hold a glob character."""
+    if pattern.endswith("/"):
+        pattern += "*"
+    prefix = literal_prefix(pattern)
+    root = prefix if prefix.endswith("/") else os.path.dirname(prefix)
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    for entry in _files_below(root or "."):
+        path = entry.path
+        if not matches(path):
+            continue
+        try:
+            found = entry.stat()
+        except OSError:
+            if entry.is_symlink() and not os.path.exists(path):
+                yield ListedFile(uri=path)
+            continue
+        yield ListedFile(uri=path, size_bytes=found.st_size, modified_us=modified_micros(found.st_mtime))
+
+
+def match_pattern(pattern: str) -> Iterator[ListedFile]:
+    """ListedFile per file ``pattern`` matches, and per unreadable local link it names: a
+    local glob by ``match_local``, anything else (a remote pattern, one local path) by
+    ``FileSystems.match``. Raises what the listing raises (BeamIOError)."""
+    if "://" not in pattern and literal_prefix(pattern) != pattern:
+        yield from match_local(pattern)
+        return
+    for metadata in FileSystems.match([pattern])[0].metadata_list:
+        yield listed_file(metadata)
+    for link in unreadable_links(pattern):
+        yield ListedFile(uri=link)
 
 
 #: Listed files per element through the listing's reshuffle. One element per file cost 3.5
@@ -128,17 +192,7 @@ def _first(records):
     return next(iter(records))
 
 
-class _UnreadableLinksFn(beam.DoFn):
-    def __init__(self, exclude: str | None):
-        self._exclude = exclude
-
-    def process(self, pattern: str):
-        for path in unreadable_links(pattern):
-            if not is_under(path, self._exclude):
-                yield ListedFile(uri=path)
-
-
-class _ToListedFn(beam.DoFn):
+class _ListPatternFn(beam.DoFn):
     def __init__(self, exclude: str | None):
         self._exclude = exclude
 
@@ -146,12 +200,16 @@ class _ToListedFn(beam.DoFn):
         self._listed = Metrics.counter(METRICS_NAMESPACE, "listed")
         self._excluded = Metrics.counter(METRICS_NAMESPACE, "listed_in_output")
 
-    def process(self, metadata: FileMetadata):
-        if is_under(metadata.path, self._exclude):
-            self._excluded.inc()
-            return
-        self._listed.inc()
-        yield listed_file(metadata)
+    def process(self, pattern: str):
+        listed = excluded = 0
+        for record in match_pattern(pattern):
+            if is_under(record.uri, self._exclude):
+                excluded += 1
+                continue
+            listed += 1
+            yield record
+        self._listed.inc(listed)
+        self._excluded.inc(excluded)
 
 
 class ListFiles(beam.PTransform):
@@ -177,13 +235,9 @@ class ListFiles(beam.PTransform):
         self._spread = spread
 
     def expand(self, pbegin):
-        patterns = pbegin | "Patterns" >> beam.Create(self._patterns)
-        listed = (
-            (patterns
-             | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-             | "Record" >> beam.ParDo(_ToListedFn(self._exclude))),
-            patterns | "UnreadableLinks" >> beam.ParDo(_UnreadableLinksFn(self._exclude)),
-        ) | "WithLinks" >> beam.Flatten()
+        listed = (pbegin
+                  | "Patterns" >> beam.Create(self._patterns)
+                  | "Match" >> beam.ParDo(_ListPatternFn(self._exclude)).with_output_types(ListedFile))
         if len(self._patterns) > 1:  # grouped by the uri (a str): no pickled NamedTuple keys
             return (listed
                     | "ByUri" >> beam.Map(lambda record: (record.uri, record))

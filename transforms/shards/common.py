@@ -29,6 +29,9 @@ _TFDS_SHARD = re.compile(r"\.(tfrecords?|tfrec)-\d+-of-\d+$")
 #: Suffixes Beam's CompressionTypes does not know that name a compressed tar.
 _TAR_ALIASES = {".tgz": CompressionTypes.GZIP, ".tbz2": CompressionTypes.BZIP2,
                 ".txz": CompressionTypes.LZMA}
+#: Names ending so are image files whatever else they hold: no shard extension, compression
+#: suffix or TFDS shard name ends so (shard_format answers them without its lookups).
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 class NoImageInSample(ValueError):
@@ -83,6 +86,8 @@ def shard_format(uri: str, input_format: str = FORMAT_AUTO) -> str:
     TensorFlow Datasets' ``*.tfrecord-NNNNN-of-NNNNN`` a TFRecord shard."""
     if input_format != FORMAT_AUTO:
         return input_format
+    if uri[-5:].lower().endswith(_IMAGE_SUFFIXES):
+        return FORMAT_FILES
     name = _without_compression(uri)
     for extension, kind in _BY_EXTENSION.items():
         if name.endswith(extension):
