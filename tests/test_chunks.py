@@ -10,6 +10,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
+import pipeline.plan as plan
+import transforms.listing as listing
 from pipeline.chunks import ChunkTotals, chunks_expected, next_chunk
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run
@@ -37,17 +39,23 @@ def test_chunks_commit_in_turn_read_one_listing_and_read_as_one_run(tmp_path, ca
     folder, root = _folder(tmp_path), tmp_path / "root"
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pattern, asked = str(folder / "*"), []
-    real_match = FileSystems.match
+    real_match, real_walk = FileSystems.match, listing.match_pattern
 
     def spy(patterns, limits=None):
         asked.extend(p for p in patterns if p == pattern)
         return real_match(patterns, limits)
+
+    def spy_walk(given):
+        asked.extend([given] if given == pattern else [])
+        return real_walk(given)
 
     def add_a_file_after_the_first_chunk(result):
         if not (folder / "late.png").exists():
             write_image(folder / "late.png", rgb_pattern(40, 48, 99), "PNG")
 
     monkeypatch.setattr(FileSystems, "match", spy)
+    monkeypatch.setattr(listing, "match_pattern", spy_walk)  # the job's ListFiles
+    monkeypatch.setattr(plan, "match_pattern", spy_walk)  # the launcher's count
     assert run(argv(folder, root, "--commit_every", "4"), on_result=add_a_file_after_the_first_chunk) == EXIT_OK
     entries = runs(root)
     # matched, read, embedded, errors, deferred: each chunk matches the committed files

@@ -64,13 +64,21 @@ def test_the_launcher_lists_the_input_only_for_local_runs(tmp_path, monkeypatch)
         asked.append(len(results[0].metadata_list))
         return results
 
+    real_walk = plan_module.match_pattern
+
+    def spy_walk(pattern):  # a local glob: one walk of the folder (match_local)
+        files = list(real_walk(pattern))
+        asked.append(("walk", len(files)))
+        return iter(files)
+
     monkeypatch.setattr(FileSystems, "match", spy)
+    monkeypatch.setattr(plan_module, "match_pattern", spy_walk)
     pattern = str(tmp_path / "*.jpg")
     assert plan_module.input_file_count(pattern, count_all=False) is None
     assert asked == [[1], 1]
     asked.clear()
     assert plan_module.input_file_count(pattern, count_all=True) == 50
-    assert asked == [None, 50]
+    assert asked == [("walk", 50)]
     with pytest.raises(plan_module.UsageError, match="matches no file"):
         plan_module.input_file_count(str(tmp_path / "*.png"), count_all=False)
     # A shard among the files: its samples are not known before it is read.

@@ -119,7 +119,9 @@ def match_local(pattern: str) -> Iterator[ListedFile]:
         pattern += "*"
     prefix = literal_prefix(pattern)
     root = prefix if prefix.endswith("/") else os.path.dirname(prefix)
-    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    with warnings.catch_warnings():  # "Possible nested set" for a name holding "[["
+        warnings.simplefilter("ignore", FutureWarning)
+        matches = re.compile(FileSystem.translate_pattern(pattern)).match
     for entry in _files_below(root or "."):
         path = entry.path
         if not matches(path):
