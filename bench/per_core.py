@@ -3,6 +3,7 @@ own decode+resize loop, and against Daft's documented job, all in one run.
 
     python -m bench.per_core [--core 0] [--rounds 3] [--n1 200] [--n2 1200]
                              [--daft_python /tmp/daftvenv/bin/python] [--profile]
+                             [--same_process REPEATS]
 
 Every process is pinned to core ``--core`` with ``taskset``. Inputs: 500x375 web photos,
 JPEG quality 90 (bench/feed.py's ``make_photos``). Rounds are interleaved (loop, pipeline,
@@ -20,6 +21,12 @@ what sizes vCPUs; wall rates are printed beside them.
             after imports. Daft stretches, hashes nothing and applies no EXIF orientation;
             our pipeline center-crops, hashes, checks formats and sizes, and writes an
             images/ table and error rows too.
+
+``--same_process R``: also R repeats of the loop (N2 images) and a pipeline pair (N1, N2),
+alternating in one pinned process, and pipeline/loop per repeat: the two sides seconds apart.
+A diagnostic, not the goal's measure: there the loop runs in a process the pipeline has
+used (its heap, its allocator), so whatever the pipeline does to decoding's own speed is
+hidden from the ratio; the goal's loop is a fresh process that has imported TensorFlow.
 
 ``--profile``: the per-step table. py-spy (``pip install py-spy``; not a project
 dependency) samples two runs of N2 images in one warm pinned process; each sample inside a
@@ -81,6 +88,49 @@ for data in datas:
     resize_pixels(decode_image(data, target=size).pixels, size, "center_crop", REDUCING_GAP)
 print("LOOP " + json.dumps([len(datas), time.perf_counter() - wall, time.process_time() - cpu]))
 """
+
+# The loop and the pipeline in one process, alternating: loop over N2 images' bytes, then a
+# pair of pipeline runs (N1, N2), repeated; a disturbance of the host then lands on both
+# sides of a repeat instead of on one side of a round.
+_SAME_PROCESS = """
+import json, pathlib, sys, time
+from bench.feed import zero_extractor
+from pipeline.run import run
+from schemas import ImageSize
+from transforms.decode import decode_image
+from transforms.resize import REDUCING_GAP, resize_pixels
+repeats, small, big, out, *settings = sys.argv[1:]
+datas = [p.read_bytes() for p in sorted(pathlib.Path(big.rstrip("*").rstrip("/")).glob("*"))]
+size = ImageSize(224, 224)
+
+def timed(step):
+    wall, cpu = time.perf_counter(), time.process_time()
+    step()
+    return time.process_time() - cpu
+
+def loop():
+    for data in datas:
+        resize_pixels(decode_image(data, target=size).pixels, size, "center_crop", REDUCING_GAP)
+
+def once(pattern):
+    if run(["--input", pattern, "--output", out, "--overwrite", *settings], model_factory=zero_extractor) != 0:
+        sys.exit(1)
+
+once(small)
+loop()
+found = []
+for _ in range(int(repeats)):
+    found.append([len(datas) / timed(loop), timed(lambda: once(small)), timed(lambda: once(big))])
+print("SAME " + json.dumps(found))
+"""
+
+
+def same_process_rates(core: int, small: str, big: str, n: int, work: pathlib.Path, repeats: int) -> list[float]:
+    """Loop and pipeline rates per repeat, measured in one pinned process, one after the other."""
+    found = output_of(pinned(core, sys.executable, "-c", _SAME_PROCESS, str(repeats), small, big,
+                             str(work / "out"), *SETTINGS), "SAME ")
+    return [{"loop": loop, "pipeline": n / (cpu_big - cpu_small)} for loop, cpu_small, cpu_big in found]
+
 
 #: Innermost match wins: (step, pattern over one py-spy frame).
 STEPS = [
@@ -222,6 +272,8 @@ def main() -> int:
     parser.add_argument("--daft_python", help="a Python with daft installed (its own virtualenv)")
     parser.add_argument("--profile", action="store_true", help="also the per-step table (needs py-spy)")
     parser.add_argument("--work", type=pathlib.Path)
+    parser.add_argument("--same_process", type=int, default=0, metavar="REPEATS",
+                        help="also the loop and the pipeline alternating in one process, REPEATS times")
     args = parser.parse_args()
     work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="per-core-"))
     folder = make_photos(work / "web", "web", args.n2)
@@ -260,6 +312,15 @@ def main() -> int:
     print("best round against best round: " + ", ".join(f"{k} {v:.3f}" for k, v in best_ratios.items()))
     result = {"summary": summary, "ratios": ratios, "best_ratios": best_ratios, "rounds": rates,
               "n1": args.n1, "n2": args.n2}
+    if args.same_process:
+        same = same_process_rates(args.core, small, big, n, work, args.same_process)
+        ratios_same = [r["pipeline"] / r["loop"] for r in same]
+        listed = {side: ", ".join(f"{r[side]:.1f}" for r in same) for side in ("loop", "pipeline")}
+        print(f"in one process, alternating, images per CPU-second per repeat: loop {listed['loop']}; "
+              f"pipeline {listed['pipeline']}")
+        print(f"pipeline/loop in one process per repeat: {', '.join(f'{v:.3f}' for v in ratios_same)}; "
+              f"median {statistics.median(ratios_same):.3f} (goal >= {GOAL_LOOP_RATIO})")
+        result["same_process"] = {"rates": same, "ratios": ratios_same}
     if args.profile:
         ms = 1000 / summary["pipeline"]["cpu_median"]
         table = step_table(args.core, small, big, ms, work)
