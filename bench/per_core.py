@@ -73,19 +73,27 @@ for line in sys.stdin:
     print("DONE", flush=True)
 """
 
-_LOOP = """
-import json, pathlib, sys, time
-import tensorflow  # noqa: F401  (as in a worker: it changes how Pillow allocates)
+# The loop itself: decode + resize over the files' bytes in memory (``datas``), shared by
+# the loop's own process and the one-process diagnostic.
+_LOOP_STEPS = """
 from schemas import ImageSize
 from transforms.decode import decode_image
 from transforms.resize import REDUCING_GAP, resize_pixels
-datas = [p.read_bytes() for p in sorted(pathlib.Path(sys.argv[1]).glob("*"))]
 size = ImageSize(224, 224)
-for data in datas[:20]:
-    resize_pixels(decode_image(data, target=size).pixels, size, "center_crop", REDUCING_GAP)
+
+def loop(images):
+    for data in images:
+        resize_pixels(decode_image(data, target=size).pixels, size, "center_crop", REDUCING_GAP)
+"""
+
+_LOOP = """
+import json, pathlib, sys, time
+import tensorflow  # noqa: F401  (as in a worker: it changes how Pillow allocates)
+""" + _LOOP_STEPS + """
+datas = [p.read_bytes() for p in sorted(pathlib.Path(sys.argv[1]).glob("*"))]
+loop(datas[:20])
 wall, cpu = time.perf_counter(), time.process_time()
-for data in datas:
-    resize_pixels(decode_image(data, target=size).pixels, size, "center_crop", REDUCING_GAP)
+loop(datas)
 print("LOOP " + json.dumps([len(datas), time.perf_counter() - wall, time.process_time() - cpu]))
 """
 
@@ -96,37 +104,30 @@ _SAME_PROCESS = """
 import json, pathlib, sys, time
 from bench.feed import zero_extractor
 from pipeline.run import run
-from schemas import ImageSize
-from transforms.decode import decode_image
-from transforms.resize import REDUCING_GAP, resize_pixels
+""" + _LOOP_STEPS + """
 repeats, small, big, out, *settings = sys.argv[1:]
 datas = [p.read_bytes() for p in sorted(pathlib.Path(big.rstrip("*").rstrip("/")).glob("*"))]
-size = ImageSize(224, 224)
 
-def timed(step):
-    wall, cpu = time.perf_counter(), time.process_time()
-    step()
+def cpu_of(step, *args):
+    cpu = time.process_time()
+    step(*args)
     return time.process_time() - cpu
-
-def loop():
-    for data in datas:
-        resize_pixels(decode_image(data, target=size).pixels, size, "center_crop", REDUCING_GAP)
 
 def once(pattern):
     if run(["--input", pattern, "--output", out, "--overwrite", *settings], model_factory=zero_extractor) != 0:
         sys.exit(1)
 
 once(small)
-loop()
-found = []
-for _ in range(int(repeats)):
-    found.append([len(datas) / timed(loop), timed(lambda: once(small)), timed(lambda: once(big))])
-print("SAME " + json.dumps(found))
+loop(datas)
+print("SAME " + json.dumps([[len(datas) / cpu_of(loop, datas), cpu_of(once, small), cpu_of(once, big)]
+                            for _ in range(int(repeats))]))
 """
 
 
-def same_process_rates(core: int, small: str, big: str, n: int, work: pathlib.Path, repeats: int) -> list[float]:
-    """Loop and pipeline rates per repeat, measured in one pinned process, one after the other."""
+def same_process_rates(core: int, small: str, big: str, n: int, work: pathlib.Path,
+                       repeats: int) -> list[dict]:
+    """{"loop", "pipeline"} images per CPU-second per repeat, measured in one pinned process,
+    one after the other."""
     found = output_of(pinned(core, sys.executable, "-c", _SAME_PROCESS, str(repeats), small, big,
                              str(work / "out"), *SETTINGS), "SAME ")
     return [{"loop": loop, "pipeline": n / (cpu_big - cpu_small)} for loop, cpu_small, cpu_big in found]
@@ -307,8 +308,7 @@ def main() -> int:
     # The issue's own measure: each side's least disturbed round (its best rate), a noisy
     # neighbour only ever slows a round down.
     best = {name: max(r["cpu"] for r in runs) for name, runs in rates.items()}
-    best_ratios = {other_name: best["pipeline"] / best[other] for other_name, other in
-                   (("pipeline/loop", "loop"), ("pipeline/daft", "daft")) if other in best}
+    best_ratios = {f"pipeline/{other}": best["pipeline"] / best[other] for other in ("loop", "daft") if other in best}
     print("best round against best round: " + ", ".join(f"{k} {v:.3f}" for k, v in best_ratios.items()))
     result = {"summary": summary, "ratios": ratios, "best_ratios": best_ratios, "rounds": rates,
               "n1": args.n1, "n2": args.n2}

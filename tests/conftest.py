@@ -97,6 +97,9 @@ SLOW_MODULES = frozenset({
 def pytest_configure(config):
     config.addinivalue_line("markers", "local_workers: keep the local multi-process default")
     config.addinivalue_line("markers", "slow: runs whole jobs or processes; left out by --fast")
+    # pytest resets warning filters per test: the one transforms/listing.py sets for the program.
+    from transforms.listing import NESTED_SET_WARNING
+    config.addinivalue_line("filterwarnings", f"ignore:{NESTED_SET_WARNING}:FutureWarning")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -46,7 +46,8 @@ def test_chunks_commit_in_turn_read_one_listing_and_read_as_one_run(tmp_path, ca
         return real_match(patterns, limits)
 
     def spy_walk(given):
-        asked.extend([given] if given == pattern else [])
+        if given == pattern:
+            asked.append(given)
         return real_walk(given)
 
     def add_a_file_after_the_first_chunk(result):

@@ -17,9 +17,11 @@ from schemas import ListedFile
 from transforms.errors import METRICS_NAMESPACE
 
 # A literal "[" is matched as the one-character class "[[]" (pipeline/patterns.py), which
-# Python's re flags as a "possible nested set" when Beam compiles its pattern: not an error.
-warnings.filterwarnings("ignore", message="Possible nested set", category=FutureWarning,
-                        module=r"apache_beam\.io\.filesystem")
+# Python's re flags as a "possible nested set" when Beam's pattern is compiled (by Beam, or
+# by match_local): not an error. tests/conftest.py sets the same filter for pytest.
+NESTED_SET_WARNING = "Possible nested set"
+warnings.filterwarnings("ignore", message=NESTED_SET_WARNING, category=FutureWarning,
+                        module=r"apache_beam\.io\.filesystem|transforms\.listing")
 
 
 def modified_micros(seconds: float | None) -> int | None:
@@ -119,9 +121,7 @@ def match_local(pattern: str) -> Iterator[ListedFile]:
         pattern += "*"
     prefix = literal_prefix(pattern)
     root = prefix if prefix.endswith("/") else os.path.dirname(prefix)
-    with warnings.catch_warnings():  # "Possible nested set" for a name holding "[["
-        warnings.simplefilter("ignore", FutureWarning)
-        matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
     for entry in _files_below(root or "."):
         path = entry.path
         if not matches(path):
