@@ -8,10 +8,11 @@ Jobs of 100 integers and nothing else (Create, a Map, then ``--shuffles`` Reshuf
 one more stage), on the warm worker processes a chunked command keeps
 (pipeline/warm_workers.py) and the runner it uses (pipeline.local.CtrlCSafeRunner), so no
 job pays for starting processes. The sizes run interleaved, ``--rounds`` times; printed per
-size: min and median seconds per job, and the slope (seconds per shuffle, one stage each) from the smallest
-to the largest. With ``--commit_every`` and ``--images_per_second`` (the rate of one run),
-also the least overhead a job per chunk could reach: the one-stage job's seconds against a
-chunk's embedding time. Our own chunk jobs have about 55 stages (BENCHMARKS.md)."""
+size: min and median seconds per job, and the slope (seconds per Reshuffle, one stage each)
+from the smallest size to the largest. With ``--commit_every`` and ``--images_per_second``
+(the rate of one run), also the least overhead a job per chunk could reach: the smallest
+job's seconds against a chunk's embedding time. Our own chunk jobs have 56-59 stages
+(BENCHMARKS.md)."""
 
 from __future__ import annotations
 
