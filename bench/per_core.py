@@ -105,8 +105,8 @@ import json, pathlib, sys, time
 from bench.feed import zero_extractor
 from pipeline.run import run
 """ + _LOOP_STEPS + """
-repeats, small, big, out, *settings = sys.argv[1:]
-datas = [p.read_bytes() for p in sorted(pathlib.Path(big.rstrip("*").rstrip("/")).glob("*"))]
+repeats, folder, small, big, out, *settings = sys.argv[1:]
+datas = [p.read_bytes() for p in sorted(pathlib.Path(folder).glob("*"))]
 
 def cpu_of(step, *args):
     cpu = time.process_time()
@@ -128,8 +128,8 @@ def same_process_rates(core: int, small: str, big: str, n: int, work: pathlib.Pa
                        repeats: int) -> list[dict]:
     """{"loop", "pipeline"} images per CPU-second per repeat, measured in one pinned process,
     one after the other."""
-    found = output_of(pinned(core, sys.executable, "-c", _SAME_PROCESS, str(repeats), small, big,
-                             str(work / "out"), *SETTINGS), "SAME ")
+    found = output_of(pinned(core, sys.executable, "-c", _SAME_PROCESS, str(repeats), folder_of(big), small,
+                             big, str(work / "out"), *SETTINGS), "SAME ")
     return [{"loop": loop, "pipeline": n / (cpu_big - cpu_small)} for loop, cpu_small, cpu_big in found]
 
 
@@ -165,9 +165,13 @@ def output_of(cmd: list[str], marker: str, env=None):
     raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]}")
 
 
+def folder_of(pattern: str) -> str:
+    """The folder of a ``subset`` glob (``<folder>/*``)."""
+    return pattern.rstrip("*").rstrip("/")
+
+
 def loop_rate(core: int, pattern: str) -> dict:
-    folder = pattern.rstrip("*").rstrip("/")
-    count, wall, cpu = output_of(pinned(core, sys.executable, "-c", _LOOP, folder), "LOOP ")
+    count, wall, cpu = output_of(pinned(core, sys.executable, "-c", _LOOP, folder_of(pattern)), "LOOP ")
     return {"cpu": count / cpu, "wall": count / wall}
 
 
