@@ -35,7 +35,9 @@ def main() -> None:
     parser.add_argument("--only", help="measure only this variant (tf.function, predict_on_batch, xla)")
     args = parser.parse_args()
 
-    import tensorflow as tf
+    from models.tfload import tensorflow
+
+    tf = tensorflow()  # as the pipeline loads it: the same host allocator (models/tfload.py)
     import tf_keras
     from tf_keras.applications.resnet50 import preprocess_input
 

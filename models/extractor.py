@@ -13,7 +13,7 @@ import numpy as np
 from models.device import configure_devices
 from models.precision import certify, jit_for, layer_cosines
 from models.resnet50 import build_resnet50
-from models.tfload import tensorflow
+from models.tfload import host_allocator, tensorflow
 from schemas import ExtractionConfig
 
 _log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class LayerExtractor:
         tf = tensorflow()
         self.config = config
         self.device, self.device_details = configure_devices()
+        self.host_allocator = host_allocator()
         self.jit = jit_for(config.jit_compile, ":GPU:" in self.device.upper())
         self._base = _build_with_policy(config, weights_file)
         self._forward = layers_function(self._base, config, jit=self.jit)
@@ -168,7 +169,8 @@ class LayerExtractor:
         """Where and how this model computes, for the manifest."""
         return {"device": self.device, "device_details": self.device_details,
                 "precision": self.precision, "jit_compile": self.jit,
-                "batch_size": self.config.batch_size, "certificate": self.certificate}
+                "batch_size": self.config.batch_size, "host_allocator": self.host_allocator,
+                "certificate": self.certificate}
 
 
 def _build_with_policy(config: ExtractionConfig, weights_file: str | None):

@@ -18,6 +18,11 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= (os.cpu_count() or 1
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The host allocator the product's processes use (models/tfload.py), also where a test
+# imports TensorFlow or tf_keras directly.
+from models.tfload import choose_host_allocator  # noqa: E402
+
+choose_host_allocator()
 
 WEIGHTS_SEED = 1234
 

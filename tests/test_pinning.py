@@ -56,6 +56,7 @@ def test_two_copies_pin_one_gpu_each_sdk_processes_never_touch_cuda_and_numbers_
     copies = manifest["model_processes"]
     assert [(c["copy"], c["CUDA_VISIBLE_DEVICES"], c["pinned"]) for c in copies] == [(0, "0", True), (1, "1", True)]
     assert len({c["pid"] for c in copies}) == 2 and manifest["model_processes_total"] == 2
+    assert all(c["host_allocator"] == "bfc" for c in copies), copies  # models/tfload.py
     assert manifest["compute"]["model_copies"] == 2 and manifest["gpus"] == "0,1"
     callers = manifest["sdk_processes_sharing"]
     assert callers and not {c["pid"] for c in callers} & {c["pid"] for c in copies}
