@@ -45,3 +45,22 @@ def test_an_unwritable_json_path_stops_it_at_once(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"resnet50-device: --json {tmp_path / 'no' / 'x.json'}: folder "
                                                 f"{tmp_path / 'no'} does not exist"]
+
+
+def test_a_feed_rate_the_noise_made_is_shown_as_not_measured_and_vcpus_fall_back_to_the_loop():
+    """The job cannot outrun its own decode+resize loop: a marginal rate far above it (a few
+    photos' CPU lost in a run's start-up) is no rate, and neither is a run that cost less."""
+    from pipeline.devicecheck.cli import render
+    from pipeline.devicecheck.feed import PLAUSIBLE_OVER_LOOP, judged_rate, sizing_rate
+
+    assert judged_rate(50.9, 1e10) is None and judged_rate(50.9, None) is None
+    assert judged_rate(200.0, 150.0) == 150.0 and judged_rate(200.0, 200.0 * PLAUSIBLE_OVER_LOOP) is not None
+    noisy = {"photos": 12, "mean_kb": 1194.4, "loop_images_per_cpu_s": 50.9,
+             "pipeline_images_per_cpu_s": None, "pipeline_keeps": None}
+    fine = {"photos": 160, "mean_kb": 40.1, "loop_images_per_cpu_s": 218.4,
+            "pipeline_images_per_cpu_s": 180.0, "pipeline_keeps": 0.824}
+    assert sizing_rate(noisy) == 50.9 and sizing_rate(fine) == 180.0
+    text = render({"devices": [], "feed": {"web": fine, "camera": noisy}})
+    camera = next(line for line in text.splitlines() if line.startswith("camera"))
+    assert camera.split()[-2:] == ["-", "-"] and "e+" not in text and "0000000" not in text
+    assert "pipeline not measured for camera photos" in text and "sized by the loop's rate" in text

@@ -26,6 +26,7 @@ from models.gpus import Gpu, list_gpus
 from models.placement import GPUS_AUTO, GPUS_NONE, parse_gpus
 from models.precision import BFLOAT16, CPU_BF16_FLAGS, FLOAT16, FLOAT32, cpu_flags
 from pipeline.devicecheck import recommend
+from pipeline.devicecheck.feed import sizing_rate
 from pipeline.devicecheck.photos import SIZES, write_photos
 from schemas import DEFAULT_LAYERS, DEFAULT_MIN_COSINE
 
@@ -201,7 +202,7 @@ def measure(args, work: pathlib.Path, say) -> dict:
     for device in devices:
         if device["kind"] == "gpu" and device["best"]:
             device["vcpus_to_feed"] = {kind: recommend.vcpus_to_feed(device["best"]["images_per_s"],
-                                                                     feed[kind]["pipeline_images_per_cpu_s"])
+                                                                     sizing_rate(feed[kind]))
                                        for kind in kinds}
     return {**report, "devices": devices, "feed": feed}
 
@@ -249,10 +250,18 @@ def render(report: dict) -> str:
             lines.append("no GPU: on a CPU the model, not decoding, sets the pace; vCPUs per GPU need a GPU")
     lines += ["", "decode feed per vCPU (images per CPU-second; pipeline = the whole job with a zero-cost model)",
               f"{'photos':<9}{'size':>11}{'mean KB':>9}{'loop':>8}{'pipeline':>10}{'kept':>7}"]
+    unmeasured = []
     for kind, values in report["feed"].items():
         width, height = SIZES[kind]
+        piped, kept = values["pipeline_images_per_cpu_s"], values["pipeline_keeps"]
+        if piped is None:
+            unmeasured.append(kind)
         lines.append(f"{kind:<9}{f'{width}x{height}':>11}{values['mean_kb']:>9}{values['loop_images_per_cpu_s']:>8}"
-                     f"{values['pipeline_images_per_cpu_s']:>10}{values['pipeline_keeps']:>7}")
+                     f"{'-' if piped is None else piped:>10}{'-' if kept is None else kept:>7}")
+    if unmeasured:
+        lines.append(f"pipeline not measured for {', '.join(unmeasured)} photos: the difference between its two "
+                     "runs was within this machine's noise (more photos: --feed_counts KIND=N1:N2); vCPUs "
+                     "are sized by the loop's rate there, a ceiling")
     return "\n".join(lines)
 
 
