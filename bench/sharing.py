@@ -2,7 +2,7 @@
 two SDK worker processes with a model each against the same two sharing one model in a
 model process (``--model_copies 1``), a real but cheap model so that the feed decides.
 
-    python -m bench.sharing [--rounds 5] [--n1 500] [--n2 4000] [--image_size 32] [--layers res2]
+    python -m bench.sharing [--rounds 5] [--n1 500] [--n2 12000] [--image_size 32] [--layers res2]
 
 Every run is ``python -m pipeline.run`` in a fresh process, timed from start to exit, on
 generated 500x375 web photos (bench/feed.py), ``--weights random --direct_num_workers 2``.
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/resnet50-embeddings-bench-sharing")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--n1", type=int, default=500)
-    parser.add_argument("--n2", type=int, default=4000)
+    parser.add_argument("--n2", type=int, default=12000)  # at 4,000 the marginal work is shorter than start-up's scatter
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--layers", default="res2")
     args = parser.parse_args()
