@@ -282,11 +282,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.work:
         return measure(args, args.work)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="per-core-"))
-    try:
-        return measure(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)  # 2,200 photos and outputs: about 90 MB
+    with tempfile.TemporaryDirectory(prefix="per-core-") as work:  # 2,200 photos and outputs: about 90 MB
+        return measure(args, pathlib.Path(work))
 
 
 def measure(args: argparse.Namespace, work: pathlib.Path) -> int:
