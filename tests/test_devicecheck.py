@@ -34,7 +34,16 @@ def test_the_cpu_path_measures_every_row_says_no_gpu_and_writes_its_json(tmp_pat
     assert device["best"] in rows and device["flags"][:1] == ["--mixed_precision"]
     feed = report["feed"]["web"]  # camera photos are the same code at 3000x2000 (and slower)
     assert list(report["feed"]) == ["web"] and feed["photos"] == 6
-    assert feed["loop_images_per_cpu_s"] > 0 and feed["pipeline_images_per_cpu_s"] > 0
+    assert feed["loop_images_per_cpu_s"] > 0
+    # 2 against 6 photos is within a busy machine's noise: the job's rate is either a rate its
+    # own loop bounds, or "not measured", said so in one line (never a made-up number)
+    from pipeline.devicecheck.feed import PLAUSIBLE_OVER_LOOP
+    piped = feed["pipeline_images_per_cpu_s"]
+    if piped is None:
+        assert feed["pipeline_keeps"] is None and "pipeline not measured for web photos" in done.stdout
+    else:
+        assert 0 < piped <= feed["loop_images_per_cpu_s"] * PLAUSIBLE_OVER_LOOP
+        assert abs(feed["pipeline_keeps"] - piped / feed["loop_images_per_cpu_s"]) < 0.01
     assert "recommended: resnet50-embed --mixed_precision" in done.stdout
     assert "decode feed per vCPU" in done.stdout
 
