@@ -79,13 +79,18 @@ def choose_host_allocator() -> None:
 
 
 def host_allocator() -> str:
-    """Which host allocator this process's TensorFlow runs: "bfc" (it keeps statistics) or
-    "default"."""
-    try:
-        tensorflow().config.experimental.get_memory_info("CPU:0")
-    except ValueError:  # "Allocator stats not available": the default allocator keeps none
-        return "default"
-    return "bfc"
+    """Which host allocator this process's TensorFlow runs: "bfc" or "default", as
+    TensorFlow decides it (``ReadBoolFromEnvVar``: "true" or "1" in any case is on, anything
+    else off) from the environment it started with. Read from the switch, not from TensorFlow:
+    whether the default allocator keeps statistics differs between machines."""
+    name = HOST_ALLOCATOR[0]
+    value = _STARTED_WITH.get(name, os.environ.get(name))
+    return "bfc" if (value or "").strip().lower() in ("true", "1") else "default"
+
+
+#: The allocator switch as it was when ``tensorflow()`` imported TensorFlow (later changes to
+#: the environment do not reach it).
+_STARTED_WITH: dict[str, str | None] = {}
 
 
 def tensorflow():
@@ -93,6 +98,7 @@ def tensorflow():
     host allocator chosen (``choose_host_allocator``)."""
     if "tensorflow" not in sys.modules:
         choose_host_allocator()
+        _STARTED_WITH[HOST_ALLOCATOR[0]] = os.environ.get(HOST_ALLOCATOR[0])
         with native_stderr_filtered():
             import tensorflow  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
     return sys.modules["tensorflow"]

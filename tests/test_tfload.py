@@ -56,11 +56,12 @@ def test_loading_tensorflow_and_listing_devices_prints_nothing_without_a_gpu():
 @pytest.mark.slow
 def test_the_model_runs_on_the_bfc_host_allocator_unless_the_user_chose_one():
     """In a process whose environment says nothing, loading TensorFlow through tfload turns
-    on its BFC host allocator (it keeps statistics; the default one keeps none); a user's
-    own TF_CPU_ALLOCATOR_USE_BFC=false is kept."""
+    on its BFC host allocator; a user's own TF_CPU_ALLOCATOR_USE_BFC=false is kept, and what
+    TensorFlow started with is what the process reports, whatever the environment says later."""
     name = tfload.HOST_ALLOCATOR[0]
     code = ("import numpy as np; from models.tfload import tensorflow, host_allocator; tf = tensorflow(); "
-            "tf.reduce_sum(tf.ones((256, 256))).numpy(); print(host_allocator())")
+            "tf.reduce_sum(tf.ones((256, 256))).numpy(); import os; "
+            f"os.environ['{name}'] = 'flipped'; print(os.environ.get('{name}'), host_allocator())")
     clean = {key: value for key, value in os.environ.items() if key != name}
     chosen = {}
     for label, env in (("unset", clean), ("false", {**clean, name: "false"})):
@@ -68,4 +69,4 @@ def test_the_model_runs_on_the_bfc_host_allocator_unless_the_user_chose_one():
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         chosen[label] = done.stdout.strip().splitlines()[-1]
-    assert chosen == {"unset": "bfc", "false": "default"}
+    assert chosen == {"unset": "flipped bfc", "false": "flipped default"}
