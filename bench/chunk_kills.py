@@ -7,8 +7,8 @@ kill cost, and does the same command then finish with every image exactly once?
 One collection of generated 80x64 PNGs (each different), one incremental root. Each kill
 starts the same command (``--mode incremental --commit_every N --weights random
 --image_size 32 --layers res2``, two local worker processes), waits a random time (seeded)
-up to twice an uninterrupted chunk's share of a chunked run (so that 20 kills land across
-the whole collection, at every point of a chunk), and SIGKILLs the launcher (its workers die
+up to the time an uninterrupted chunked run took to commit its first chunk plus twice a later
+chunk's share (so that 20 kills land across the whole collection, at every point of a chunk), and SIGKILLs the launcher (its workers die
 with it: PR_SET_PDEATHSIG) or one worker process (the run then fails). Then the same command
 runs to its end. Reported per kill: the seconds since the last chunk committed (the work
 the kill threw away is at most that, and at most one chunk), the chunks committed; at the
@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,11 +54,35 @@ def command(folder: pathlib.Path, root: pathlib.Path, commit_every: int | None) 
 
 
 def timed(cmd: list[str]) -> float:
+    return timed_to_first_commit(cmd, None)[0]
+
+
+def timed_to_first_commit(cmd: list[str], root: pathlib.Path | None) -> tuple[float, float | None]:
+    """Seconds the command took, and (with ``root``, an empty root) seconds until its first
+    index entry appeared (its first chunk committed), polled every 50 ms."""
     started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    first = None
+    with tempfile.TemporaryFile("w+") as said, subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=said, text=True, env=ENV) as process:
+        while process.poll() is None:
+            if first is None and root is not None and committed(root):
+                first = time.perf_counter() - started
+            time.sleep(0.05)
+        said.seek(0)
+        stderr = said.read()
+    if process.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{stderr[-3000:]}")
+    return time.perf_counter() - started, first
+
+
+def kill_window(overhead: list[dict], chunks: int) -> float:
+    """Kills land up to this many seconds after a start: the first chunk's commit (processes,
+    TensorFlow, the model, the listing, then a chunk) plus two later chunks' share. A window
+    of twice the average share alone fell before the first commit on a host where start-up
+    is most of a chunked run, and then no kill ever got past chunk 1."""
+    first = max(r["first_commit"] or r["chunked"] for r in overhead)
+    later = max((r["chunked"] - (r["first_commit"] or r["chunked"])) for r in overhead) / max(chunks - 1, 1)
+    return first + 2 * later
 
 
 def committed(root: pathlib.Path) -> list[pathlib.Path]:
@@ -140,8 +165,8 @@ def main() -> int:
     parser.add_argument("--overhead_rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=27)
     parser.add_argument("--kill_window", type=float, default=None,
-                        help="kill at a random time up to this many seconds (default: twice a chunk's "
-                        "share of the chunked overhead run, or 30 without one)")
+                        help="kill at a random time up to this many seconds (default: the chunked overhead run's "
+                        "first commit plus twice a later chunk's share, or 30 without one)")
     parser.add_argument("--memory_images", type=int, default=2000,
                         help="the launcher's peak RSS on this many images in 1 chunk and in 10 (0: skip)")
     args = parser.parse_args()
@@ -162,14 +187,16 @@ def main() -> int:
         for label, every in (("one run", None), ("chunked", args.commit_every)):
             root = work / f"overhead-{number}-{label.replace(' ', '-')}"
             shutil.rmtree(root, ignore_errors=True)
-            pair[label] = timed(command(folder, root, every))
+            pair[label], first = timed_to_first_commit(command(folder, root, every), root if every else None)
+            if every:
+                pair["first_commit"] = first
         pair["ratio"] = pair["chunked"] / pair["one run"]
         report["overhead"].append(pair)
         print(f"overhead round {number + 1}: one run {pair['one run']:.1f} s, chunked {pair['chunked']:.1f} s, "
               f"ratio {pair['ratio']:.2f}", flush=True)
     chunks = -(-args.images // args.commit_every)
-    window = args.kill_window or (2 * max(r["chunked"] for r in report["overhead"]) / chunks
-                                  if report["overhead"] else 30.0)
+    window = args.kill_window or (kill_window(report["overhead"], chunks) if report["overhead"] else 30.0)
+    report["kill_window_s"] = window
     root = work / f"root-{args.target}"
     shutil.rmtree(root, ignore_errors=True)
     cmd = command(folder, root, args.commit_every)
