@@ -1,4 +1,5 @@
-"""pipeline/job/finalize.py: the manifest's model records stay one per process, bounded."""
+"""pipeline/job/finalize.py: the manifest's model records stay one per process, bounded; the
+counts per kind add up whatever the bundles."""
 
 import json
 
@@ -6,7 +7,8 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.job import finalize
-from pipeline.job.finalize import ModelRecordsFn, model_records
+from pipeline.job.finalize import ModelRecordsFn, _counted, model_records
+from schemas import Unchanged
 
 
 def _record(pid, copy=None, kind="model", certificate=None, host="vm-1"):
@@ -37,3 +39,16 @@ def test_the_combine_in_a_pipeline_equals_the_list_version():
     with beam.Pipeline() as pipeline:
         combined = pipeline | beam.Create(texts, reshuffle=True) | beam.CombineGlobally(ModelRecordsFn())
         assert_that(combined, equal_to([expected]))
+
+
+def test_counts_per_bundle_add_up_to_the_images_each_element_stands_for():
+    """Plain elements count 1, an Unchanged shard its samples; the pairs come one per bundle
+    (here over two worker threads), so the job adds them up per kind."""
+    shard = Unchanged(uri="shard-00001.tar", images=7)
+    elements = [f"uri-{i}" for i in range(250)] + [shard, shard]
+    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
+            ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])) as pipeline:
+        pairs = _counted(pipeline | beam.Create(elements, reshuffle=True), "matched")
+        assert_that(pairs | beam.CombinePerKey(sum), equal_to([("matched", 250 + 14)]), label="sums")
+        assert_that(pairs | beam.combiners.Count.Globally() | beam.Map(lambda n: n < len(elements)),
+                    equal_to([True]), label="fewer pairs than elements")
