@@ -4,6 +4,7 @@ counts per kind add up whatever the bundles."""
 import json
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.job import finalize
@@ -46,8 +47,8 @@ def test_counts_per_bundle_add_up_to_the_images_each_element_stands_for():
     (here over two worker threads), so the job adds them up per kind."""
     shard = Unchanged(uri="shard-00001.tar", images=7)
     elements = [f"uri-{i}" for i in range(250)] + [shard, shard]
-    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
-            ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])) as pipeline:
+    options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])
+    with beam.Pipeline(options=options) as pipeline:
         pairs = _counted(pipeline | beam.Create(elements, reshuffle=True), "matched")
         assert_that(pairs | beam.CombinePerKey(sum), equal_to([("matched", 250 + 14)]), label="sums")
         assert_that(pairs | beam.combiners.Count.Globally() | beam.Map(lambda n: n < len(elements)),
