@@ -182,7 +182,7 @@ def _earliest(times) -> float | None:
 
 
 class _CountPerBundleFn(beam.DoFn):
-    """Elements of one accounting kind -> one ``(kind, images)`` pair per bundle that had
+    """Elements of one accounting kind -> one ``(kind, images)`` pair per bundle that counted
     any: the sum of how many input images each element stands for (an Unchanged shard, its
     samples). One pair per bundle instead of one per image: a pair per image cost an
     output, an encode, a decode and a combine step per image (issue 29). Global windows
@@ -192,13 +192,13 @@ class _CountPerBundleFn(beam.DoFn):
         self._kind = kind
 
     def start_bundle(self):
-        self._images = None
+        self._images = 0
 
     def process(self, element):
-        self._images = (self._images or 0) + images_counted(element)
+        self._images += images_counted(element)
 
     def finish_bundle(self):
-        if self._images is not None:
+        if self._images:  # a kind that adds nothing counts 0 anyway (the manifest's dict side input)
             yield GlobalWindows.windowed_value((self._kind, self._images))
 
 
