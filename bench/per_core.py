@@ -11,7 +11,8 @@ Daft, loop, ...) and every rate is by CPU time (user + system) of the process, w
 what sizes vCPUs; wall rates are printed beside them.
 
   loop      ``decode_image`` + ``resize_pixels`` over the files' bytes already in memory,
-            in a process that has imported TensorFlow (as a worker has): images / CPU s.
+            in a process that has imported TensorFlow and kept freed memory
+            (models/malloc_tuning.py), as a worker has: images / CPU s.
   pipeline  ``pipeline.run`` in process (one worker, in_memory), the model replaced by one
             that returns zeros of the right shapes (bench/feed.py's ZeroExtractor), res2..res5,
             batch 32, 224x224; in-process pairs (a warm-up run, then 2 pairs of N1 and N2
@@ -29,10 +30,12 @@ used (its heap, its allocator), so whatever the pipeline does to decoding's own 
 hidden from the ratio; the goal's loop is a fresh process that has imported TensorFlow.
 
 ``--profile``: the per-step table. py-spy (``pip install py-spy``; not a project
-dependency) samples two runs of N2 images in one warm pinned process; each sample inside a
-bundle goes to the innermost step it is in (read, header, decode, resize, batch, tables,
-Parquet, progress, Beam's own work, ...), and each step's share of them, times the
-measured marginal CPU per image, is that step's milliseconds per image.
+dependency) samples runs of N1 and of N2 images, alternating, in one warm pinned process;
+each sample goes to the innermost step it is in (read, header, decode, resize, batch,
+tables, Parquet, progress, Beam's own work inside bundles, outside bundles), and a step's
+samples in the N2 runs minus those in the N1 runs, in seconds over the N2 - N1 extra
+images, are its milliseconds per image: marginal like the rates, so what a run pays once
+cancels. Their sum is printed beside the measured marginal CPU per image.
 Prints the tables and one JSON line."""
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ for line in sys.stdin:
 # The loop itself: decode + resize over the files' bytes in memory (``datas``), shared by
 # the loop's own process and the one-process diagnostic.
 _LOOP_STEPS = """
+from models.malloc_tuning import keep_freed_memory
 from schemas import ImageSize
 from transforms.decode import decode_image
 from transforms.resize import REDUCING_GAP, resize_pixels
 size = ImageSize(224, 224)
+keep_freed_memory()  # as the pipeline's decoding step does (transforms/prepare.py)
 
 def loop(images):
     for data in images:
@@ -246,26 +251,29 @@ def profiled_steps(runner: subprocess.Popen, pattern: str, work: pathlib.Path, r
     return classify(raw.read_text())
 
 
-def step_table(core: int, small: str, big: str, cpu_ms_per_image: float, work: pathlib.Path,
+def step_table(core: int, small: str, big: str, images: int, work: pathlib.Path,
                repeats: int = 2, rate_hz: int = 250) -> dict:
-    """Milliseconds per image for each step: the samples inside bundles of ``repeats`` runs
-    of ``big`` in one warm process (after a warm-up run of ``small``), as shares of the
-    measured marginal CPU per image. Job set-up and finalize, outside bundles, are left
-    out: the marginal rate cancels them."""
+    """Milliseconds per image for each step, marginal like the rates: py-spy samples of
+    ``repeats`` runs of ``big`` minus those of as many runs of ``small`` (``images`` fewer),
+    alternating in one warm process (after a warm-up run of ``small``), at ``rate_hz``.
+    What a run pays once (job set-up, bundles, finalize) cancels, wherever it is sampled;
+    a step's figure is its sampled seconds over the extra images."""
     runner = subprocess.Popen(pinned(core, sys.executable, "-c", _RUNS_ON_REQUEST, small, str(work / "out"),
                                      *SETTINGS),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     try:
         wait_for(runner, "READY")
-        samples: collections.Counter = collections.Counter()
+        samples = {small: collections.Counter(), big: collections.Counter()}
         for _ in range(repeats):
-            samples.update(profiled_steps(runner, big, work, rate_hz))
+            for pattern in (small, big):
+                samples[pattern].update(profiled_steps(runner, pattern, work, rate_hz))
     finally:
         runner.stdin.close()
         runner.wait()
-    samples.pop(OUTSIDE, None)
-    total = sum(samples.values())
-    return {step: round(cpu_ms_per_image * count / total, 3) for step, count in samples.most_common()}
+    steps = set(samples[small]) | set(samples[big])
+    per_image = {step: (samples[big][step] - samples[small][step]) / rate_hz * 1000 / (repeats * images)
+                 for step in steps}
+    return {step: round(value, 3) for step, value in sorted(per_image.items(), key=lambda kv: -kv[1])}
 
 
 def main() -> int:
@@ -334,10 +342,11 @@ def measure(args: argparse.Namespace, work: pathlib.Path) -> int:
         result["same_process"] = {"rates": same, "ratios": ratios_same}
     if args.profile:
         ms = 1000 / summary["pipeline"]["cpu_median"]
-        table = step_table(args.core, small, big, ms, work)
+        table = step_table(args.core, small, big, n, work)
         loop_ms = 1000 / summary["loop"]["cpu_median"]
-        print(f"\nper-step CPU per image in the pipeline (py-spy, inside bundles of {args.n2}-image runs; "
-              f"total {ms:.3f} ms; the bare loop {loop_ms:.3f} ms)")
+        print(f"\nper-step CPU per image in the pipeline (py-spy, marginal: {args.n2}-image runs minus "
+              f"{args.n1}-image runs; sampled total {sum(table.values()):.3f} ms against the measured "
+              f"{ms:.3f} ms; the bare loop {loop_ms:.3f} ms)")
         print("| step | ms per image |\n|---|---:|")
         for step, value in table.items():
             print(f"| {step} | {value:.3f} |")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from models.heap import freeze_long_lived
+from models.malloc_tuning import keep_freed_memory
 from schemas import (
     DEFAULT_MAX_FILE_BYTES,
     ERRORS_TAG,
@@ -78,6 +79,7 @@ class _PrepareFn(beam.DoFn):
         for step in self._steps:
             step.setup()
         freeze_long_lived("imports")  # Beam, Pillow, pyarrow: loaded for this process's life
+        keep_freed_memory()  # each image's buffers reuse the last one's pages
 
     def start_bundle(self):
         for step in self._steps:
