@@ -20,7 +20,6 @@ tcmalloc), nothing changes. Elsewhere than glibc it does nothing."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 
@@ -40,13 +39,11 @@ _lock = threading.Lock()
 
 
 def _mallopt():
-    """glibc's mallopt, or None where there is no such function (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
+    """glibc's mallopt from the symbols already loaded in this process (no ldconfig run), or
+    None where there is no such function (macOS, Windows)."""
     try:
-        return ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
         return None
 
 
