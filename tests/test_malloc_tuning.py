@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from models.malloc_tuning import USER_SETTINGS
+
 #: Minor page faults of one thread in each of 20 cycles of a camera photo's buffers (36 MB
 #: decoded, over glibc's own highest mmap threshold of 32 MB, so a fresh mapping each time
 #: by default; then 150 KB resized and a 4.8 MB batch), after two cycles of warm-up; with
@@ -40,8 +42,10 @@ FRESH_MAPPING_FAULTS = 18
 
 
 def _python(code: str, *args: str, **env: str) -> str:
+    """Run ``code`` in a fresh Python whose environment has no malloc setting but ``env``."""
+    clean = {name: value for name, value in os.environ.items() if name not in USER_SETTINGS}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          timeout=300, check=False, env={**os.environ, **env})
+                          timeout=300, check=False, env={**clean, **env})
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
