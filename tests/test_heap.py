@@ -2,16 +2,7 @@
 once per reason; what is made later is still collected. Each test runs in a fresh Python,
 so nothing here freezes the test process."""
 
-import subprocess
-import sys
-import textwrap
-
-
-def _python(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+from fresh_python import fresh_python as _python
 
 
 def test_freezing_is_once_per_reason_and_later_cycles_are_still_collected():

@@ -3,10 +3,8 @@ the next image's buffers cost no page faults; a user's own malloc setting wins. 
 runs in a fresh Python, so nothing here changes the test process's allocator."""
 
 import os
-import subprocess
-import sys
-import textwrap
 
+from fresh_python import fresh_python
 from models.malloc_tuning import USER_SETTINGS
 
 #: Minor page faults of one thread in each of 20 cycles of a camera photo's buffers (36 MB
@@ -44,10 +42,7 @@ FRESH_MAPPING_FAULTS = 18
 def _python(code: str, *args: str, **env: str) -> str:
     """Run ``code`` in a fresh Python whose environment has no malloc setting but ``env``."""
     clean = {name: value for name, value in os.environ.items() if name not in USER_SETTINGS}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          timeout=300, check=False, env={**clean, **env})
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return fresh_python(code, *args, env={**clean, **env})
 
 
 def _cycles(out: str) -> tuple[list[int], str, str]:
