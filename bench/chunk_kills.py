@@ -11,8 +11,12 @@ up to the time the fastest uninterrupted chunked run took to commit its first ch
 twice a later chunk's share (so that 20 kills land across the whole collection, at every
 point of a chunk), and SIGKILLs the launcher (its workers die with it: PR_SET_PDEATHSIG) or
 one worker process (the run then fails). Then the same command
-runs to its end. Reported per kill: the seconds since the last chunk committed (the work
-the kill threw away is at most that, and at most one chunk), the chunks committed; at the
+runs to its end. A local run commits in parts inside one job (pipeline/job/commit_parts.py):
+each of the two writers every commit_every / 2 images. Reported per kill: the seconds since
+the last part committed, the parts committed, and the images embedded but not committed
+(the work the kill threw away, from the workers' progress counts read just before the kill:
+they are rewritten at every commit and every second, so this can lag by up to a second of
+embedding); at the
 end: images lost (not in the final read), uris read twice, images the committed chunks
 embedded in all (equal to the images: none embedded twice), locks and unfinished partitions
 left, beam-temp folders left. Before the kills, the overhead of chunking: the same input
@@ -92,16 +96,30 @@ def committed(root: pathlib.Path) -> list[pathlib.Path]:
     return sorted((root / "_runs").glob("*.json")) if (root / "_runs").exists() else []
 
 
+def progress_counts(temporary: pathlib.Path) -> dict:
+    """The worker processes' progress counts (pipeline/job/counting.py), added up."""
+    total: dict = {}
+    for path in temporary.glob("resnet50-progress-*/*.json"):
+        try:
+            for name, value in json.loads(path.read_text()).items():
+                total[name] = total.get(name, 0) + value
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def kill_once(cmd: list[str], root: pathlib.Path, after: float, target: str) -> dict:
     before = len(committed(root))
+    temporary = pathlib.Path(tempfile.mkdtemp(prefix="chunk-kills-"))
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, env=ENV)
+                               text=True, env={**ENV, "TMPDIR": str(temporary)})
     started = time.time()
     deadline = started + after
     while time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     if process.poll() is not None:
         return {"finished_before_kill": True, "exit": process.returncode}
+    counts = progress_counts(temporary)  # the workers write them at every commit and every second
     if target == "launcher":
         os.kill(process.pid, signal.SIGKILL)
     else:
@@ -117,9 +135,12 @@ def kill_once(cmd: list[str], root: pathlib.Path, after: float, target: str) -> 
     while worker_pids(process.pid) and time.time() < deadline:
         time.sleep(0.1)
     entries = committed(root)
+    shutil.rmtree(temporary, ignore_errors=True)
     last_commit = max((p.stat().st_mtime for p in entries), default=started)
     return {"after_s": round(after, 1), "exit": code, "chunks_committed": len(entries) - before,
-            "seconds_since_last_commit": round(killed_at - max(last_commit, started), 1)}
+            "seconds_since_last_commit": round(killed_at - max(last_commit, started), 1),
+            # Embedded by this command and not in a committed part: embedded again by the next.
+            "embedded_not_committed": counts.get("embedded", 0) - counts.get("images_committed", 0)}
 
 
 _PEAK = """

@@ -11,7 +11,6 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from models.precision import CPU_BATCH
-from pipeline import warm_workers
 from pipeline.options import ExtractOptions
 from pipeline.workerboot import boot_command
 
@@ -47,20 +46,14 @@ class CtrlCSafeRunner(FnApiRunner):
         direct = options.view_as(DirectOptions)
         if direct.direct_running_mode != "multi_processing" or os.name != "posix":
             return super().run_pipeline(pipeline, options)  # (Windows: cmd.exe has no trap)
-        warm = warm_workers.active()
-        if warm is not None:  # a chunked command: its workers stay up from job to job
-            self._default_environment = warm.environment(max(1, direct.direct_num_workers or 1))
-        else:
-            self._default_environment = SubprocessSDKEnvironment.from_command_string(
-                command_string=WORKER_COMMAND)
+        self._default_environment = SubprocessSDKEnvironment.from_command_string(
+            command_string=WORKER_COMMAND)
         direct.direct_running_mode = "in_memory"  # keeps the environment set above
         try:
             with _no_in_memory_warning():
                 return super().run_pipeline(pipeline, options)
         finally:
             direct.direct_running_mode = "multi_processing"
-            if warm is not None:
-                warm.job_done()
 
 
 @contextlib.contextmanager

@@ -309,12 +309,13 @@ class ExtractOptions(PipelineOptions):
             "keeps their times.",
         )
         parser.add_argument(
-            "--commit_every", type=int, default=None, metavar="FILES",
-            help="--mode incremental: commit the run in chunks of at most this many input "
-            "files (an image file, or a whole shard), each a completed run of the root, one "
-            "after the other until nothing is left. A crash or Ctrl-C loses at most the chunk "
-            "being embedded; the same command resumes. A template launch runs one chunk "
-            "(schedule it again for the next). Default: one chunk.",
+            "--commit_every", type=int, default=None, metavar="N",
+            help="--mode incremental: commit as the run goes. Locally, one job whose writers "
+            "commit parts as they fill, each a completed run of the root, so that at most N "
+            "images (and errors) are uncommitted at any moment. On Dataflow, one job per "
+            "chunk of at most N input files (an image file, or a whole shard), one after the "
+            "other; a template launch runs one chunk (schedule it again for the next). A crash "
+            "or Ctrl-C loses at most N; the same command resumes. Default: commit at the end.",
         )
         parser.add_argument(
             "--lock_stale_hours", type=float, default=24.0,

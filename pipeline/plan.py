@@ -33,7 +33,6 @@ from pipeline.root import incremental
 from pipeline.root import lock as lock_lib
 from pipeline.root import manifest as manifest_lib
 from pipeline.root import outputs
-from pipeline.command_listing import CommandListing, remove_listing, write_listing
 from pipeline.compute import Compute, resolve_compute
 from pipeline.local import is_local_runner
 from pipeline.options import (
@@ -237,12 +236,10 @@ def check_remote_paths(options: ExtractOptions, config: ExtractionConfig) -> Non
 
 
 def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool,
-              check_paths: bool, list_inputs: bool = True) -> tuple[int | None, str | None, dict | None]:
+              check_paths: bool) -> tuple[int | None, str | None]:
     """Everything checked before the output is touched: inputs and weights. ``check_paths``
-    False (a --dry_run) skips the filesystem checks, which need credentials for gs://;
-    ``list_inputs`` False skips the inputs (a later chunk: its command listed them).
-    Returns (files matched, counted for local runs only, or None; local weights file or None;
-    for a local chunked run, the files listed by uri, else None)."""
+    False (a --dry_run) skips the filesystem checks, which need credentials for gs://.
+    Returns (files matched, counted for local runs only, or None; local weights file or None)."""
     if remote:
         check_remote_paths(options, config)
     if options.mode == MODE_INCREMENTAL and options.overwrite:
@@ -250,23 +247,20 @@ def preflight(options: ExtractOptions, config: ExtractionConfig, *, remote: bool
                          "new partition")
     if options.commit_every is not None and (options.commit_every < 1 or options.mode != MODE_INCREMENTAL):
         raise UsageError(f"--commit_every {options.commit_every}: chunks are committed as runs of an "
-                         "incremental root; give at least 1 file per chunk and --mode incremental")
-    matched, listed = None, None
-    if check_paths and list_inputs and options.commit_every and not remote:
-        listed = matched_inputs(options.input, count_all=True, output=options.output)
-        matched = image_file_count(listed, options.input_format)
-    elif check_paths and list_inputs:
+                         "incremental root; give at least 1 image per chunk and --mode incremental")
+    matched = None
+    if check_paths:
         matched = input_file_count(options.input, count_all=not remote,
                                    input_format=options.input_format, output=options.output)
     if not check_paths and weights_kind(config.weights) != WEIGHTS_RANDOM:
-        return matched, None, listed
+        return matched, None
     try:
         weights_file = resolve_weights_file(config.weights)
         if weights_file is not None:
             check_weights_layout(weights_file, label=config.weights)
     except WeightsError as exc:
         raise UsageError(str(exc)) from exc
-    return matched, weights_file, listed
+    return matched, weights_file
 
 
 def with_weights_identity(config: ExtractionConfig, weights_file: str | None) -> tuple[ExtractionConfig, dict]:
@@ -363,35 +357,24 @@ class RunPlan(NamedTuple):
     remote: bool
     dry_run: bool
     launched_at: float
-    chunk: Chunk | None = None  # --commit_every: the chunk this job embeds
-    listing: CommandListing | None = None  # a local chunked command's listing of its input
+    chunk: Chunk | None = None  # --commit_every on a remote runner: the chunk this job embeds
 
 
-def plan_run(argv: list[str], launched_at: float, listing: CommandListing | None = None) -> RunPlan:
+def plan_run(argv: list[str], launched_at: float) -> RunPlan:
     """Parse, check the inputs and weights, resolve the weights' identity, take the output's
-    lock: raises UsageError (or argparse's SystemExit) before any work. A local chunked
-    run's first plan lists the input into a CommandListing (``plan.listing``; the caller
-    removes it); later chunks pass it as ``listing`` and the input is not listed again."""
+    lock: raises UsageError (or argparse's SystemExit) before any work."""
     parsed = parse_args(argv)
     remote = not is_local_runner(parsed.pipeline_options.view_as(StandardOptions).runner)
     dry_run = bool(parsed.pipeline_options.view_as(TestOptions).dry_run)
-    matched, weights_file, listed = preflight(parsed.options, parsed.config, remote=remote,
-                                              check_paths=not dry_run, list_inputs=listing is None)
+    matched, weights_file = preflight(parsed.options, parsed.config, remote=remote, check_paths=not dry_run)
     config, weights = with_weights_identity(parsed.config, weights_file)
-    new_listing = write_listing(listed.values(), matched) if listed is not None else None
-    listing = listing or new_listing
-    try:
-        output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
-    except BaseException:
-        remove_listing(new_listing)
-        raise
+    output = plan_output(parsed.options, config, check_paths=not dry_run, remote=remote)
     chunk = None
-    if parsed.options.commit_every:
-        chunk = Chunk(parsed.options.commit_every, listing=listing.parts if listing else ())
-        matched = listing.matched if listing else matched
+    if parsed.options.commit_every and remote:  # one chunk per job; locally, parts (run.py)
+        chunk = Chunk(parsed.options.commit_every)
     return RunPlan(argv, parsed.pipeline_options, parsed.options, config, parsed.limits,
                    parsed.read, weights, parsed.compute, output, matched, remote, dry_run, launched_at,
-                   chunk, listing)
+                   chunk)
 
 
 def run_record(plan: RunPlan, runner: str) -> dict:

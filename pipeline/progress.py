@@ -14,7 +14,11 @@ import os
 import threading
 import time
 
+from pipeline.job.counting import CHUNKS_COMMITTED, IMAGES_COMMITTED
 from schemas.accounting import BY_NAME, EMBEDDED, ERRORS, READ, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED, done
+
+#: How often the launcher looks for newly committed parts (a line each).
+_PARTS_POLL_SECONDS = 0.25
 
 _log = logging.getLogger(__name__)
 
@@ -51,14 +55,34 @@ def progress_line(counts: collections.Counter, matched: int | None, elapsed: flo
             f"{counts[READ]} {BY_NAME[READ].label}{skipped}")
 
 
+def committed_line(counts: collections.Counter) -> str:
+    """'3 parts committed (3000 images and errors)'."""
+    parts = counts[CHUNKS_COMMITTED]
+    return f"{parts} part{'' if parts == 1 else 's'} committed ({counts[IMAGES_COMMITTED]} images and errors)"
+
+
+def part_line(counts: collections.Counter, matched: int | None, images_per_part: int) -> str:
+    """'part 3 of 10 committed: 3000 of 10000 images and errors committed': one line per
+    committed part of a --commit_every run. The parts to come are an estimate: the images
+    not yet committed or skipped, ``images_per_part`` each (every writer commits that many)."""
+    parts, committed = counts[CHUNKS_COMMITTED], counts[IMAGES_COMMITTED]
+    if matched is None:
+        return f"part {parts} committed: {committed} images and errors committed"
+    left = max(0, matched - committed - counts[SKIPPED_UNCHANGED] - counts[SKIPPED_SAME_CONTENT])
+    expected = parts + -(-left // images_per_part)
+    return f"part {parts} of {expected} committed: {committed} of {matched} images and errors committed"
+
+
 class ProgressPrinter:
     """Logs a progress line every ``interval`` seconds from a daemon thread while the job
-    runs, and a final line on ``stop()``. Use as a context manager."""
+    runs, and a final line on ``stop()``; with ``images_per_part`` (a --commit_every run),
+    also a line as each part is committed. Use as a context manager."""
 
-    def __init__(self, folder: str, matched: int | None, interval: float):
+    def __init__(self, folder: str, matched: int | None, interval: float, images_per_part: int | None = None):
         self._folder = folder
         self._matched = matched
         self._interval = interval
+        self._images_per_part = images_per_part
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
         self._started = time.monotonic()
@@ -73,10 +97,16 @@ class ProgressPrinter:
         return False
 
     def _loop(self):
-        previous_embedded, previous_time = 0, self._started
-        while not self._stopped.wait(self._interval):
+        previous_embedded, previous_time, parts = 0, self._started, 0
+        tick = min(self._interval, _PARTS_POLL_SECONDS) if self._images_per_part else self._interval
+        while not self._stopped.wait(tick):
             now = time.monotonic()
             counts = read_counts(self._folder)
+            if self._images_per_part and counts[CHUNKS_COMMITTED] > parts:
+                parts = counts[CHUNKS_COMMITTED]
+                _log.info("%s", part_line(counts, self._matched, self._images_per_part))
+            if now - previous_time < self._interval:
+                continue
             recent = (counts[EMBEDDED] - previous_embedded) / (now - previous_time)
             previous_embedded, previous_time = counts[EMBEDDED], now
             _log.info("%s", progress_line(counts, self._matched, now - self._started, recent))

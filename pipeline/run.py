@@ -47,7 +47,6 @@ from apache_beam.options.pipeline_options import DirectOptions, SetupOptions, St
 
 from pipeline.root import incremental
 from pipeline.chunks import ChunkTotals, chunk_line, next_chunk
-from pipeline.command_listing import remove_listing
 from pipeline.dofn_specs import remember_dofn_specs
 from pipeline.option_views import remember_option_views
 from pipeline.root import lock as lock_lib
@@ -59,8 +58,8 @@ from pipeline.job.finalize import FinalizeRun
 from pipeline.local import LOCAL_RUNNER, set_tensorflow_threads, use_local_workers
 from pipeline.options import help_text, model_handler
 from pipeline.plan import RunPlan, UsageError, plan_run, run_record
-from pipeline.progress import ProgressPrinter
-from pipeline.warm_workers import WarmWorkers
+from pipeline.job.commit_parts import CommitParts, PartsSpec, per_writer
+from pipeline.progress import ProgressPrinter, committed_line, read_counts
 from pipeline.workers import WorkerWatch
 from models.heap import freeze_long_lived
 from schemas import layout
@@ -132,18 +131,10 @@ def execute_and_release(plan: RunPlan, hooks: dict) -> Outcome:
 
 
 def run_chunks(plan: RunPlan, hooks: dict) -> int:
-    """--commit_every: one job per chunk, each committed before the next is planned (a new
-    run of the root, which skips what the chunks before it committed), until a chunk leaves
-    nothing; a launch that does not wait runs one. Locally every chunk reads the listing the
-    first plan made (``plan.listing``), removed at the end. Returns the exit code."""
-    try:
-        with WarmWorkers() if not plan.remote else contextlib.nullcontext():
-            return _run_chunks(plan, hooks)
-    finally:
-        remove_listing(plan.listing)
-
-
-def _run_chunks(plan: RunPlan, hooks: dict) -> int:
+    """--commit_every on a remote runner: one job per chunk, each committed before the next
+    is planned (a new run of the root, which skips what the chunks before it committed),
+    until a chunk leaves nothing; a launch that does not wait runs one. (A local run
+    commits its chunks inside one job: CommitParts.) Returns the exit code."""
     totals = ChunkTotals()
     try:
         return _commit_chunks(plan, hooks, totals)
@@ -173,7 +164,7 @@ def _commit_chunks(plan: RunPlan, hooks: dict, totals: ChunkTotals) -> int:
         outcome = None
         gc.collect()  # the finished job's runner state, so the launcher stays flat over chunks
         try:
-            plan = plan_run(plan.argv, time.time(), plan.listing)._replace(chunk=following)
+            plan = plan_run(plan.argv, time.time())._replace(chunk=following)
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -211,17 +202,35 @@ def build_job(plan: RunPlan, runner: str, *, extract, model_factory, progress_di
     output, config = plan.output, plan.config
     on_complete = incremental.CompleteRun(output.lock_root, output.run_id, index_root=output.root,
                                           key=config.embedding_key)
-    finalize = FinalizeRun(output.output_dir, config, run_record(plan, runner),
+    finalize_record = run_record(plan, runner)
+    finalize = FinalizeRun(output.output_dir, config, finalize_record,
                            launched_at=plan.launched_at, submitted_at=time.time(),
                            on_complete=on_complete)
     pipeline = beam.Pipeline(options=plan.pipeline_options)
+    parts = None
+    if plan.options.commit_every and plan.chunk is None and not plan.remote:
+        parts = CommitParts(parts_spec(plan, finalize_record), config, plan.read.keep_columns, progress_dir)
     build_pipeline(pipeline, input_pattern=plan.options.input, output_dir=output.output_dir,
                    output_root=plan.options.output,
                    config=config, limits=plan.limits, read=plan.read, extract=extract,
                    handler=model_handler(plan.options, config, model_factory),
                    comparison=output.comparison, finalize=finalize, progress_dir=progress_dir,
-                   chunk=plan.chunk)
+                   chunk=plan.chunk, parts=parts)
     return pipeline
+
+
+def local_writers(plan: RunPlan) -> int:
+    """How many bundles write at once in a local run: its worker processes (or threads)."""
+    return plan.pipeline_options.view_as(DirectOptions).direct_num_workers or 1
+
+
+def parts_spec(plan: RunPlan, record: dict) -> PartsSpec:
+    """A local --commit_every run's parts: each of its writers commits every
+    ``commit_every / writers`` images and errors, so that at most ``commit_every`` are
+    uncommitted at any moment."""
+    output = plan.output
+    return PartsSpec(output.root, output.run_id, plan.config.embedding_key,
+                     per_writer(plan.options.commit_every, local_writers(plan)), record, plan.launched_at)
 
 
 def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) -> Outcome:
@@ -242,8 +251,12 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
         workers = plan.pipeline_options.view_as(DirectOptions).direct_num_workers or 0
         watch = None if plan.remote else WorkerWatch(progress_dir, expected=workers)
         with interrupts or contextlib.nullcontext():
-            return _run_job(plan, runner, watch, progress_dir, interrupts, extract=extract,
-                            model_factory=model_factory, on_result=on_result)
+            outcome = _run_job(plan, runner, watch, progress_dir, interrupts, extract=extract,
+                               model_factory=model_factory, on_result=on_result)
+        if progress_dir and plan.options.commit_every and plan.chunk is None and outcome.ending in (FAILED, INTERRUPTED):
+            committed = read_counts(progress_dir)
+            print(f"{committed_line(committed)}: the same command resumes after them", file=sys.stderr)
+        return outcome
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
@@ -256,7 +269,9 @@ def _run_job(plan: RunPlan, runner: str, watch, progress_dir, interrupts, *, ext
         pipeline = build_job(plan, runner, extract=extract, model_factory=model_factory,
                              progress_dir=progress_dir)
         total = plan.matched if plan.chunk is None else None  # a chunk's share is known at its end
-        progress = (ProgressPrinter(progress_dir, total, plan.options.progress_seconds)
+        parts = (per_writer(plan.options.commit_every, local_writers(plan))
+                 if plan.options.commit_every and plan.chunk is None else None)
+        progress = (ProgressPrinter(progress_dir, total, plan.options.progress_seconds, images_per_part=parts)
                     if progress_dir else contextlib.nullcontext())
         with watch or contextlib.nullcontext(), progress:
             result = pipeline.run()
@@ -325,7 +340,10 @@ def report(plan: RunPlan, outcome: Outcome) -> int:
     manifest = outcome.manifest
     print_summary(manifest, output_dir)
     print(f"manifest: {layout.manifest_path(output_dir)}")
-    return counts_exit_code(manifest["counts"], manifest.get("max_error_fraction"),
+    if manifest.get("parts") is not None:
+        print(f"{len(manifest['parts'])} part{'' if len(manifest['parts']) == 1 else 's'} committed as "
+              f"runs of {plan.output.root} as they filled (--commit_every); read the root as one collection")
+    return counts_exit_code(command_counts(manifest), manifest.get("max_error_fraction"),
                             manifest["max_error_fraction_exceeded"])
 
 
@@ -345,8 +363,14 @@ def counts_exit_code(counts: dict, max_error_fraction: float | None, exceeded: b
     return EXIT_TOO_MANY_ERRORS
 
 
+def command_counts(manifest: dict) -> dict:
+    """What the command did: a run that committed parts keeps its own rows in ``counts``
+    and the whole command's in ``command_counts``."""
+    return manifest.get("command_counts") or manifest["counts"]
+
+
 def print_summary(manifest: dict, output_dir: str) -> None:
-    counts = manifest["counts"]
+    counts = command_counts(manifest)
     skipped = ""
     if counts.get("skipped"):
         skipped = (f", {counts[SKIPPED_UNCHANGED]} {BY_NAME[SKIPPED_UNCHANGED].label} (not opened), "

@@ -22,8 +22,6 @@ from pipeline.wake import wake_main_thread
 
 _log = logging.getLogger(__name__)
 WORKER_MARK = b"apache_beam.runners.worker.sdk_worker_main"
-#: A chunked command's warm worker process (pipeline/warm_workers.py) is a worker too.
-WARM_WORKER_MARK = b"pipeline.workerpool"
 POLL_SECONDS = 0.5
 #: After a worker died: how long a run may show no progress before it is ended.
 STALL_SECONDS = 30.0
@@ -62,7 +60,7 @@ def worker_pids(ancestor: int) -> set[int]:
         argv = _command(pid)
         # Beam starts each worker through a shell (``sh -c "python -m ...sdk_worker_main"``):
         # the worker is the Python process, not its shell.
-        if (WORKER_MARK not in argv and WARM_WORKER_MARK not in argv) or _is_shell(argv):
+        if WORKER_MARK not in argv or _is_shell(argv):
             continue
         parent, hops = _parent(pid), 0
         while parent not in (None, 0, 1, ancestor) and hops < 8:

@@ -40,7 +40,7 @@ from schemas.reading import (
     Comparison,
     ReadConfig,
 )
-from schemas.rows import ERROR_ROWS, IMAGE_ROWS, LISTING_ROWS, SHARD_ROWS, SKIPPED_ROWS, Rows
+from schemas.rows import ERROR_ROWS, IMAGE_ROWS, SHARD_ROWS, SKIPPED_ROWS, Rows
 from schemas.config import (
     DEFAULT_MIN_COSINE,
     JIT_COMPILE,

@@ -90,16 +90,13 @@ class Comparison(NamedTuple):
 
 
 class Chunk(NamedTuple):
-    """One chunk of a run that commits as it goes (``--commit_every``): at most ``size``
-    input files (an image file, or a whole shard) that no completed run holds, the first
-    by uri among those after ``after`` (the last uri the previous chunk took; "" for the
-    first). ``listing``: the part files of the command's own listing of the input (local
-    runs: the launcher lists it once for all its chunks, pipeline/command_listing.py); empty,
-    the job lists the input itself."""
+    """One job's chunk of a remote run that commits as it goes (``--commit_every``): at
+    most ``size`` input files (an image file, or a whole shard) that no completed run
+    holds, the first by uri among those after ``after`` (the last uri the previous chunk
+    took; "" for the first)."""
 
     size: int
     after: str = ""
-    listing: tuple[str, ...] = ()
 
     def record(self) -> dict:
         """The manifest's ``chunk`` record (the job adds ``last``, the last uri it took)."""

@@ -131,11 +131,3 @@ SHARD_ROWS = Rows(layout.SHARDS_DIR, ShardRecord, (
     column("samples", pa.int64(), "samples", nullable=False),
     column("refused", pa.int64(), "refused", nullable=False),
 ))
-
-#: A command's listing of its input, written once by the launcher for all of its chunks
-#: (``--commit_every``, local runs; pipeline/command_listing.py), read by each chunk's job.
-LISTING_ROWS = Rows("listing", ListedFile, (
-    column("uri", pa.string(), "uri", nullable=False),
-    column("size_bytes", pa.int64(), "size_bytes"),
-    column("modified", MODIFIED_TYPE, "modified_us"),
-))

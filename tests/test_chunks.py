@@ -1,17 +1,14 @@
-"""pipeline/chunks.py and --commit_every through run(): chunks commit one by one, read as
-one collection, and a command that failed in a chunk resumes when run again."""
+"""pipeline/chunks.py and the remote --commit_every path through run(): one job per chunk,
+chunks commit one by one, read as one collection, and a command that failed in a chunk
+resumes when run again. A remote runner plans a chunk per job (plan.py); here the local
+runner is given such plans (``chunk_per_job``), which is how this path is tested without
+Dataflow. A local run commits in parts inside one job instead (test_commit_parts.py)."""
 
 from __future__ import annotations
 
-import glob
-import tempfile
-
 import apache_beam as beam
 import pytest
-from apache_beam.io.filesystems import FileSystems
 
-import pipeline.plan as plan
-import transforms.listing as listing
 from pipeline.chunks import ChunkTotals, chunks_expected, next_chunk
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run
@@ -35,44 +32,44 @@ def _counts(entry: dict) -> tuple:
     return counts["matched"], counts["read"], counts["embedded"], counts["errors"], counts["deferred"]
 
 
-def test_chunks_commit_in_turn_read_one_listing_and_read_as_one_run(tmp_path, capsys, monkeypatch):
+@pytest.fixture(autouse=True)
+def chunk_per_job(monkeypatch):
+    """Every plan a chunk plan, as on a remote runner (the loop then replaces its chunk)."""
+    import pipeline.run as run_module
+
+    real_plan_run = run_module.plan_run
+
+    def chunked(argv_, launched_at):
+        planned = real_plan_run(argv_, launched_at)
+        size = planned.options.commit_every
+        return planned._replace(chunk=Chunk(size)) if size else planned
+
+    monkeypatch.setattr(run_module, "plan_run", chunked)
+
+
+def test_chunks_commit_in_turn_and_read_as_one_run(tmp_path, capsys):
     folder, root = _folder(tmp_path), tmp_path / "root"
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    pattern, asked = str(folder / "*"), []
-    real_match, real_walk = FileSystems.match, listing.match_pattern
-
-    def spy(patterns, limits=None):
-        asked.extend(p for p in patterns if p == pattern)
-        return real_match(patterns, limits)
-
-    def spy_walk(given):
-        if given == pattern:
-            asked.append(given)
-        return real_walk(given)
 
     def add_a_file_after_the_first_chunk(result):
         if not (folder / "late.png").exists():
             write_image(folder / "late.png", rgb_pattern(40, 48, 99), "PNG")
 
-    monkeypatch.setattr(FileSystems, "match", spy)
-    monkeypatch.setattr(listing, "match_pattern", spy_walk)  # the job's ListFiles
-    monkeypatch.setattr(plan, "match_pattern", spy_walk)  # the launcher's count
     assert run(argv(folder, root, "--commit_every", "4"), on_result=add_a_file_after_the_first_chunk) == EXIT_OK
     entries = runs(root)
     # matched, read, embedded, errors, deferred: each chunk matches the committed files
-    # again (skipped unchanged, unopened) and reads only its own four.
-    assert [_counts(e) for e in entries] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 3), (10, 3, 3, 0, 1)]
+    # again (skipped unchanged, unopened) and reads only its own four. Each chunk's job
+    # lists the input: the file added after the first chunk sorts last ("late" after
+    # "img") and the third takes it; the file that failed in the second sorts before
+    # the third's cursor and waits for the next command (deferred).
+    assert [_counts(e) for e in entries] == [(4, 4, 4, 0, 7), (8, 4, 3, 1, 4), (11, 4, 4, 0, 1)]
     assert [e["counts"]["skipped_unchanged"] for e in entries] == [0, 4, 7]
-    # One listing for the three chunks: the launcher's (the jobs run in this process, and
-    # read it); removed at the end. The file added meanwhile waits for the next command.
-    assert asked == [pattern]
-    assert glob.glob(str(tmp_path / "resnet50-listing-*")) == []
     out = capsys.readouterr().out
-    assert "3 chunks committed: 10 images embedded of 11 matched, 1 errors" in out
+    assert "3 chunks committed: 11 images embedded of 12 matched, 1 errors" in out
     assert "chunk 1 of 3 committed" in out and "chunk 3 of 3 committed" in out
-    assert "0 embedded, 1 errors" not in out and "3 embedded, 1 errors; so far 7 embedded, 3 files to go" in out
+    assert "0 embedded, 1 errors" not in out and "3 embedded, 1 errors; so far 7 embedded, 4 files to go" in out
     rows = read_layer(str(root), "res5")
-    assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(IMAGES))
+    assert sorted(rows.uris) == sorted([str(folder / f"img{i:03d}.png") for i in range(IMAGES)]
+                                       + [str(folder / "late.png")])
     single = tmp_path / "single"
     assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
                 "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK

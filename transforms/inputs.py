@@ -9,8 +9,8 @@ import apache_beam as beam
 
 from schemas import Chunk, Comparison, ReadConfig
 from transforms.chunk import TakeChunk
-from transforms.known import ReadKnownFiles, ReadListedFiles, ReadShardRecords
-from transforms.listing import ListFiles, Spread
+from transforms.known import ReadKnownFiles, ReadShardRecords
+from transforms.listing import ListFiles
 from transforms.read import MATCHED_TAG, READ_TAG, ReadImages, RereadImages, drop_bytes
 from transforms.skip import SkipSameContent, SkipUnchanged
 
@@ -92,8 +92,7 @@ class ReadInputs(beam.PTransform):
     images left are read again to embed (RereadImages). Every input image comes out once,
     in ``matched``, and ends in ``files``, ``errors``, ``unchanged`` or ``same_content``.
     With a ``chunk`` (--commit_every), only the chunk's files (TakeChunk) of those not
-    skipped by listing are read; the others come out in ``deferred``; a chunk that carries
-    its command's listing (``chunk.listing``) reads that instead of listing the patterns."""
+    skipped by listing are read; the others come out in ``deferred``."""
 
     def __init__(self, patterns, read: ReadConfig = ReadConfig(),
                  comparison: Comparison | None = None, exclude: str | None = None,
@@ -107,12 +106,8 @@ class ReadInputs(beam.PTransform):
     def expand(self, pbegin) -> ReadSide:
         compare = self._comparison
         joins_by_uri = compare is not None and compare.by_metadata
-        if self._chunk is not None and self._chunk.listing:
-            listed = pbegin | "ReadListing" >> ReadListedFiles(self._chunk.listing)
-            listed = listed if joins_by_uri else listed | "Spread" >> Spread()
-        else:
-            listed = pbegin | "ListFiles" >> ListFiles(self._patterns, exclude=self._exclude,
-                                                      spread=not joins_by_uri)
+        listed = pbegin | "ListFiles" >> ListFiles(self._patterns, exclude=self._exclude,
+                                                  spread=not joins_by_uri)
         if compare is None:
             taken, deferred, summary = take_chunk(listed, self._chunk)
             return read_once(pbegin, taken, self._read)._replace(deferred=deferred, chunk=summary)

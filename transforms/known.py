@@ -1,6 +1,5 @@
-"""ReadKnownFiles, ReadShardRecords and ReadListedFiles: rows written before the job,
-streamed (earlier runs' images/ and skipped/ as SeenFiles, shards/ as ShardRecords; a chunked
-command's listing as ListedFiles)."""
+"""ReadKnownFiles and ReadShardRecords: rows written before the job, streamed (earlier
+runs' images/ and skipped/ as SeenFiles, shards/ as ShardRecords)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import LISTING_ROWS, SHARD_ROWS, SKIPPED_ROWS, Rows
+from schemas import SHARD_ROWS, SKIPPED_ROWS, Rows
 
 #: Rows read per batch: bounds memory whatever the size of a part file.
 BATCH_ROWS = 65_536
@@ -49,11 +48,6 @@ def read_shard_records(path: str):
     return _elements(path, SHARD_ROWS)
 
 
-def read_listed_files(path: str):
-    """ListedFile for each row of one part file of a command's listing."""
-    return _elements(path, LISTING_ROWS)
-
-
 class _ReadParts(beam.PTransform):
     def __init__(self, patterns, read_rows):
         super().__init__()
@@ -88,12 +82,3 @@ class ReadShardRecords(_ReadParts):
 
     def __init__(self, patterns):
         super().__init__(patterns, read_shard_records)
-
-
-class ReadListedFiles(_ReadParts):
-    """PBegin -> ListedFile(uri, size_bytes, modified_us): every row of a command's listing
-    (the part files ``patterns`` match, pipeline/command_listing.py), streamed as in
-    ReadKnownFiles: what ListFiles would list, without walking the filesystem again."""
-
-    def __init__(self, patterns):
-        super().__init__(patterns, read_listed_files)

@@ -72,7 +72,8 @@ class _CountRows(beam.DoFn):
 
 class WriteEmbeddings(beam.PTransform):
     """{'embeddings': BatchEmbeddings, 'errors': ImageError[, 'skipped': SeenFile,
-    'shards': ShardRecord]} ->
+    'shards': ShardRecord]} (without 'embeddings' and 'errors' when a run commits them in
+    parts, pipeline/job/commit_parts.py) ->
     Parquet files under ``output_dir``:
 
     - ``images/part-*.parquet``: IMAGES_SCHEMA, one row per embedded image, with the size
@@ -107,6 +108,9 @@ class WriteEmbeddings(beam.PTransform):
         return WriteParquetTables(prefix, schema, codec=CODEC, file_name_suffix=layout.PARQUET_SUFFIX)
 
     def expand(self, inputs):
+        written = {}
+        if "embeddings" not in inputs:  # committed in parts (pipeline/job/commit_parts.py)
+            return self._write_rows(inputs, written)
         embeddings = inputs["embeddings"]
         written = {
             "images": embeddings
@@ -123,6 +127,9 @@ class WriteEmbeddings(beam.PTransform):
                 | f"Count[{layer}]" >> beam.ParDo(_CountRows(f"rows_{layer}")).with_output_types(pa.Table)
                 | f"Write[{layer}]" >> self._sink(layout.join(layout.EMBEDDINGS_DIR, layer), schema)
             )
+        return self._write_rows(inputs, written)
+
+    def _write_rows(self, inputs, written: dict) -> dict:
         for name, (rows, label) in ROW_OUTPUTS.items():
             if name in inputs:
                 written[name] = (inputs[name]

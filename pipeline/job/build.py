@@ -16,6 +16,7 @@ def build_pipeline(
     handler: ResNet50Handler | None = None, extract: beam.PTransform | None = None,
     comparison: Comparison | None = None, finalize: beam.PTransform | None = None,
     progress_dir: str | None = None, output_root: str | None = None, chunk: Chunk | None = None,
+    parts: beam.PTransform | None = None,
 ) -> dict:
     """Add ReadInputs -> EmbedImages -> WriteEmbeddings [-> finalize] to ``p``.
     ``input_pattern``: one pattern or several; nothing under ``output_root`` (default
@@ -25,13 +26,18 @@ def build_pipeline(
     ``extract`` replaces ExtractLayers (fault injection); ``finalize`` (a FinalizeRun): the
     last step, the accounting check and manifest; ``progress_dir`` (local runs): counts for
     the progress line; ``chunk`` (--commit_every): read only that chunk of the files not
-    skipped, count the rest as deferred and record where the chunk ended. Returns the written file names per output (and ``manifest``)."""
+    skipped, count the rest as deferred and record where the chunk ended; ``parts`` (a
+    CommitParts, local --commit_every): embeddings and errors are committed in parts as
+    they come, and FinalizeRun takes the part records. Returns the written file names per output (and ``manifest``)."""
     side = p | "ReadInputs" >> ReadInputs(input_pattern, read, comparison,
                                                exclude=output_root or output_dir, chunk=chunk)
     embedded = side.files | "EmbedImages" >> EmbedImages(
         config, limits, max_file_bytes=read.max_file_bytes, handler=handler, extract=extract)
     errors = (side.errors, embedded["errors"]) | "CollectErrors" >> beam.Flatten()
-    to_write = {"embeddings": embedded["embeddings"], "errors": errors}
+    to_write, committed = {"embeddings": embedded["embeddings"], "errors": errors}, {}
+    if parts is not None:
+        to_write = {}
+        committed = {"parts": (embedded["embeddings"], errors) | "CommitParts" >> parts}
     if comparison is not None:
         # Only --skip_by metadata records them: the next run then skips those files unopened.
         # A content run reads every file anyway; recording them all would grow the root by
@@ -54,5 +60,5 @@ def build_pipeline(
         return written
     chunk = {} if side.chunk is None else {"chunk": side.chunk}
     manifest = {"written": tuple(written.values()) | "AllWritten" >> beam.Flatten(),
-                "models": embedded["models"], **chunk, **counted} | "FinalizeRun" >> finalize
-    return {**written, "manifest": manifest}
+                "models": embedded["models"], **chunk, **committed, **counted} | "FinalizeRun" >> finalize
+    return {**written, **committed, "manifest": manifest}

@@ -55,3 +55,16 @@ class CountProgress(beam.DoFn):
         with _lock:
             if self._folder in _counts:
                 _write_counts(self._folder, force=True)
+
+
+#: The progress counts of committed parts (``--commit_every``): parts, and their outcomes.
+CHUNKS_COMMITTED, IMAGES_COMMITTED = "chunks_committed", "images_committed"
+
+
+def count_committed(folder: str, outcomes: int) -> None:
+    """Count one committed part of ``outcomes`` images and errors, and rewrite this
+    process's counts file at once (the launcher prints a line per commit)."""
+    with _lock:
+        _counts[folder][CHUNKS_COMMITTED] += 1
+        _counts[folder][IMAGES_COMMITTED] += outcomes
+        _write_counts(folder, force=True)

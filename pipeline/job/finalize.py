@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import posixpath
 import time
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.root import manifest as manifest_lib
-from pipeline.root import outputs
+from pipeline.root import incremental, outputs
 from schemas import ExtractionConfig, accounting
 from schemas.accounting import EMBEDDED, ERRORS, FROM_ELEMENTS, MATCHED, images_counted
 
@@ -146,13 +147,16 @@ class _WriteManifestFn(beam.DoFn):
         self._submitted_at = submitted_at
         self._on_complete = on_complete
 
-    def process(self, _, first_batch_at, written, images_per_kind, models=None, chunk=None):
+    def process(self, _, first_batch_at, written, images_per_kind, models=None, chunk=None, parts=None):
         counted = {name: images_per_kind.get(name, 0) for name in FROM_ELEMENTS}
         counts = {
             **counted,
             accounting.SKIPPED: counted[accounting.SKIPPED_UNCHANGED] + counted[accounting.SKIPPED_SAME_CONTENT],
             **outputs.written_counts(self._output_dir, self._config),
         }
+        if parts is not None:
+            remove_stray_parts(self._run_record["root"], self._run_record["run"], parts)
+            counts = with_parts(counts, parts)
         problems = check_accounting(counts)
         if problems:
             raise AccountingError(
@@ -164,17 +168,83 @@ class _WriteManifestFn(beam.DoFn):
             submitted_at=self._submitted_at, first_batch_at=first_batch_at, now=time.time(),
         )
         manifest.update(models or model_records(()))
+        if parts is not None:
+            # The run's own rows are what it wrote itself; its parts are runs of their own
+            # (each with its index entry), so that no total counts an image twice.
+            manifest["command_counts"], manifest["counts"] = counts, own_counts(counts, parts)
+            manifest["parts"] = sorted(part["run"] for part in parts)
         if chunk is not None:
             manifest["chunk"] = {**manifest.get("chunk", {}), **chunk}
         # What a later run checks this one against before trusting it (outputs.damage).
         manifest["files"] = outputs.part_sizes(self._output_dir, self._config.layers)
-        manifest["kept_columns_missing"] = outputs.kept_columns_missing(
-            self._output_dir, list(self._run_record.get("read", {}).get("keep_columns", [])))
+        kept = list(self._run_record.get("read", {}).get("keep_columns", []))
+        manifest["kept_columns_missing"] = (outputs.kept_columns_missing(self._output_dir, kept)
+                                            if parts is None else kept_missing_in_parts(kept, parts))
         path = manifest_lib.write_manifest(self._output_dir, manifest)
         _log.info("%d files written; manifest %s", len(written), path)
         if self._on_complete is not None:
             self._on_complete(manifest)
         yield path
+
+
+def with_parts(counts: dict, parts: list[dict]) -> dict:
+    """``counts`` of the run's own partition plus its committed parts' embedded images,
+    errors and layer rows: what the command did."""
+    total = dict(counts)
+    by_stage = {stage: dict(types) for stage, types in counts["errors_by_stage"].items()}
+    examples = dict(counts.get("error_examples", {}))
+    rows = dict(counts["rows_per_layer"])
+    for part in parts:
+        part_counts = part["counts"]
+        total[EMBEDDED] += part_counts[EMBEDDED]
+        total[ERRORS] += part_counts[ERRORS]
+        for layer, number in part_counts["rows_per_layer"].items():
+            rows[layer] = rows.get(layer, 0) + number
+        for stage, types in part_counts["errors_by_stage"].items():
+            for error_type, number in types.items():
+                by_stage.setdefault(stage, {})
+                by_stage[stage][error_type] = by_stage[stage].get(error_type, 0) + number
+        for name, uri in part_counts.get("error_examples", {}).items():
+            examples[name] = min(examples.get(name, uri), uri)
+    total.update(errors_by_stage={s: by_stage[s] for s in sorted(by_stage)},
+                 error_examples=dict(sorted(examples.items())), rows_per_layer=rows)
+    return total
+
+
+def own_counts(command: dict, parts: list[dict]) -> dict:
+    """The run's own counts when its images and errors are in ``parts``: matched less the
+    parts' outcomes, read and the skips; no embedded images, errors or layer rows."""
+    in_parts = sum(part["counts"][MATCHED] for part in parts)
+    return {**command, MATCHED: command[MATCHED] - in_parts, EMBEDDED: 0, ERRORS: 0,
+            "errors_by_stage": {}, "error_examples": {},
+            "rows_per_layer": {layer: 0 for layer in command["rows_per_layer"]}}
+
+
+def kept_missing_in_parts(kept: list[str], parts: list[dict]) -> list[str]:
+    """The --keep_columns names null in every embedded image of every part."""
+    rows = sum(part["kept_rows"] for part in parts)
+    return [name for name in kept
+            if rows and sum(part["kept_nulls"].get(name, 0) for part in parts) == rows]
+
+
+def remove_stray_parts(root: str, run_id: str, parts: list[dict]) -> list[str]:
+    """Take out the committed parts of ``run_id`` that no record names: parts a bundle
+    committed before it failed, whose images its retry committed again (Dataflow retries a
+    failed bundle; the local runner fails the job). Returns their run ids."""
+    from pipeline.job.commit_parts import is_part_of
+
+    listed = {part["run"] for part in parts}
+    stray = [entry_run for entry_run in _index_runs(root) if is_part_of(entry_run, run_id)
+             and entry_run not in listed]
+    for part_id in stray:
+        incremental.remove_run(root, part_id)
+        _log.warning("removed part %s of run %s: a failed bundle committed it, and its retry "
+                     "committed its images again", part_id, run_id)
+    return stray
+
+
+def _index_runs(root: str) -> list[str]:
+    return [posixpath.basename(path)[:-len(".json")] for path in incremental.index_entry_paths(root)]
 
 
 def _earliest(times) -> float | None:
@@ -222,7 +292,10 @@ class FinalizeRun(beam.PTransform):
     optionally ``models`` (ExtractLayers' model records: the manifest's
     ``model_processes``, one per model process, however many bundles it served), and with
     a chunk ``deferred`` (uri per file left for a later chunk) and ``chunk`` (one dict,
-    TakeChunk's summary, added to the manifest's ``chunk``). Only counts of these reach the
+    TakeChunk's summary, added to the manifest's ``chunk``), and with parts ``parts``
+    (CommitParts' records: the run's images and errors are in those parts, its manifest
+    lists them and keeps its own rows in ``counts``, the command's in ``command_counts``;
+    parts no record names are removed). Only counts of these reach the
     last step: one combine of (kind, images) pairs, a dict side input (a kind with no
     elements counts 0), and singletons. Output: PCollection[str] with the manifest path,
     one element. When the accounting does not add up the step raises AccountingError, the
@@ -249,6 +322,8 @@ class FinalizeRun(beam.PTransform):
         extra = {}
         if "chunk" in inputs:
             extra["chunk"] = beam.pvalue.AsSingleton(inputs["chunk"])
+        if "parts" in inputs:
+            extra["parts"] = beam.pvalue.AsList(inputs["parts"])
         if "models" in inputs:
             extra["models"] = beam.pvalue.AsSingleton(
                 inputs["models"] | "ModelRecords" >> beam.CombineGlobally(ModelRecordsFn()))

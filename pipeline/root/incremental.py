@@ -117,6 +117,32 @@ def remove_unfinished_partitions(root: str) -> list[str]:
     return unfinished
 
 
+def add_index_entry(root: str, run_id: str, key: str, manifest: dict) -> None:
+    """Write ``_runs/<run id>.json`` for the run whose ``manifest`` is written: from here on
+    the run is completed, and later runs skip what it holds."""
+    counts = manifest["counts"]
+    entry = {
+        "run": run_id,
+        "embedding_key": key,
+        # Relative to the root, so that the root can be moved or copied.
+        "partition": layout.run_partition("", run_id).lstrip("/"),
+        "layers": [layer["name"] for layer in manifest["layers"]],
+        "counts": {k: counts[k] for k in INDEX_COUNTS if k in counts},
+        "finished_utc": manifest["timings"]["finished_utc"],
+    }
+    if manifest.get("part_of"):
+        entry["part_of"] = manifest["part_of"]
+    write_atomically(layout.run_index_entry(root, run_id), json.dumps(entry, indent=2).encode())
+
+
+def remove_run(root: str, run_id: str) -> None:
+    """Take a completed run out of ``root``: its index entry first (readers stop seeing it),
+    then its partition."""
+    FileSystems.delete([layout.run_index_entry(root, run_id)])
+    path = layout.run_partition(root, run_id)
+    FileSystems.delete([path if outputs.is_local(root) else path + "/"])
+
+
 class CompleteRun:
     """Called by the job's last step after the run's manifest is written: for an
     incremental run, adds the run to the root's index; then releases the lock the launcher
@@ -128,18 +154,7 @@ class CompleteRun:
 
     def __call__(self, manifest: dict) -> None:
         if self.index_root is not None:
-            counts = manifest["counts"]
-            entry = {
-                "run": self.run_id,
-                "embedding_key": self.key,
-                # Relative to the root, so that the root can be moved or copied.
-                "partition": layout.run_partition("", self.run_id).lstrip("/"),
-                "layers": [layer["name"] for layer in manifest["layers"]],
-                "counts": {k: counts[k] for k in INDEX_COUNTS if k in counts},
-                "finished_utc": manifest["timings"]["finished_utc"],
-            }
-            write_atomically(layout.run_index_entry(self.index_root, self.run_id),
-                             json.dumps(entry, indent=2).encode())
+            add_index_entry(self.index_root, self.run_id, self.key, manifest)
         release_lock(self.lock_root, self.run_id)
 
 
