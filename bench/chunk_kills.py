@@ -6,9 +6,10 @@ kill cost, and does the same command then finish with every image exactly once?
 
 One collection of generated 80x64 PNGs (each different), one incremental root. Each kill
 starts the same command (``--mode incremental --commit_every N --weights random
---image_size 32 --layers res2``, two local worker processes), waits a random time (seeded)
-up to the time the fastest uninterrupted chunked run took to commit its first chunk plus
-twice a later chunk's share (so that 20 kills land across the whole collection, at every
+--image_size 32 --layers res2``, two local worker processes), waits until the command
+commits its first part (start-up, listing and the join with earlier runs come first; a kill
+there throws no embedding away), then a random time (seeded) up to twice the share of
+``commit_every`` images in the uninterrupted chunked run (so that kills land at every
 point of a chunk), and SIGKILLs the launcher (its workers die with it: PR_SET_PDEATHSIG) or
 one worker process (the run then fails). Then the same command
 runs to its end. A local run commits in parts inside one job (pipeline/job/commit_parts.py):
@@ -80,16 +81,9 @@ def timed_to_first_commit(cmd: list[str], root: pathlib.Path | None) -> tuple[fl
     return time.perf_counter() - started, first
 
 
-def kill_window(overhead: list[dict], chunks: int) -> float:
-    """Kills land up to this many seconds after a start: the first chunk's commit (processes,
-    TensorFlow, the model, the listing, then a chunk) plus two later chunks' share. A window
-    of twice the average share alone fell before the first commit on a host where start-up
-    is most of a chunked run, and then no kill ever got past chunk 1. The fastest round sets
-    it: a round slowed by a busy host once stretched it to 22 s, and the collection was done
-    by the third kill (worker target)."""
-    first = min(r["first_commit"] or r["chunked"] for r in overhead)
-    later = min((r["chunked"] - (r["first_commit"] or r["chunked"])) for r in overhead) / max(chunks - 1, 1)
-    return first + 2 * later
+def kill_share(overhead: list[dict], chunks: int) -> float:
+    """Seconds per ``commit_every`` images after the first commit, in the fastest round."""
+    return min((r["chunked"] - (r["first_commit"] or r["chunked"])) for r in overhead) / max(chunks - 1, 1)
 
 
 def committed(root: pathlib.Path) -> list[pathlib.Path]:
@@ -109,15 +103,21 @@ def progress_counts(temporary: pathlib.Path) -> dict:
 
 
 def kill_once(cmd: list[str], root: pathlib.Path, after: float, target: str) -> dict:
+    """Start ``cmd``, wait until it commits its first part (start-up, the listing and the
+    join with earlier runs come before; a kill there throws no embedding away), then
+    ``after`` seconds more, and kill ``target``."""
     before = len(committed(root))
     temporary = pathlib.Path(tempfile.mkdtemp(prefix="chunk-kills-"))
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, env={**ENV, "TMPDIR": str(temporary)})
     started = time.time()
-    deadline = started + after
+    while process.poll() is None and len(committed(root)) == before:
+        time.sleep(0.01)
+    deadline = time.time() + after
     while time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.01)
     if process.poll() is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
         return {"finished_before_kill": True, "exit": process.returncode}
     if target == "launcher":
         os.kill(process.pid, signal.SIGKILL)
@@ -192,8 +192,8 @@ def main() -> int:
     parser.add_argument("--overhead_rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=27)
     parser.add_argument("--kill_window", type=float, default=None,
-                        help="kill at a random time up to this many seconds (default: the chunked overhead run's "
-                        "first commit plus twice a later chunk's share, or 30 without one)")
+                        help="kill at a random time up to this many seconds after a command's first commit "
+                        "(default: twice the share of commit_every images in the chunked overhead run, at least 1)")
     parser.add_argument("--memory_images", type=int, default=2000,
                         help="the launcher's peak RSS on this many images in 1 chunk and in 10 (0: skip)")
     args = parser.parse_args()
@@ -222,18 +222,18 @@ def main() -> int:
         print(f"overhead round {number + 1}: one run {pair['one run']:.1f} s, chunked {pair['chunked']:.1f} s, "
               f"ratio {pair['ratio']:.2f}", flush=True)
     chunks = -(-args.images // args.commit_every)
-    window = args.kill_window or (kill_window(report["overhead"], chunks) if report["overhead"] else 30.0)
-    # From just before the fastest first commit: a kill during start-up costs nothing and
-    # moves nothing; the kills are meant to land while parts are being written.
-    low = max(2.0, min((r["first_commit"] or 3.0) for r in report["overhead"]) - 0.5) if report["overhead"] else 2.0
-    report["kill_window_s"] = [low, window]
+    # After each command's first commit, a random time up to two parts' share more (at
+    # least 1 s): the kills land while parts are being written, at every point of a part.
+    share = kill_share(report["overhead"], chunks) if report["overhead"] else 1.0
+    window = args.kill_window or max(1.0, 2 * share)
+    report["kill_after_first_commit_s"] = [0.0, window]
     root = work / f"root-{args.target}"
     shutil.rmtree(root, ignore_errors=True)
     cmd = command(folder, root, args.commit_every)
     rng = random.Random(args.seed)
     report["kills"] = []
     for number in range(args.kills):
-        result = kill_once(cmd, root, rng.uniform(low, max(low, window)), args.target)
+        result = kill_once(cmd, root, rng.uniform(0.0, window), args.target)
         report["kills"].append(result)
         print(f"kill {number + 1}: {json.dumps(result)}", flush=True)
     report["final_seconds"] = timed(cmd)
