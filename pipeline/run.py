@@ -208,7 +208,7 @@ def build_job(plan: RunPlan, runner: str, *, extract, model_factory, progress_di
                            on_complete=on_complete)
     pipeline = beam.Pipeline(options=plan.pipeline_options)
     parts = None
-    if plan.options.commit_every and plan.chunk is None and not plan.remote:
+    if commits_parts(plan):
         parts = CommitParts(parts_spec(plan, finalize_record), config, plan.read.keep_columns, progress_dir)
     build_pipeline(pipeline, input_pattern=plan.options.input, output_dir=output.output_dir,
                    output_root=plan.options.output,
@@ -217,6 +217,12 @@ def build_job(plan: RunPlan, runner: str, *, extract, model_factory, progress_di
                    comparison=output.comparison, finalize=finalize, progress_dir=progress_dir,
                    chunk=plan.chunk, parts=parts)
     return pipeline
+
+
+def commits_parts(plan: RunPlan) -> bool:
+    """A local --commit_every run: one job that commits parts (a remote one runs a job per
+    chunk, ``plan.chunk``)."""
+    return bool(plan.options.commit_every) and plan.chunk is None and not plan.remote
 
 
 def local_writers(plan: RunPlan) -> int:
@@ -253,7 +259,7 @@ def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) 
         with interrupts or contextlib.nullcontext():
             outcome = _run_job(plan, runner, watch, progress_dir, interrupts, extract=extract,
                                model_factory=model_factory, on_result=on_result)
-        if progress_dir and plan.options.commit_every and plan.chunk is None and outcome.ending in (FAILED, INTERRUPTED):
+        if progress_dir and commits_parts(plan) and outcome.ending in (FAILED, INTERRUPTED):
             committed = read_counts(progress_dir)
             print(f"{committed_line(committed)}: the same command resumes after them", file=sys.stderr)
         return outcome
@@ -269,8 +275,7 @@ def _run_job(plan: RunPlan, runner: str, watch, progress_dir, interrupts, *, ext
         pipeline = build_job(plan, runner, extract=extract, model_factory=model_factory,
                              progress_dir=progress_dir)
         total = plan.matched if plan.chunk is None else None  # a chunk's share is known at its end
-        parts = (per_writer(plan.options.commit_every, local_writers(plan))
-                 if plan.options.commit_every and plan.chunk is None else None)
+        parts = per_writer(plan.options.commit_every, local_writers(plan)) if commits_parts(plan) else None
         progress = (ProgressPrinter(progress_dir, total, plan.options.progress_seconds, images_per_part=parts)
                     if progress_dir else contextlib.nullcontext())
         with watch or contextlib.nullcontext(), progress:
