@@ -133,14 +133,15 @@ def test_a_launcher_killed_or_interrupted_at_any_point_resumes_with_every_image_
 
     inside = Launcher(command)
     try:
-        open_part = _wait_inside_a_part(inside, root)
+        _wait_inside_a_part(inside, root)
         inside.kill()
     finally:
         if inside.process.poll() is None:
             inside.kill()
     second = _committed(root)
     assert set(first) < set(second) and len(second) < IMAGES and _no_run_completed(root)
-    assert not (root / layout.RUNS_INDEX_DIR / f"{open_part[len('run='):]}.json").exists()
+    # (The part seen open may still have committed in the instant before the kill: only
+    # what the next command does with the root is asserted, never that race.)
 
     interrupted = Launcher(command)
     try:
