@@ -81,6 +81,20 @@ def run_index_entry(root: str, run_id: str) -> str:
     return join(root, RUNS_INDEX_DIR, f"{run_id}.json")
 
 
+#: Between a run's id and its part's writer in a part's run id (--commit_every, local runs).
+PART_MARK = "-part-"
+
+
+def part_run_id(run_id: str, writer: str, number: int) -> str:
+    """``<run id>-part-<writer>-<number>``: sorts after nothing of another run, and names
+    the run it belongs to."""
+    return f"{run_id}{PART_MARK}{writer}-{number:05d}"
+
+
+def is_part_of(part_id: str, run_id: str) -> bool:
+    return part_id.startswith(run_id + PART_MARK)
+
+
 def lock_path(root: str) -> str:
     return join(root, LOCK_FILE)
 

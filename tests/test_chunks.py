@@ -6,15 +6,14 @@ Dataflow. A local run commits in parts inside one job instead (test_commit_parts
 
 from __future__ import annotations
 
-import apache_beam as beam
 import pytest
 
 from pipeline.chunks import ChunkTotals, chunks_expected, next_chunk
 from pipeline.inspection.results import read_layer
 from pipeline.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run
-from reference import assert_same_embeddings
+from beam_helpers import CrashingExtract
 from schemas import Chunk, ExtractionConfig
-from test_incremental import add_images, argv, runs
+from test_incremental import add_images, argv, assert_same_as_a_single_run, runs
 from images import rgb_pattern, write_image
 
 IMAGES = 10
@@ -70,42 +69,14 @@ def test_chunks_commit_in_turn_and_read_as_one_run(tmp_path, capsys):
     rows = read_layer(str(root), "res5")
     assert sorted(rows.uris) == sorted([str(folder / f"img{i:03d}.png") for i in range(IMAGES)]
                                        + [str(folder / "late.png")])
-    single = tmp_path / "single"
-    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
-                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
-    reference = read_layer(str(single), "res5")
-    order = {uri: i for i, uri in enumerate(reference.uris)}
-    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
-
-
-class _CrashOn(beam.DoFn):
-    def __init__(self, name: str):
-        self._name = name
-
-    def process(self, batch):
-        if any(info.uri.endswith(self._name) for info in batch.infos):
-            raise MemoryError("simulated worker crash")
-        yield batch
-
-
-class CrashingChunk(beam.PTransform):
-    """The real extraction, but the whole job fails on a batch holding ``name``."""
-
-    def __init__(self, name: str, config: ExtractionConfig):
-        super().__init__()
-        self._name, self._config = name, config
-
-    def expand(self, batches):
-        from transforms import ExtractLayers
-
-        return batches | beam.ParDo(_CrashOn(self._name)) | ExtractLayers(self._config)
+    assert_same_as_a_single_run(rows, folder, tmp_path / "single")
 
 
 def test_a_failed_chunk_costs_that_chunk_and_the_same_command_resumes(tmp_path, capsys):
     folder, root = _folder(tmp_path), tmp_path / "root"
     config = ExtractionConfig(layers=("res2", "res5"), image_size=32, weights="random")
     command = argv(folder, root, "--commit_every", "4")
-    assert run(command, extract=CrashingChunk("img006.png", config)) == EXIT_FAILED
+    assert run(command, extract=CrashingExtract("img006.png", config)) == EXIT_FAILED
     assert "1 chunk committed: 4 images embedded of 4 matched" in capsys.readouterr().err
     assert [_counts(e) for e in runs(root)] == [(4, 4, 4, 0, 7)]
     assert run(command) == EXIT_OK

@@ -7,22 +7,22 @@ from __future__ import annotations
 
 import collections
 
-import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 
 from images import encode, rgb_pattern
 from pipeline.inspection.results import read_layer
-from pipeline.job.commit_parts import is_part_of, part_run_id, per_writer
+from pipeline.job.commit_parts import per_writer
 from pipeline.job.counting import CHUNKS_COMMITTED, IMAGES_COMMITTED
 from pipeline.job.finalize import own_counts, remove_stray_parts, with_parts
 from pipeline.progress import part_line
 from pipeline.root import incremental, outputs
 from pipeline.root.manifest import read_manifest
 from pipeline.run import EXIT_FAILED, EXIT_OK, EXIT_TOO_MANY_ERRORS, run
-from reference import assert_same_embeddings
+from beam_helpers import CrashingExtract
 from schemas import ExtractionConfig, layout
-from test_incremental import add_images, argv, runs
+from schemas.layout import is_part_of, part_run_id
+from test_incremental import add_images, argv, assert_same_as_a_single_run, runs
 
 IMAGES = 10
 #: One writer, in this process: parts fill in a known way.
@@ -73,39 +73,11 @@ def test_parts_commit_as_runs_and_the_root_reads_as_one_single_run(tmp_path, cap
     assert [t["uri"].to_pylist() for t in errors] == [[str(folder / "img004x.png")]]
     rows = read_layer(str(root), "res5")
     assert sorted(rows.uris) == _all_uris(folder)
-    single = tmp_path / "single"
-    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
-                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
-    reference = read_layer(str(single), "res5")
-    order = {uri: i for i, uri in enumerate(reference.uris)}
-    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
+    assert_same_as_a_single_run(rows, folder, tmp_path / "single")
     # The next command opens none of the committed images; it tries the failed file again.
     assert run(argv(folder, root, "--commit_every", "4", *ONE_WRITER)) == EXIT_OK
     last = _mains(root)[-1]["counts"]
     assert (last["read"], last["skipped_unchanged"]) == (1, IMAGES)
-
-
-class _CrashOn(beam.DoFn):
-    def __init__(self, name: str):
-        self._name = name
-
-    def process(self, batch):
-        if any(info.uri.endswith(self._name) for info in batch.infos):
-            raise MemoryError("simulated worker crash")
-        yield batch
-
-
-class CrashingExtract(beam.PTransform):
-    """The real extraction, but the whole job fails on a batch holding ``name``."""
-
-    def __init__(self, name: str, config: ExtractionConfig):
-        super().__init__()
-        self._name, self._config = name, config
-
-    def expand(self, batches):
-        from transforms import ExtractLayers
-
-        return batches | beam.ParDo(_CrashOn(self._name)) | ExtractLayers(self._config)
 
 
 def test_a_failed_job_keeps_its_committed_parts_and_the_same_command_embeds_the_rest(tmp_path, capsys):

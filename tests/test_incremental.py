@@ -39,6 +39,16 @@ def runs(root) -> list[dict]:
     return incremental.index_entries(str(root))
 
 
+def assert_same_as_a_single_run(rows, folder, single) -> None:
+    """``rows`` (res5 of a root, read_layer) equal, uri by uri, a single run over ``folder``
+    written to ``single``."""
+    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
+                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
+    reference = read_layer(str(single), "res5")
+    order = {uri: i for i, uri in enumerate(reference.uris)}
+    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
+
+
 def embedded(entry: dict) -> int:
     return entry["counts"]["embedded"]
 
@@ -65,12 +75,7 @@ def test_second_run_embeds_nothing_then_exactly_the_new_images(tmp_path, capsys)
     # Across runs: each image exactly once, equal to a single full run's numbers.
     rows = read_layer(str(root), "res5")
     assert sorted(rows.uris) == sorted(str(folder / f"img{i:03d}.png") for i in range(8))
-    single = tmp_path / "single"
-    assert run(["--input", str(folder / "*"), "--output", str(single), "--weights", "random",
-                "--image_size", "32", "--layers", "res2,res5"]) == EXIT_OK
-    reference = read_layer(str(single), "res5")
-    order = {uri: i for i, uri in enumerate(reference.uris)}
-    assert_same_embeddings(rows.matrix, reference.matrix[[order[u] for u in rows.uris]])
+    assert_same_as_a_single_run(rows, folder, tmp_path / "single")
 
 
 CHANGES = [

@@ -30,9 +30,6 @@ from schemas import ERROR_ROWS, BatchEmbeddings, ExtractionConfig, ImageError, e
 from schemas.accounting import EMBEDDED, ERRORS, MATCHED, READ, SKIPPED, SKIPPED_SAME_CONTENT, SKIPPED_UNCHANGED
 from transforms.write import CODEC, images_table, layer_table
 
-PART_MARK = "-part-"
-
-
 class PartsSpec(NamedTuple):
     """Where and how often a run commits its parts: ``root`` and ``run_id`` of the run,
     its ``embedding_key``, ``images_per_part`` (outcomes per part and writer), the
@@ -45,16 +42,6 @@ class PartsSpec(NamedTuple):
     images_per_part: int
     run_record: dict
     launched_at: float
-
-
-def part_run_id(run_id: str, writer: str, number: int) -> str:
-    """``<run id>-part-<writer>-<number>``: sorts after nothing of another run, and names
-    the run it belongs to."""
-    return f"{run_id}{PART_MARK}{writer}-{number:05d}"
-
-
-def is_part_of(part_id: str, run_id: str) -> bool:
-    return part_id.startswith(run_id + PART_MARK)
 
 
 def per_writer(commit_every: int, writers: int) -> int:
@@ -156,7 +143,7 @@ class CommitPartsFn(beam.DoFn):
 
     def _open(self) -> _OpenPart:
         if self._part is None:
-            part_id = part_run_id(self._spec.run_id, self._writer, self._number)
+            part_id = layout.part_run_id(self._spec.run_id, self._writer, self._number)
             self._part = _OpenPart(layout.run_partition(self._spec.root, part_id), self._config, self._kept)
         return self._part
 
@@ -182,7 +169,7 @@ class CommitPartsFn(beam.DoFn):
         part, spec = self._part, self._spec
         self._part = None
         part.close()
-        part_id = part_run_id(spec.run_id, self._writer, self._number)
+        part_id = layout.part_run_id(spec.run_id, self._writer, self._number)
         self._number += 1
         counts = part.counts()
         now = time.time()

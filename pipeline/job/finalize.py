@@ -17,7 +17,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.root import manifest as manifest_lib
 from pipeline.root import incremental, outputs
-from schemas import ExtractionConfig, accounting
+from schemas import ExtractionConfig, accounting, layout
 from schemas.accounting import EMBEDDED, ERRORS, FROM_ELEMENTS, MATCHED, images_counted
 
 _log = logging.getLogger(__name__)
@@ -231,10 +231,8 @@ def remove_stray_parts(root: str, run_id: str, parts: list[dict]) -> list[str]:
     """Take out the committed parts of ``run_id`` that no record names: parts a bundle
     committed before it failed, whose images its retry committed again (Dataflow retries a
     failed bundle; the local runner fails the job). Returns their run ids."""
-    from pipeline.job.commit_parts import is_part_of
-
     listed = {part["run"] for part in parts}
-    stray = [entry_run for entry_run in _index_runs(root) if is_part_of(entry_run, run_id)
+    stray = [entry_run for entry_run in _index_runs(root) if layout.is_part_of(entry_run, run_id)
              and entry_run not in listed]
     for part_id in stray:
         incremental.remove_run(root, part_id)
