@@ -107,17 +107,12 @@ class _OpenPart:
         self._writers = {}
 
     def counts(self) -> dict:
-        by_stage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-        examples: dict[str, str] = {}
-        for error in self.errors:
-            by_stage[error.stage][error.error_type] += 1
-            name = f"{error.stage}/{error.error_type}"
-            examples[name] = min(examples.get(name, error.uri), error.uri)
+        by_stage, examples = outputs.tally_errors((error.uri, error.stage, error.error_type) for error in self.errors)
         return {
             MATCHED: self.outcomes, READ: 0, EMBEDDED: self.embedded, ERRORS: len(self.errors),
             SKIPPED_UNCHANGED: 0, SKIPPED_SAME_CONTENT: 0, SKIPPED: 0,
-            "errors_by_stage": {stage: dict(types) for stage, types in sorted(by_stage.items())},
-            "error_examples": dict(sorted(examples.items())),
+            "errors_by_stage": by_stage,
+            "error_examples": examples,
             "rows_per_layer": {layer: self.embedded for layer in self._config.layers},
         }
 

@@ -125,16 +125,24 @@ def count_rows(directory: str) -> int:
 def errors_by_stage(output_dir: str) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
     """({stage: {error_type: count}}, {"stage/error_type": the smallest uri with it}) over
     ``errors/``: the summary prints one line per error type with an example."""
+    def rows():
+        for path in part_files(layout.errors_dir(output_dir)):
+            with FileSystems.open(path) as handle:
+                table = pq.read_table(handle, columns=["uri", "stage", "error_type"])
+            yield from zip(table["uri"].to_pylist(), table["stage"].to_pylist(), table["error_type"].to_pylist())
+
+    return tally_errors(rows())
+
+
+def tally_errors(rows) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
+    """(uri, stage, error_type) rows -> ({stage: {error_type: count}}, {"stage/error_type":
+    the smallest uri with it}), as the manifest's ``errors_by_stage`` and ``error_examples``."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     examples: dict[str, str] = {}
-    for path in part_files(layout.errors_dir(output_dir)):
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(handle, columns=["uri", "stage", "error_type"])
-        for uri, stage, error_type in zip(table["uri"].to_pylist(), table["stage"].to_pylist(),
-                                          table["error_type"].to_pylist()):
-            counts[stage][error_type] += 1
-            name = f"{stage}/{error_type}"
-            examples[name] = min(examples.get(name, uri), uri)
+    for uri, stage, error_type in rows:
+        counts[stage][error_type] += 1
+        name = f"{stage}/{error_type}"
+        examples[name] = min(examples.get(name, uri), uri)
     return {stage: dict(types) for stage, types in sorted(counts.items())}, dict(sorted(examples.items()))
 
 
