@@ -230,13 +230,18 @@ def local_writers(plan: RunPlan) -> int:
     return plan.pipeline_options.view_as(DirectOptions).direct_num_workers or 1
 
 
-def parts_spec(plan: RunPlan, record: dict) -> PartsSpec:
-    """A local --commit_every run's parts: each of its writers commits every
+def images_per_part(plan: RunPlan) -> int:
+    """A local --commit_every run's part size: each of its writers commits every
     ``commit_every / writers`` images and errors, so that at most ``commit_every`` are
     uncommitted at any moment."""
+    return per_writer(plan.options.commit_every, local_writers(plan))
+
+
+def parts_spec(plan: RunPlan, record: dict) -> PartsSpec:
+    """A local --commit_every run's parts, ``images_per_part(plan)`` each."""
     output = plan.output
-    return PartsSpec(output.root, output.run_id, plan.config.embedding_key,
-                     per_writer(plan.options.commit_every, local_writers(plan)), record, plan.launched_at)
+    return PartsSpec(output.root, output.run_id, plan.config.embedding_key, images_per_part(plan), record,
+                     plan.launched_at)
 
 
 def execute(plan: RunPlan, *, extract=None, model_factory=None, on_result=None) -> Outcome:
@@ -275,7 +280,7 @@ def _run_job(plan: RunPlan, runner: str, watch, progress_dir, interrupts, *, ext
         pipeline = build_job(plan, runner, extract=extract, model_factory=model_factory,
                              progress_dir=progress_dir)
         total = plan.matched if plan.chunk is None else None  # a chunk's share is known at its end
-        parts = per_writer(plan.options.commit_every, local_writers(plan)) if commits_parts(plan) else None
+        parts = images_per_part(plan) if commits_parts(plan) else None
         progress = (ProgressPrinter(progress_dir, total, plan.options.progress_seconds, images_per_part=parts)
                     if progress_dir else contextlib.nullcontext())
         with watch or contextlib.nullcontext(), progress:

@@ -108,9 +108,8 @@ class WriteEmbeddings(beam.PTransform):
         return WriteParquetTables(prefix, schema, codec=CODEC, file_name_suffix=layout.PARQUET_SUFFIX)
 
     def expand(self, inputs):
-        written = {}
         if "embeddings" not in inputs:  # committed in parts (pipeline/job/commit_parts.py)
-            return self._write_rows(inputs, written)
+            return self._write_rows(inputs, {})
         embeddings = inputs["embeddings"]
         written = {
             "images": embeddings

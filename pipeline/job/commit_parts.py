@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.job import counting
-from pipeline.job.finalize import build_manifest
+from pipeline.job.finalize import build_manifest, kept_missing_in_parts
 from pipeline.root import incremental, outputs
 from pipeline.root import manifest as manifest_lib
 from schemas import ERROR_ROWS, BatchEmbeddings, ExtractionConfig, ImageError, embeddings_schema, image_rows, layout, parquet_encoding
@@ -59,6 +59,7 @@ class _OpenPart:
         self._config = config
         self._image_rows = image_rows(kept_columns)
         self._kept = kept_columns
+        self._layer_schemas = {layer: embeddings_schema(config, layer) for layer in config.layers}
         self._writers: dict[str, tuple] = {}
         self.errors: list[ImageError] = []
         self.embedded = 0
@@ -82,8 +83,7 @@ class _OpenPart:
         self._write(self._image_rows.folder, self._image_rows.schema, images)
         for name in self._kept:
             self.kept_nulls[name] += images.column(name).null_count
-        for layer in self._config.layers:
-            schema = embeddings_schema(self._config, layer)
+        for layer, schema in self._layer_schemas.items():
             self._write(layout.join(layout.EMBEDDINGS_DIR, layer), schema,
                         layer_table(batch, layer, self._config, schema))
         self.embedded += len(batch.infos)
@@ -168,18 +168,18 @@ class CommitPartsFn(beam.DoFn):
         self._number += 1
         counts = part.counts()
         now = time.time()
+        part_record = {"run": part_id, "counts": counts, "kept_rows": part.embedded,
+                       "kept_nulls": dict(part.kept_nulls)}
         record = {**spec.run_record, "run": part_id, "part_of": spec.run_id, "output": part.directory}
         manifest = build_manifest(record, counts, launched_at=spec.launched_at, submitted_at=spec.launched_at,
                                   first_batch_at=None, now=now)
         manifest["files"] = outputs.part_sizes(part.directory, self._config.layers)
-        manifest["kept_columns_missing"] = [name for name in self._kept
-                                            if part.embedded and part.kept_nulls[name] == part.embedded]
+        manifest["kept_columns_missing"] = kept_missing_in_parts(list(self._kept), [part_record])
         manifest_lib.write_manifest(part.directory, manifest)
         incremental.add_index_entry(spec.root, part_id, spec.embedding_key, manifest)
         if self._progress_dir is not None:
             counting.count_committed(self._progress_dir, part.outcomes)
-        return {"run": part_id, "counts": counts, "kept_rows": part.embedded,
-                "kept_nulls": dict(part.kept_nulls)}
+        return part_record
 
 
 class CommitParts(beam.PTransform):
